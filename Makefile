@@ -1,0 +1,32 @@
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: setup test test-fast lint typecheck check bench demo clean
+
+setup:
+	@bash scripts/setup.sh
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: setup
+	$(PY) -m ruff check otphsm tests bench
+	$(PY) -m ruff format --check otphsm tests bench
+
+typecheck: setup
+	$(PY) -m mypy
+
+check: lint typecheck test
+
+bench: setup
+	$(PY) bench/bench_hsm.py
+
+demo: setup
+	$(PY) -m otphsm.cli.main demo
+
+clean:
+	rm -rf $(VENV) .setup-stamp .mypy_cache .ruff_cache .pytest_cache .hypothesis

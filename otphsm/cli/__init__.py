@@ -1,0 +1,1 @@
+"""The `otphsm` command line: translates arguments, assembles adapters, prints for people."""

@@ -1,0 +1,40 @@
+"""`otphsm` entry point. Each command group lives in its own module exposing `register()`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from otphsm.cli.commands import CommandTree
+from otphsm.core.errors import OtpHsmError
+
+# Each module exposes `register(tree: CommandTree) -> None`.
+COMMAND_MODULES = (
+    "otphsm.cli.sim_hsm",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="otphsm", description=__doc__)
+    tree = CommandTree(parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND"))
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(tree)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result: int = args.handler(args)
+    except OtpHsmError as exc:
+        print(f"otphsm: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

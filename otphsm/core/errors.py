@@ -1,0 +1,32 @@
+"""The error categories every layer's typed errors belong to.
+
+Adapters raise their own subclasses carrying the device code (CKR_*, SW1SW2, PC/SC hresult);
+the service maps these categories to gRPC status codes in one place. A wrong OTP is a
+result, never one of these.
+"""
+
+from __future__ import annotations
+
+
+class OtpHsmError(Exception):
+    """Base of every error otphsm raises on purpose."""
+
+
+class InvalidInput(OtpHsmError):
+    """The caller sent something malformed; nothing was changed."""
+
+
+class NotFound(OtpHsmError):
+    """The caller named something that does not exist."""
+
+
+class ConfigurationError(OtpHsmError):
+    """The deployment is wrong (missing library, token, key, bad PIN): an operator must act."""
+
+
+class DeviceUnavailable(OtpHsmError):
+    """A device is unreachable or lost its session; retrying later may succeed."""
+
+
+class DeviceRefused(OtpHsmError):
+    """A device refused an operation on policy or capability grounds."""

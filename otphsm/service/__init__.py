@@ -1,0 +1,1 @@
+"""gRPC servicers, interceptors, configuration and server assembly."""

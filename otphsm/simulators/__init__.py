@@ -1,0 +1,1 @@
+"""Simulated devices that implement the same ports as the real ones."""

@@ -1,0 +1,1 @@
+"""A simulated CNS/CPS card: APDU processor, vpcd transport, test PKI, card factory."""

@@ -1,0 +1,1 @@
+"""An isolated SoftHSM2 per run, and a fault-injecting PKCS#11 backend."""

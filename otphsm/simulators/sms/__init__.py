@@ -1,0 +1,1 @@
+"""SMS gateway simulator (an outbox on disk)."""

@@ -1,0 +1,1 @@
+"""The emulated token devices: the mobile app and key fobs."""

@@ -1,0 +1,1 @@
+"""The PC/SC adapter (pyscard) and the CNS card protocol, station side."""

@@ -1,0 +1,1 @@
+"""Persistence: SQLite (embedded default) and PostgreSQL behind one interface."""

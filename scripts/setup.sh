@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Idempotent set-up: Debian packages (as root or with sudo), a venv, the package with its dev extras.
+# Says plainly what it could not do; exits non-zero only when the venv or the package could not be made.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(softhsm2 opensc pcscd libpcsclite-dev vsmartcard-vpcd oathtool p11-kit gcc python3-dev python3-venv)
+APT_NO_RECOMMENDS=(pcsc-tools)
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+problems=()
+
+missing_packages() {
+    local pkg
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || echo "$pkg"
+    done
+}
+
+apt_install() {  # apt_install [apt options] -- packages
+    local runner=()
+    if [ "$(id -u)" -ne 0 ]; then
+        if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then runner=(sudo -n); else return 1; fi
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    if [ ! -f .setup-apt-updated ] || [ -n "$(find .setup-apt-updated -mmin +600 2>/dev/null)" ]; then
+        "${runner[@]}" apt-get -o DPkg::Lock::Timeout=600 update -qq && touch .setup-apt-updated
+    fi
+    "${runner[@]}" apt-get -o DPkg::Lock::Timeout=600 install -y -qq "$@"
+}
+
+if command -v dpkg-query >/dev/null; then
+    mapfile -t need < <(missing_packages "${APT_PACKAGES[@]}")
+    mapfile -t need_nr < <(missing_packages "${APT_NO_RECOMMENDS[@]}")
+    if [ ${#need[@]} -gt 0 ]; then
+        echo "setup: installing Debian packages: ${need[*]}"
+        apt_install "${need[@]}" >/dev/null || problems+=("could not install Debian packages (${need[*]}): run as root or with sudo: apt-get install ${need[*]}")
+    fi
+    if [ ${#need_nr[@]} -gt 0 ]; then
+        echo "setup: installing Debian packages (no recommends): ${need_nr[*]}"
+        apt_install --no-install-recommends "${need_nr[@]}" >/dev/null || problems+=("could not install ${need_nr[*]}: apt-get install --no-install-recommends ${need_nr[*]}")
+    fi
+    rm -f .setup-apt-updated
+else
+    problems+=("not a Debian/Ubuntu system: install SoftHSM2, pcscd with vpcd, OpenSC, oathtool and the PC/SC headers by hand")
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "setup: creating $VENV"
+    "$PYTHON" -m venv "$VENV" || { echo "setup: FAILED to create the venv with $PYTHON" >&2; exit 1; }
+fi
+if [ ! -f .setup-stamp ] || [ pyproject.toml -nt .setup-stamp ]; then
+    echo "setup: installing otphsm and its dev extras into $VENV"
+    "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
+    if ! "$VENV/bin/python" -m pip install -q -e '.[dev]'; then
+        echo "setup: FAILED to install the package (pyscard needs gcc, python3-dev and libpcsclite-dev)" >&2
+        exit 1
+    fi
+    touch .setup-stamp
+fi
+
+for tool in softhsm2-util pcscd opensc-tool pkcs15-tool pkcs11-tool oathtool; do
+    command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || problems+=("$tool is not installed: the tests that need it will skip (and fail in CI)")
+done
+[ -f /usr/lib/softhsm/libsofthsm2.so ] || problems+=("/usr/lib/softhsm/libsofthsm2.so is missing (package softhsm2)")
+
+if [ ${#problems[@]} -gt 0 ]; then
+    echo "setup: done, with problems:"
+    for p in "${problems[@]}"; do echo "  - $p"; done
+else
+    echo "setup: ready ($VENV, SoftHSM2, pcscd+vpcd, OpenSC, oathtool)"
+fi

@@ -1,0 +1,3 @@
+"""Fixtures for the card tier."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""Fixtures for the hsm tier."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""Fixtures for the pcsc tier."""
+
+from __future__ import annotations
