@@ -30,3 +30,8 @@ class DeviceUnavailable(OtpHsmError):
 
 class DeviceRefused(OtpHsmError):
     """A device refused an operation on policy or capability grounds."""
+
+
+class AuthorisationRefused(OtpHsmError):
+    """The caller's credentials (a card, a certificate, a signature) were checked and refused;
+    nothing was changed."""

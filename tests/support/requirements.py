@@ -11,7 +11,9 @@ SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 
 
 def require_tool(name: str, package: str) -> str:
-    path = shutil.which(name) or (f"/usr/sbin/{name}" if os.path.exists(f"/usr/sbin/{name}") else None)
+    path = shutil.which(name) or (
+        f"/usr/sbin/{name}" if os.path.exists(f"/usr/sbin/{name}") else None
+    )
     if path is None:
         pytest.skip(f"{name} is not installed (Debian package {package}; run `make setup` as root)")
     return path

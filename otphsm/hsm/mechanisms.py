@@ -1,0 +1,35 @@
+"""Algorithm -> PKCS#11 mechanism tables. Data only."""
+
+from __future__ import annotations
+
+from pkcs11 import Mechanism
+
+from otphsm.core.otp import HashAlgorithm
+from otphsm.hsm.errors import HsmError
+
+HMAC_MECHANISMS: dict[HashAlgorithm, Mechanism] = {
+    HashAlgorithm.SHA1: Mechanism.SHA_1_HMAC,
+    HashAlgorithm.SHA256: Mechanism.SHA256_HMAC,
+    HashAlgorithm.SHA512: Mechanism.SHA512_HMAC,
+}
+
+# SoftHSM 2.6 wraps only with AES_KEY_WRAP_PAD; opencryptoki only with AES_CBC_PAD.
+WRAP_MECHANISMS: dict[str, Mechanism] = {
+    "AES_KEY_WRAP_PAD": Mechanism.AES_KEY_WRAP_PAD,
+    "AES_CBC_PAD": Mechanism.AES_CBC_PAD,
+}
+
+# Wrapping with AES_CBC_PAD needs an IV; a fixed zero IV is acceptable because each wrapped
+# value is a distinct random key (no plaintext repeats under the KEK).
+WRAP_MECHANISM_PARAMS: dict[str, bytes | None] = {
+    "AES_KEY_WRAP_PAD": None,
+    "AES_CBC_PAD": bytes(16),
+}
+
+
+def wrap_mechanism(name: str) -> tuple[Mechanism, bytes | None]:
+    try:
+        return WRAP_MECHANISMS[name], WRAP_MECHANISM_PARAMS[name]
+    except KeyError:
+        known = ", ".join(sorted(WRAP_MECHANISMS))
+        raise HsmError(f"unknown hsm.wrap_mechanism {name!r}; use one of: {known}") from None

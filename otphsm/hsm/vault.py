@@ -1,0 +1,344 @@
+"""Seeds inside the HSM: generate, import, derive by ECDH, and compute HMACs with them.
+
+Implements the `otphsm.core.ports.OtpHsm` port. Seeds leave the HSM only wrapped under the
+trusted KEK (or never, in resident mode); HMACs are computed with C_Sign.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import pkcs11.exceptions as p11e
+from cryptography.hazmat.primitives.asymmetric import ec
+from pkcs11 import KDF, Attribute, KeyType, Mechanism, ObjectClass
+from pkcs11.util.ec import encode_named_curve_parameters
+
+from otphsm.core.errors import InvalidInput
+from otphsm.core.otp import HashAlgorithm
+from otphsm.core.seeds import EcdhSeed, SeedRef, SeedStorage
+from otphsm.hsm import templates
+from otphsm.hsm.cache import HandleCache
+from otphsm.hsm.errors import (
+    RECOVERABLE,
+    HsmCapacityExceeded,
+    HsmKeyMissing,
+    HsmOperationRefused,
+    ckr_of,
+)
+from otphsm.hsm.mechanisms import HMAC_MECHANISMS, wrap_mechanism
+from otphsm.hsm.session import HsmSessionOwner, SessionContext
+
+GENERATED_SEED_LENGTHS = (20, 32, 64)
+MIN_IMPORTED_SEED = 10
+MAX_IMPORTED_SEED = 128
+ECDH_SECRET_LENGTH = 32
+P256_POINT_LENGTH = 65
+_STALE_HANDLE = (p11e.ObjectHandleInvalid, p11e.KeyHandleInvalid)
+
+CacheKey = tuple[SeedStorage, bytes]
+Key = Any
+"""A python-pkcs11 key object. Its methods (sign, wrap_key, unwrap_key, derive_key) are mixed in
+at run time from the key's capabilities, which its static types cannot express."""
+
+
+class HsmSeedVault:
+    def __init__(self, owner: HsmSessionOwner) -> None:
+        self._owner = owner
+        self._config = owner.config
+        self._wrap_mechanism, self._wrap_param = wrap_mechanism(owner.config.wrap_mechanism)
+        self._seeds: HandleCache[CacheKey, Key] = HandleCache(owner.config.handle_cache_size)
+        self._named_keys: HandleCache[str, Key] = HandleCache(8)
+
+    @property
+    def owner(self) -> HsmSessionOwner:
+        return self._owner
+
+    def close(self) -> None:
+        self._owner.close()
+
+    @property
+    def cache(self) -> HandleCache[CacheKey, Key]:
+        return self._seeds
+
+    # --- the OtpHsm port -------------------------------------------------------------------
+
+    def generate_seed(self, algorithm: HashAlgorithm, length: int | None = None) -> SeedRef:
+        length = algorithm.digest_size if length is None else length
+        if length not in GENERATED_SEED_LENGTHS or length < algorithm.digest_size:
+            raise InvalidInput(
+                f"a generated {algorithm} seed is {algorithm.digest_size} bytes or longer, "
+                f"one of {GENERATED_SEED_LENGTHS}; got {length}"
+            )
+
+        def op(ctx: SessionContext) -> SeedRef:
+            if self._config.seed_storage is SeedStorage.RESIDENT:
+                object_id = ctx.session.generate_random(128)
+                ctx.session.generate_key(
+                    KeyType.GENERIC_SECRET,
+                    length * 8,
+                    id=object_id,
+                    store=True,
+                    template=templates.without_class_and_type(templates.SEED_RESIDENT),
+                )
+                return SeedRef(SeedStorage.RESIDENT, object_id)
+            key = ctx.session.generate_key(
+                KeyType.GENERIC_SECRET,
+                length * 8,
+                template=templates.without_class_and_type(templates.SEED_TO_WRAP),
+            )
+            return self._wrap_and_destroy(ctx, key)
+
+        return self._owner.run("generating a seed", op)
+
+    def import_seed(self, secret: bytearray | bytes, algorithm: HashAlgorithm) -> SeedRef:
+        if not MIN_IMPORTED_SEED <= len(secret) <= MAX_IMPORTED_SEED:
+            raise InvalidInput(
+                f"a seed must be {MIN_IMPORTED_SEED}..{MAX_IMPORTED_SEED} bytes, got {len(secret)}"
+            )
+        # SoftHSM refuses HMAC keys shorter than the digest; HMAC zero-pads keys to its block
+        # size anyway, so padding up to the digest size gives the same MACs.
+        value = bytearray(secret).ljust(algorithm.digest_size, b"\0")
+
+        def op(ctx: SessionContext) -> SeedRef:
+            if self._config.seed_storage is SeedStorage.RESIDENT:
+                object_id = ctx.session.generate_random(128)
+                ctx.session.create_object(
+                    {
+                        **templates.SEED_RESIDENT,
+                        Attribute.ID: object_id,
+                        Attribute.VALUE: bytes(value),
+                    }
+                )
+                return SeedRef(SeedStorage.RESIDENT, object_id)
+            key = ctx.session.create_object(
+                {**templates.SEED_TO_WRAP, Attribute.VALUE: bytes(value)}
+            )
+            return self._wrap_and_destroy(ctx, key)
+
+        try:
+            return self._owner.run("importing a seed", op)
+        finally:
+            _wipe(value)
+            if isinstance(secret, bytearray):
+                _wipe(secret)
+
+    def derive_seed_ecdh(self, device_public_point: bytes, algorithm: HashAlgorithm) -> EcdhSeed:
+        _check_p256_point(device_public_point)
+        if algorithm.digest_size > ECDH_SECRET_LENGTH:
+            raise InvalidInput(
+                f"secure (ECDH) activation yields a {ECDH_SECRET_LENGTH}-byte seed, enough for "
+                f"SHA1 and SHA256 but not {algorithm}; use a generated seed for {algorithm}"
+            )
+        resident = self._config.seed_storage is SeedStorage.RESIDENT
+        seed_template = templates.SEED_RESIDENT if resident else templates.SEED_TO_WRAP
+
+        def op(ctx: SessionContext) -> EcdhSeed:
+            params = ctx.session.create_domain_parameters(
+                KeyType.EC,
+                {Attribute.EC_PARAMS: encode_named_curve_parameters("secp256r1")},
+                local=True,
+            )
+            keypair: tuple[Key, Key] = params.generate_keypair(
+                store=False,
+                private_template={
+                    Attribute.SENSITIVE: True,
+                    Attribute.EXTRACTABLE: False,
+                    Attribute.DERIVE: True,
+                    Attribute.SIGN: False,
+                    Attribute.DECRYPT: False,
+                    Attribute.UNWRAP: False,
+                },
+            )
+            public, private = keypair
+            try:
+                server_point = _unwrap_der_octet_string(public[Attribute.EC_POINT])
+                object_id = ctx.session.generate_random(128) if resident else None
+                derived = private.derive_key(
+                    KeyType.GENERIC_SECRET,
+                    ECDH_SECRET_LENGTH * 8,
+                    id=object_id,
+                    store=resident,
+                    mechanism=Mechanism.ECDH1_DERIVE,
+                    mechanism_param=(KDF.NULL, None, device_public_point),
+                    template=templates.without_class_and_type(seed_template),
+                )
+            finally:
+                private.destroy()
+                public.destroy()
+            if object_id is not None:
+                return EcdhSeed(SeedRef(SeedStorage.RESIDENT, object_id), server_point)
+            return EcdhSeed(self._wrap_and_destroy(ctx, derived), server_point)
+
+        return self._owner.run("deriving a seed by ECDH", op)
+
+    def hmac(self, seed: SeedRef, algorithm: HashAlgorithm, message: bytes) -> bytes:
+        mechanism = HMAC_MECHANISMS[algorithm]
+
+        def op(ctx: SessionContext) -> bytes:
+            try:
+                return self._sign_with_seed(ctx, seed, mechanism, message)
+            except _STALE_HANDLE:
+                self._seeds.pop((seed.storage, seed.data))
+                return self._sign_with_seed(ctx, seed, mechanism, message)
+
+        return self._owner.run("computing an HMAC", op)
+
+    def destroy_seed(self, seed: SeedRef) -> None:
+        def op(ctx: SessionContext) -> None:
+            cached = self._seeds.get((seed.storage, seed.data), ctx.generation)
+            self._seeds.pop((seed.storage, seed.data))
+            if seed.storage is SeedStorage.RESIDENT:
+                for obj in ctx.session.get_objects(
+                    {Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.ID: seed.data}
+                ):
+                    obj.destroy()
+            elif cached is not None:
+                cached.destroy()
+
+        self._owner.run("destroying a seed", op)
+
+    def random_bytes(self, length: int) -> bytes:
+        if length <= 0:
+            raise InvalidInput("random length must be positive")
+        return bytes(
+            self._owner.run(
+                "drawing random bytes", lambda ctx: ctx.session.generate_random(length * 8)
+            )
+        )
+
+    def keyed_digest(self, data: bytes) -> bytes:
+        def op(ctx: SessionContext) -> bytes:
+            pepper = self._named_key(ctx, self._config.pepper_label, KeyType.GENERIC_SECRET)
+            return bytes(pepper.sign(data, mechanism=Mechanism.SHA256_HMAC))
+
+        return self._owner.run("computing a keyed digest", op)
+
+    # --- internals -------------------------------------------------------------------------
+
+    def check_keys(self) -> None:
+        """Fail with an actionable error now if the KEK or the pepper key is missing."""
+
+        def op(ctx: SessionContext) -> None:
+            self._named_key(ctx, self._config.kek_label, KeyType.AES)
+            self._named_key(ctx, self._config.pepper_label, KeyType.GENERIC_SECRET)
+
+        self._owner.run("checking the provisioned keys", op)
+
+    def _wrap_and_destroy(self, ctx: SessionContext, key: Key) -> SeedRef:
+        try:
+            kek = self._named_key(ctx, self._config.kek_label, KeyType.AES)
+            blob = kek.wrap_key(
+                key, mechanism=self._wrap_mechanism, mechanism_param=self._wrap_param
+            )
+        finally:
+            key.destroy()
+        return SeedRef(SeedStorage.WRAPPED, bytes(blob))
+
+    def _sign_with_seed(
+        self, ctx: SessionContext, seed: SeedRef, mechanism: Mechanism, message: bytes
+    ) -> bytes:
+        cache_key = (seed.storage, seed.data)
+        key = self._seeds.get(cache_key, ctx.generation)
+        if key is not None:
+            return bytes(key.sign(message, mechanism=mechanism))
+        key = self._load_seed(ctx, seed)
+        if not self._seeds.capacity:
+            try:
+                return bytes(key.sign(message, mechanism=mechanism))
+            finally:
+                if seed.storage is SeedStorage.WRAPPED:
+                    _destroy_quietly(key)
+        for evicted in self._seeds.put(cache_key, ctx.generation, key):
+            if seed.storage is SeedStorage.WRAPPED:
+                _destroy_quietly(evicted)
+        return bytes(key.sign(message, mechanism=mechanism))
+
+    def _load_seed(self, ctx: SessionContext, seed: SeedRef) -> Key:
+        if seed.storage is SeedStorage.RESIDENT:
+            try:
+                key: Key = ctx.session.get_key(object_class=ObjectClass.SECRET_KEY, id=seed.data)
+            except p11e.NoSuchKey:
+                raise HsmKeyMissing(
+                    f"resident seed {seed.fingerprint} is not on the token"
+                ) from None
+            return key
+        kek = self._named_key(ctx, self._config.kek_label, KeyType.AES)
+        for attempt in range(2):
+            try:
+                return kek.unwrap_key(
+                    ObjectClass.SECRET_KEY,
+                    KeyType.GENERIC_SECRET,
+                    seed.data,
+                    mechanism=self._wrap_mechanism,
+                    mechanism_param=self._wrap_param,
+                    template=templates.without_class_and_type(templates.SEED_UNWRAPPED),
+                )
+            except p11e.DeviceMemory as exc:
+                # Out of session-object space: give back half of the cached seeds, once.
+                if attempt or not len(self._seeds):
+                    raise HsmCapacityExceeded(
+                        "the HSM has no room for another unwrapped seed; lower "
+                        "hsm.handle_cache_size",
+                        ckr=0x31,
+                        ckr_name="CKR_DEVICE_MEMORY",
+                    ) from exc
+                for evicted in self._seeds.shrink(len(self._seeds) // 2):
+                    _destroy_quietly(evicted)
+            except RECOVERABLE:
+                raise
+            except p11e.PKCS11Error as exc:
+                code, name = ckr_of(exc)
+                raise HsmOperationRefused(
+                    f"the HSM could not unwrap seed {seed.fingerprint}: the stored blob is "
+                    "damaged or was wrapped under another HSM's KEK",
+                    ckr=code,
+                    ckr_name=name,
+                ) from exc
+        raise AssertionError("unreachable")
+
+    def _named_key(self, ctx: SessionContext, label: str, key_type: KeyType) -> Key:
+        key = self._named_keys.get(label, ctx.generation)
+        if key is None:
+            try:
+                key = ctx.session.get_key(
+                    object_class=ObjectClass.SECRET_KEY, key_type=key_type, label=label
+                )
+            except p11e.NoSuchKey:
+                raise HsmKeyMissing(
+                    f"key {label!r} not found on token {self._config.token_label!r}: provision "
+                    "the token with `otphsm admin hsm-init` (or `otphsm sim hsm init` for SoftHSM2)"
+                ) from None
+            except p11e.MultipleObjectsReturned:
+                raise HsmKeyMissing(
+                    f"several keys labelled {label!r} on token {self._config.token_label!r}: "
+                    "keep exactly one"
+                ) from None
+            self._named_keys.put(label, ctx.generation, key)
+        return key
+
+
+def _check_p256_point(point: bytes) -> None:
+    message = "the device public key must be an uncompressed P-256 point (65 bytes)"
+    if len(point) != P256_POINT_LENGTH or point[0] != 0x04:
+        raise InvalidInput(message)
+    try:
+        ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
+    except ValueError:
+        raise InvalidInput(message + " on the curve") from None
+
+
+def _unwrap_der_octet_string(value: bytes) -> bytes:
+    """SoftHSM returns CKA_EC_POINT as a DER OCTET STRING; some modules return the raw point."""
+    if len(value) == P256_POINT_LENGTH + 2 and value[0] == 0x04 and value[1] == P256_POINT_LENGTH:
+        return bytes(value[2:])
+    return bytes(value)
+
+
+def _destroy_quietly(key: Any) -> None:
+    with contextlib.suppress(p11e.PKCS11Error):
+        key.destroy()
+
+
+def _wipe(buffer: bytearray) -> None:
+    buffer[:] = bytes(len(buffer))

@@ -1,0 +1,144 @@
+"""An isolated SoftHSM2: its own config file and token directory, tokens made from code.
+
+SoftHSM reads SOFTHSM2_CONF when the module initialises, so `activate()` must run before the
+first PKCS#11 call of the process (or be followed by a module reload).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from otphsm.core.errors import ConfigurationError
+from otphsm.hsm.config import DEFAULT_MODULE, HsmConfig
+from otphsm.hsm.provision import ProvisionReport, provision
+from otphsm.hsm.session import HsmSessionOwner
+
+SOFTHSM_UTIL = "softhsm2-util"
+SETTINGS_FILE = "otphsm-hsm.env"
+
+
+@dataclass(frozen=True)
+class SoftHsm:
+    directory: Path
+    token_label: str
+    user_pin: str
+    so_pin: str
+    module: str = DEFAULT_MODULE
+
+    @property
+    def conf_path(self) -> Path:
+        return self.directory / "softhsm2.conf"
+
+    def hsm_config(self, **overrides: Any) -> HsmConfig:
+        base = HsmConfig(token_label=self.token_label, user_pin=self.user_pin, module=self.module)
+        return replace(base, **overrides)
+
+    def token(self, label: str) -> SoftHsm:
+        """The same SoftHSM installation, another token label (same PINs)."""
+        return replace(self, token_label=label)
+
+    def settings(self) -> dict[str, str]:
+        return {
+            "SOFTHSM2_CONF": str(self.conf_path),
+            "OTPHSM_HSM_MODULE": self.module,
+            "OTPHSM_HSM_TOKEN": self.token_label,
+            "OTPHSM_HSM_PIN": self.user_pin,
+            "OTPHSM_HSM_SO_PIN": self.so_pin,
+        }
+
+    def activate(self) -> None:
+        """Point this process's SoftHSM at this installation (before the module loads)."""
+        os.environ["SOFTHSM2_CONF"] = str(self.conf_path)
+
+
+def create_softhsm(
+    directory: Path,
+    token_labels: tuple[str, ...] = ("otphsm",),
+    *,
+    user_pin: str | None = None,
+    so_pin: str | None = None,
+) -> SoftHsm:
+    """Write a private SoftHSM2 config under `directory` and initialise the named tokens.
+
+    Tokens that already exist there are kept, so this is safe to run twice.
+    """
+    directory = directory.resolve()
+    tokens = directory / "tokens"
+    tokens.mkdir(parents=True, exist_ok=True)
+    softhsm = SoftHsm(
+        directory=directory,
+        token_label=token_labels[0],
+        user_pin=user_pin or secrets.token_hex(8),
+        so_pin=so_pin or secrets.token_hex(8),
+    )
+    softhsm.conf_path.write_text(
+        f"directories.tokendir = {tokens}\n"
+        "objectstore.backend = file\n"
+        "log.level = ERROR\n"
+        "slots.removable = false\n"
+    )
+    present = existing_token_labels(softhsm)
+    for label in token_labels:
+        if label not in present:
+            _run_util(
+                softhsm,
+                "--init-token", "--free", "--label", label,
+                "--so-pin", softhsm.so_pin, "--pin", softhsm.user_pin,
+            )  # fmt: skip
+    return softhsm
+
+
+def existing_token_labels(softhsm: SoftHsm) -> set[str]:
+    output = _run_util(softhsm, "--show-slots")
+    return {
+        line.split(":", 1)[1].strip()
+        for line in output.splitlines()
+        if line.strip().startswith("Label:") and line.split(":", 1)[1].strip()
+    }
+
+
+def provision_softhsm(softhsm: SoftHsm, **config_overrides: Any) -> ProvisionReport:
+    """Create the KEK (as SO) and the pepper key on the token; idempotent."""
+    with HsmSessionOwner(softhsm.hsm_config(**config_overrides)) as owner:
+        return provision(owner, softhsm.so_pin)
+
+
+def write_settings(softhsm: SoftHsm) -> Path:
+    path = softhsm.directory / SETTINGS_FILE
+    path.touch(mode=0o600, exist_ok=True)
+    path.write_text("".join(f"{k}={v}\n" for k, v in softhsm.settings().items()))
+    return path
+
+
+def load_settings(directory: Path) -> SoftHsm:
+    path = directory / SETTINGS_FILE
+    if not path.exists():
+        raise ConfigurationError(f"{path} not found: run `otphsm sim hsm init {directory}` first")
+    values = dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return SoftHsm(
+        directory=directory.resolve(),
+        token_label=values["OTPHSM_HSM_TOKEN"],
+        user_pin=values["OTPHSM_HSM_PIN"],
+        so_pin=values["OTPHSM_HSM_SO_PIN"],
+        module=values["OTPHSM_HSM_MODULE"],
+    )
+
+
+def _run_util(softhsm: SoftHsm, *args: str) -> str:
+    env = {**os.environ, "SOFTHSM2_CONF": str(softhsm.conf_path)}
+    try:
+        done = subprocess.run(
+            [SOFTHSM_UTIL, *args], env=env, capture_output=True, text=True, check=False
+        )
+    except FileNotFoundError:
+        raise ConfigurationError(
+            f"{SOFTHSM_UTIL} not found: install SoftHSM2 (Debian: apt-get install softhsm2)"
+        ) from None
+    if done.returncode != 0:
+        raise ConfigurationError(f"{SOFTHSM_UTIL} {args[0]} failed: {done.stderr.strip()}")
+    return done.stdout
