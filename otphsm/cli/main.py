@@ -13,6 +13,7 @@ from otphsm.core.errors import OtpHsmError
 # Each module exposes `register(tree: CommandTree) -> None`.
 COMMAND_MODULES = (
     "otphsm.cli.sim_hsm",
+    "otphsm.cli.demo",
 )
 
 
