@@ -16,8 +16,9 @@ class CommandTree:
         self._groups: dict[tuple[str, ...], argparse._SubParsersAction[Any]] = {(): root}
 
     def group(self, *path: str, help: str | None = None) -> argparse._SubParsersAction[Any]:
-        if path in self._groups:
-            return self._groups[path]
+        existing = self._groups.get(path)
+        if existing is not None:
+            return existing
         parent = self.group(*path[:-1])
         parser = parent.add_parser(path[-1], help=help)
         subparsers = parser.add_subparsers(

@@ -85,6 +85,8 @@ def _hsm_story(vault: HsmSeedVault) -> None:
 
     def read_value(ctx: SessionContext) -> bool:
         key = vault.cache.get((generated.storage, generated.data), ctx.generation)
+        if key is None:
+            return False
         try:
             key[Attribute.VALUE]
         except p11e.AttributeSensitive:
