@@ -21,7 +21,7 @@ class CommandTree:
             return existing
         parent = self.group(*path[:-1])
         parser = parent.add_parser(path[-1], help=help)
-        subparsers = parser.add_subparsers(
+        subparsers: argparse._SubParsersAction[Any] = parser.add_subparsers(
             dest="_".join(("cmd", *path)), required=True, metavar="COMMAND"
         )
         self._groups[path] = subparsers
