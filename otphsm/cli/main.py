@@ -14,6 +14,7 @@ from otphsm.core.errors import OtpHsmError
 COMMAND_MODULES = (
     "otphsm.cli.sim_hsm",
     "otphsm.cli.demo",
+    "otphsm.cli.sim_card",
 )
 
 

@@ -35,3 +35,12 @@ class DeviceRefused(OtpHsmError):
 class AuthorisationRefused(OtpHsmError):
     """The caller's credentials (a card, a certificate, a signature) were checked and refused;
     nothing was changed."""
+
+
+class FailedPrecondition(OtpHsmError):
+    """Well-formed, but the state does not allow it now (used, expired, wrong lifecycle state,
+    a wait still running); nothing was changed."""
+
+    def __init__(self, message: str, *, retry_after: int = 0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
 
 from otphsm.core.clock import Clock
 from otphsm.core.otp import HashAlgorithm
+from otphsm.core.records import (
+    Activation,
+    AuditEntry,
+    Authorisation,
+    Challenge,
+    Citizen,
+    OobCode,
+    OobPurpose,
+)
 from otphsm.core.seeds import EcdhSeed, SeedRef
+from otphsm.core.tokens import Token
 
-__all__ = ["Clock", "OtpHsm"]
+__all__ = ["Clock", "Conflict", "OtpHsm", "SmsGateway", "Store"]
 
 
 class OtpHsm(Protocol):
@@ -32,4 +43,91 @@ class OtpHsm(Protocol):
 
     def keyed_digest(self, data: bytes) -> bytes:
         """HMAC-SHA256 under the HSM-resident pepper key (activation codes, audit chain)."""
+        ...
+
+
+class Conflict(Exception):
+    """Raised by a store when an insert collides with an existing key."""
+
+
+class Store(Protocol):
+    """Persistence. Every method is one transaction. `update_*` are conditional writes: they
+    succeed only if the stored `version` still equals the given record's `version`, then store
+    it with `version + 1`; False means another writer (another replica) got there first."""
+
+    def migrate(self) -> None: ...
+
+    def ping(self) -> None:
+        """Raise if the database is unusable (for health checks)."""
+        ...
+
+    def close(self) -> None: ...
+
+    # citizens
+    def upsert_citizen(self, citizen: Citizen) -> None: ...
+
+    def get_citizen(self, codice_fiscale: str) -> Citizen | None: ...
+
+    # tokens
+    def insert_token(self, token: Token) -> None:
+        """Raise `Conflict` if the serial exists."""
+        ...
+
+    def get_token(self, serial: str) -> Token | None: ...
+
+    def tokens_of(self, codice_fiscale: str) -> list[Token]: ...
+
+    def update_token(self, token: Token) -> bool: ...
+
+    # single-use records
+    def insert_challenge(self, challenge: Challenge) -> None: ...
+
+    def consume_challenge(self, challenge_id: str, now: int) -> Challenge | None:
+        """Atomically mark it used if it is unused and unexpired; None otherwise."""
+        ...
+
+    def get_challenge(self, challenge_id: str) -> Challenge | None: ...
+
+    def insert_authorisation(self, authorisation: Authorisation) -> None: ...
+
+    def consume_authorisation(self, authorisation_id: str, now: int) -> Authorisation | None: ...
+
+    def get_authorisation(self, authorisation_id: str) -> Authorisation | None: ...
+
+    def insert_activation(self, activation: Activation) -> None: ...
+
+    def find_activation_by_mac(self, secret_mac: bytes) -> Activation | None: ...
+
+    def activations_of(self, codice_fiscale: str) -> list[Activation]: ...
+
+    def get_activation(self, activation_id: str) -> Activation | None: ...
+
+    def update_activation(self, activation: Activation) -> bool: ...
+
+    def insert_oob_code(self, code: OobCode) -> None:
+        """Also marks every earlier unused code of the same citizen and purpose superseded."""
+        ...
+
+    def current_oob_code(self, codice_fiscale: str, purpose: OobPurpose) -> OobCode | None:
+        """The newest code that is not superseded (used or not)."""
+        ...
+
+    def update_oob_code(self, code: OobCode) -> bool: ...
+
+    # audit
+    def append_audit(self, build: Callable[[AuditEntry | None], AuditEntry]) -> AuditEntry:
+        """Serialised across writers: `build(last_entry)` makes the next entry, which is stored
+        with seq = last.seq + 1 (1 for the first) in the same transaction."""
+        ...
+
+    def audit_entries(self) -> Iterator[AuditEntry]: ...
+
+    def snapshot(self) -> dict[str, list[tuple[Any, ...]]]:
+        """Every row of every table, ordered: tests compare it to show nothing changed."""
+        ...
+
+
+class SmsGateway(Protocol):
+    def send(self, phone_number: str, text: str) -> None:
+        """Hand a message to the carrier; raise `DeviceUnavailable` if it cannot be sent."""
         ...

@@ -1,0 +1,208 @@
+"""The verification policy: window, replay, drift and lockout, as a pure function of a token's
+state, the code, the time and an HMAC function. The caller persists the returned token with a
+conditional write (on `version`), so a code is accepted at most once across replicas.
+
+A wrong code is a result, not an error; only a malformed code raises `InvalidInput`.
+"""
+
+from __future__ import annotations
+
+import enum
+import hmac
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+
+from otphsm.core.errors import InvalidInput
+from otphsm.core.otp import HmacFn, hotp, totp_counter
+from otphsm.core.tokens import OtpMode, Token, TokenState
+
+
+class VerifyResult(enum.StrEnum):
+    OK = "ok"
+    WRONG_CODE = "wrong_code"
+    REPLAYED = "replayed"
+    """The code is right for a counter or time step that was already used."""
+    EXPIRED = "expired"
+    """The code is right for a time step that has passed the window."""
+    LOCKED = "locked"
+    NOT_ACTIVE = "not_active"
+    """Suspended, or still waiting for proof of possession where that is not allowed."""
+    REVOKED = "revoked"
+
+
+FAILURES = (VerifyResult.WRONG_CODE, VerifyResult.REPLAYED, VerifyResult.EXPIRED)
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationPolicy:
+    totp_window_steps: int = 1
+    """Steps accepted either side of the device's expected step (network delay)."""
+    hotp_look_ahead: int = 10
+    max_drift_steps: int = 20
+    """Learned drift never exceeds this (±10 min at 30 s); beyond it only a resync helps."""
+    expired_look_back_steps: int = 10
+    """How far back a right-but-late TOTP code is recognised and reported as expired."""
+    lock_after_failures: int = 3
+    lock_seconds: int = 60
+    lock_max_seconds: int = 900
+    resync_hotp_range: int = 1000
+    resync_totp_seconds: int = 600
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    result: VerifyResult
+    token: Token
+    """The token to persist; `token is` the input when nothing changed (no write needed)."""
+    retry_after: int = 0
+    """Seconds until a locked token may be tried again."""
+    matched_factor: int | None = None
+
+
+def check_code_format(code: str, digits: int) -> str:
+    if len(code) != digits or not code.isascii() or not code.isdigit():
+        raise InvalidInput(f"a code is exactly {digits} digits")
+    return code
+
+
+def verify(
+    token: Token,
+    code: str,
+    now: float,
+    hmac_fn: HmacFn,
+    policy: VerificationPolicy,
+    *,
+    allow_pending: bool = False,
+) -> Verdict:
+    """Decide on `code` and return the token's next state. No HMAC is computed while locked."""
+    check_code_format(code, token.params.digits)
+    refusal = _state_refusal(token, now, allow_pending=allow_pending)
+    if refusal is not None:
+        return refusal
+    if token.params.mode is OtpMode.HOTP:
+        return _verify_hotp(token, code, now, hmac_fn, policy)
+    return _verify_totp(token, code, now, hmac_fn, policy)
+
+
+def resync(
+    token: Token, first: str, second: str, now: float, hmac_fn: HmacFn, policy: VerificationPolicy
+) -> Verdict:
+    """Find two consecutive codes (HOTP within 1,000 counters, TOTP within ±10 min) and move
+    the moving factor (and the drift) to just after them. A miss counts as a failure."""
+    digits = token.params.digits
+    check_code_format(first, digits)
+    check_code_format(second, digits)
+    refusal = _state_refusal(token, now, allow_pending=False)
+    if refusal is not None:
+        return refusal
+    if token.params.mode is OtpMode.HOTP:
+        factors: Iterable[int] = range(
+            token.moving_factor, token.moving_factor + policy.resync_hotp_range
+        )
+    else:
+        current = _current_step(token, now)
+        reach = policy.resync_totp_seconds // token.params.period
+        factors = range(max(current - reach, token.moving_factor), current + reach + 1)
+    previous_was_first = False
+    for factor in factors:
+        code = hotp(hmac_fn, factor, digits)
+        if previous_was_first and hmac.compare_digest(code, second):
+            drift = 0
+            if token.params.mode is OtpMode.TOTP:
+                drift = factor - _current_step(token, now)
+            updated = _success(token, now, factor, drift)
+            return Verdict(VerifyResult.OK, updated, matched_factor=factor)
+        previous_was_first = hmac.compare_digest(code, first)
+    return _failure(token, now, VerifyResult.WRONG_CODE, policy)
+
+
+def _state_refusal(token: Token, now: float, *, allow_pending: bool) -> Verdict | None:
+    if token.state is TokenState.REVOKED:
+        return Verdict(VerifyResult.REVOKED, token)
+    if (
+        token.state is TokenState.SUSPENDED
+        or token.seed is None
+        or (token.state is TokenState.PENDING and not allow_pending)
+    ):
+        return Verdict(VerifyResult.NOT_ACTIVE, token)
+    if token.locked_until > now:
+        return Verdict(VerifyResult.LOCKED, token, retry_after=_ceil(token.locked_until - now))
+    return None
+
+
+def _verify_hotp(
+    token: Token, code: str, now: float, hmac_fn: HmacFn, policy: VerificationPolicy
+) -> Verdict:
+    digits = token.params.digits
+    start = token.moving_factor
+    for counter in range(start, start + policy.hotp_look_ahead + 1):
+        if _code_at(hmac_fn, counter, digits, code):
+            return Verdict(
+                VerifyResult.OK, _success(token, now, counter, 0), matched_factor=counter
+            )
+    for counter in range(max(0, start - policy.hotp_look_ahead), start):
+        if _code_at(hmac_fn, counter, digits, code):
+            return _failure(token, now, VerifyResult.REPLAYED, policy)
+    return _failure(token, now, VerifyResult.WRONG_CODE, policy)
+
+
+def _verify_totp(
+    token: Token, code: str, now: float, hmac_fn: HmacFn, policy: VerificationPolicy
+) -> Verdict:
+    digits = token.params.digits
+    current = _current_step(token, now)
+    expected = current + token.drift_steps
+    window = range(expected - policy.totp_window_steps, expected + policy.totp_window_steps + 1)
+    # Nearest steps first: the expected one, then ±1, …
+    for step in sorted(window, key=lambda s: abs(s - expected)):
+        if step >= 0 and _code_at(hmac_fn, step, digits, code):
+            if step < token.moving_factor:
+                return _failure(token, now, VerifyResult.REPLAYED, policy)
+            drift = _bounded(step - current, policy.max_drift_steps)
+            return Verdict(VerifyResult.OK, _success(token, now, step, drift), matched_factor=step)
+    late = range(max(0, window.start - policy.expired_look_back_steps), window.start)
+    for step in reversed(late):
+        if _code_at(hmac_fn, step, digits, code):
+            result = VerifyResult.REPLAYED if step < token.moving_factor else VerifyResult.EXPIRED
+            return _failure(token, now, result, policy)
+    return _failure(token, now, VerifyResult.WRONG_CODE, policy)
+
+
+def _success(token: Token, now: float, factor: int, drift: int) -> Token:
+    return replace(
+        token,
+        state=TokenState.ACTIVE if token.state is TokenState.PENDING else token.state,
+        activated_at=token.activated_at if token.activated_at is not None else int(now),
+        moving_factor=factor + 1,
+        drift_steps=drift if token.params.mode is OtpMode.TOTP else 0,
+        failures=0,
+        lock_level=0,
+        locked_until=0,
+        last_used_at=int(now),
+    )
+
+
+def _failure(token: Token, now: float, result: VerifyResult, policy: VerificationPolicy) -> Verdict:
+    failures = token.failures + 1
+    if failures < policy.lock_after_failures:
+        return Verdict(result, replace(token, failures=failures))
+    level = token.lock_level + 1
+    seconds = min(policy.lock_seconds * 2 ** (level - 1), policy.lock_max_seconds)
+    locked = replace(token, failures=0, lock_level=level, locked_until=int(now) + seconds)
+    return Verdict(result, locked, retry_after=seconds)
+
+
+def _code_at(hmac_fn: HmacFn, factor: int, digits: int, code: str) -> bool:
+    return hmac.compare_digest(hotp(hmac_fn, factor, digits), code)
+
+
+def _current_step(token: Token, now: float) -> int:
+    return totp_counter(now, token.params.period)
+
+
+def _bounded(value: int, bound: int) -> int:
+    return max(-bound, min(bound, value))
+
+
+def _ceil(seconds: float) -> int:
+    return max(1, int(-(-seconds // 1)))
