@@ -4,7 +4,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(softhsm2 opensc pcscd libpcsclite-dev vsmartcard-vpcd oathtool p11-kit gcc python3-dev python3-venv)
+APT_PACKAGES=(softhsm2 opensc pcscd libpcsclite-dev vsmartcard-vpcd oathtool p11-kit gcc python3-dev python3-venv postgresql-client poppler-utils)
 APT_NO_RECOMMENDS=(pcsc-tools)
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
@@ -57,6 +57,18 @@ if [ ! -f .setup-stamp ] || [ pyproject.toml -nt .setup-stamp ]; then
         exit 1
     fi
     touch .setup-stamp
+fi
+
+# PostgreSQL serves the replica tests. Start a local cluster that is installed but stopped.
+PG_HOST=${OTPHSM_PG_HOST:-127.0.0.1}
+if command -v pg_isready >/dev/null && ! pg_isready -q -h "$PG_HOST" -t 2; then
+    if [ "$(id -u)" -eq 0 ] && command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then
+        echo "setup: starting the local PostgreSQL cluster"
+        pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+    fi
+fi
+if ! command -v pg_isready >/dev/null || ! pg_isready -q -h "$PG_HOST" -t 2; then
+    problems+=("PostgreSQL is not reachable on $PG_HOST:5432: the PostgreSQL tests will skip (and fail in CI); set OTPHSM_TEST_PG_DSN to point at one")
 fi
 
 for tool in softhsm2-util pcscd opensc-tool pkcs15-tool pkcs11-tool oathtool; do

@@ -14,7 +14,13 @@ import pytest
 
 REQUIRE_DEVICES = os.environ.get("OTPHSM_REQUIRE_DEVICES") == "1"
 
-pytest_plugins = ["support.hsm_fixtures", "support.card_fixtures", "support.pcsc_fixtures"]
+pytest_plugins = [
+    "support.hsm_fixtures",
+    "support.card_fixtures",
+    "support.pcsc_fixtures",
+    "support.app_fixtures",
+    "support.store_fixtures",
+]
 
 
 @pytest.hookimpl(hookwrapper=True)

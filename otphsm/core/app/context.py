@@ -1,0 +1,70 @@
+"""What every use case needs: the ports, the policy, and who is asking."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from otphsm.core.audit import seal
+from otphsm.core.certificates import TrustStore
+from otphsm.core.clock import Clock
+from otphsm.core.ports import OtpHsm, SmsGateway, Store
+from otphsm.core.records import AuditEntry
+from otphsm.core.verification import VerificationPolicy
+
+
+class Role(enum.StrEnum):
+    VERIFIER = "verifier"
+    """A relying party: verifies codes, asks for out-of-band codes."""
+    ENROLLER = "enroller"
+    """A technician's station: card authorisation, token creation, replacement."""
+    DEVICE = "device"
+    """The token app's gateway: activation and proof of possession."""
+    ADMIN = "admin"
+    """An operator: lifecycle, audit, imports."""
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    name: str
+    """The caller's certificate subject (or 'cli:<user>'); recorded in the audit chain."""
+    role: Role
+
+
+@dataclass(frozen=True, slots=True)
+class AppPolicy:
+    issuer: str = "otphsm"
+    """The issuer shown in authenticator apps (otpauth:// label)."""
+    challenge_seconds: int = 60
+    authorisation_seconds: int = 600
+    activation_code_seconds: int = 1800
+    temporary_secret_seconds: int = 300
+    secret_failures_before_wait: int = 3
+    secret_wait_seconds: int = 60
+    sms_code_seconds: int = 600
+    sms_code_digits: int = 6
+    write_attempts: int = 8
+    """Conditional writes retried (re-read, re-decide) this many times under contention."""
+    verification: VerificationPolicy = field(default_factory=VerificationPolicy)
+
+
+@dataclass
+class App:
+    store: Store
+    hsm: OtpHsm
+    clock: Clock
+    trust: TrustStore
+    sms: SmsGateway
+    policy: AppPolicy = field(default_factory=AppPolicy)
+
+    def now(self) -> int:
+        return int(self.clock.now())
+
+    def new_id(self, prefix: str) -> str:
+        return f"{prefix}-{self.hsm.random_bytes(12).hex()}"
+
+    def audit(self, actor: Actor | str, action: str, subject: str, **details: object) -> None:
+        """Append to the chain. Callers pass identifiers and outcomes, never secrets."""
+        name = actor.name if isinstance(actor, Actor) else actor
+        entry = AuditEntry(0, self.now(), name, action, subject, dict(details))
+        self.store.append_audit(lambda last: seal(entry, last, self.hsm.keyed_digest))

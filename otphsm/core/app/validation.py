@@ -1,0 +1,138 @@
+"""Verifying codes: one conditional write per decision, re-decided if another replica wrote
+first, so a code is accepted at most once, ever, across replicas."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from otphsm.core.app.context import Actor, App
+from otphsm.core.errors import DeviceUnavailable, NotFound
+from otphsm.core.otp import HmacFn
+from otphsm.core.tokens import Token, TokenState, check_serial
+from otphsm.core.verification import Verdict, VerifyResult, resync, verify
+
+# When a citizen has several tokens and none accepts the code, the answer names the most
+# telling reason.
+_RESULT_PRIORITY = (
+    VerifyResult.REPLAYED,
+    VerifyResult.EXPIRED,
+    VerifyResult.WRONG_CODE,
+    VerifyResult.LOCKED,
+    VerifyResult.NOT_ACTIVE,
+    VerifyResult.REVOKED,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyOutcome:
+    result: VerifyResult
+    serial: str
+    retry_after: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.result is VerifyResult.OK
+
+
+Decide = Callable[[Token, HmacFn], Verdict]
+
+
+def hmac_for(app: App, token: Token) -> HmacFn:
+    if token.seed is None:
+        return _no_hmac  # the policy refuses a seedless token before computing anything
+    return functools.partial(app.hsm.hmac, token.seed, token.params.algorithm)
+
+
+def decide_and_store(app: App, actor: Actor, serial: str, decide: Decide, action: str) -> Verdict:
+    """Read, decide, write conditionally; on a lost race read again and decide again."""
+    for _ in range(app.policy.write_attempts):
+        token = app.store.get_token(serial)
+        if token is None:
+            raise NotFound(f"no token with serial {serial}")
+        verdict = decide(token, hmac_for(app, token))
+        if verdict.token is token:
+            return verdict
+        if app.store.update_token(verdict.token):
+            _audit_transition(app, actor, token, verdict, action)
+            return verdict
+    raise DeviceUnavailable(f"token {serial} is being written by too many callers; try again")
+
+
+def verify_serial(app: App, actor: Actor, serial: str, code: str) -> VerifyOutcome:
+    check_serial(serial)
+    now = app.clock.now()
+    policy = app.policy.verification
+    verdict = decide_and_store(
+        app, actor, serial, lambda t, fn: verify(t, code, now, fn, policy), "verify"
+    )
+    return VerifyOutcome(verdict.result, serial, verdict.retry_after)
+
+
+def verify_citizen(app: App, actor: Actor, codice_fiscale: str, code: str) -> VerifyOutcome:
+    """Login by codice fiscale + code: any of the citizen's active tokens may accept it."""
+    tokens = [t for t in app.store.tokens_of(codice_fiscale) if t.state is TokenState.ACTIVE]
+    if not tokens:
+        raise NotFound("the citizen has no active token")
+    outcomes = [verify_serial(app, actor, t.serial, code) for t in tokens]
+    accepted = next((o for o in outcomes if o.ok), None)
+    if accepted is not None:
+        return accepted
+    return min(outcomes, key=lambda o: _RESULT_PRIORITY.index(o.result))
+
+
+def prove_possession(app: App, actor: Actor, serial: str, code: str) -> VerifyOutcome:
+    """The first valid code turns a PENDING token ACTIVE; a device it replaces is revoked."""
+    check_serial(serial)
+    now = app.clock.now()
+    policy = app.policy.verification
+    verdict = decide_and_store(
+        app,
+        actor,
+        serial,
+        lambda t, fn: verify(t, code, now, fn, policy, allow_pending=True),
+        "prove_possession",
+    )
+    if verdict.result is VerifyResult.OK and verdict.token.replaces_serial:
+        revoke_replaced(app, actor, verdict.token)
+    return VerifyOutcome(verdict.result, serial, verdict.retry_after)
+
+
+def resync_serial(app: App, actor: Actor, serial: str, first: str, second: str) -> VerifyOutcome:
+    check_serial(serial)
+    now = app.clock.now()
+    policy = app.policy.verification
+    verdict = decide_and_store(
+        app, actor, serial, lambda t, fn: resync(t, first, second, now, fn, policy), "resync"
+    )
+    return VerifyOutcome(verdict.result, serial, verdict.retry_after)
+
+
+def revoke_replaced(app: App, actor: Actor, new_token: Token) -> None:
+    old_serial = new_token.replaces_serial
+    if old_serial is None:
+        return
+
+    def revoke(token: Token, _fn: HmacFn) -> Verdict:
+        if token.state is TokenState.REVOKED:
+            return Verdict(VerifyResult.REVOKED, token)
+        return Verdict(VerifyResult.REVOKED, replace(token, state=TokenState.REVOKED))
+
+    decide_and_store(app, actor, old_serial, revoke, f"replaced_by:{new_token.serial}")
+
+
+def _audit_transition(app: App, actor: Actor, before: Token, verdict: Verdict, action: str) -> None:
+    after = verdict.token
+    if after.state is not before.state:
+        app.audit(actor, f"token_{after.state.value}", after.serial, via=action)
+    if after.locked_until > before.locked_until:
+        app.audit(
+            actor, "token_locked", after.serial, until=after.locked_until, level=after.lock_level
+        )
+    if action == "resync" and verdict.result is VerifyResult.OK:
+        app.audit(actor, "token_resynced", after.serial, drift_steps=after.drift_steps)
+
+
+def _no_hmac(message: bytes) -> bytes:
+    raise AssertionError("no HMAC for a token without a seed")

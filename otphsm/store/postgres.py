@@ -1,0 +1,196 @@
+"""PostgreSQL for replicas: psycopg 3 with a connection pool, READ COMMITTED transactions.
+
+At-most-once comes from the statements, not the isolation level: a conditional UPDATE that
+loses a race re-reads the row after the winner commits and matches nothing. Audit appends
+take a table lock that only appenders contend for; `migrate()` takes an advisory lock.
+
+Connections are not checked before each use (that would cost a round trip per operation).
+A transaction that fails before COMMIT because its connection died (a server restart, a
+failover, `pg_terminate_backend`) makes the pool check every idle connection, replacing the
+dead ones, and then runs once more; so does one the server chose as a deadlock victim. A
+failure during COMMIT is never retried, since its outcome is unknown: it surfaces as
+`StoreUnavailable`, as does any failure of the second attempt. Waiting for a connection is
+bounded by `timeout`, connecting by libpq's `connect_timeout`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout, TooManyRequests
+
+from otphsm.core.errors import ConfigurationError
+from otphsm.core.ports import Conflict
+from otphsm.store.errors import StoreUnavailable, redact
+from otphsm.store.rows import Row
+from otphsm.store.schema import current_version
+from otphsm.store.sql import POSTGRES, Transaction
+from otphsm.store.sql_store import SqlStore
+
+T = TypeVar("T")
+
+Connection = psycopg.Connection[tuple[Any, ...]]
+
+ATTEMPTS = 2
+DEFAULT_CONNECT_TIMEOUT = 5
+_RETRY_SQLSTATES = frozenset({"40001", "40P01"})
+_POOL_GAVE_UP = (PoolTimeout, PoolClosed, TooManyRequests)
+
+
+class _PostgresTransaction:
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def execute(self, statement: str, params: Sequence[object] = ()) -> int:
+        with self._connection.cursor() as cursor:
+            cursor.execute(POSTGRES.render(statement), params or None)
+            return cursor.rowcount
+
+    def fetch_one(self, statement: str, params: Sequence[object] = ()) -> Row | None:
+        with self._connection.cursor() as cursor:
+            cursor.execute(POSTGRES.render(statement), params or None)
+            return cursor.fetchone()
+
+    def fetch_all(self, statement: str, params: Sequence[object] = ()) -> list[Row]:
+        with self._connection.cursor() as cursor:
+            cursor.execute(POSTGRES.render(statement), params or None)
+            return cursor.fetchall()
+
+
+class _CommitFailed(Exception):
+    """Wraps a driver error raised by COMMIT, so it is never retried."""
+
+    def __init__(self, cause: psycopg.Error) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+class PostgresEngine:
+    dialect = POSTGRES
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        pool_size: int = 4,
+        timeout: float = 5.0,
+        ping_timeout: float = 2.0,
+        reconnect_timeout: float = 10.0,
+    ) -> None:
+        if pool_size < 1:
+            raise ConfigurationError(
+                f"the PostgreSQL pool needs at least 1 connection, not {pool_size}"
+            )
+        try:
+            settings = conninfo_to_dict(dsn)
+        except psycopg.ProgrammingError as exc:
+            reason = str(exc).split(":", 1)[0]
+            raise ConfigurationError(
+                f"the PostgreSQL DSN is malformed ({reason}): "
+                "use postgresql://user@host:port/database"
+            ) from None  # libpq's message quotes the DSN, password included
+        self._secrets = (str(settings.get("password") or ""),)
+        self._ping_timeout = ping_timeout
+        defaults: dict[str, Any] = {}
+        if "application_name" not in settings:
+            defaults["application_name"] = "otphsm"
+        if "connect_timeout" not in settings:
+            defaults["connect_timeout"] = DEFAULT_CONNECT_TIMEOUT
+        self._pool: ConnectionPool[Connection] = ConnectionPool(
+            dsn,
+            min_size=1,
+            max_size=pool_size,
+            kwargs=defaults,
+            timeout=timeout,
+            reconnect_timeout=reconnect_timeout,
+            name="otphsm-store",
+            open=False,
+        )
+        self._pool.open(wait=False)
+
+    def run(self, work: Callable[[Transaction], T], *, write: bool) -> T:
+        return self._run(work, timeout=None)
+
+    def ping(self) -> int:
+        try:
+            return self._run(
+                lambda tx: current_version(tx, self.dialect), timeout=self._ping_timeout
+            )
+        except psycopg.Error as exc:
+            raise self._unavailable(exc) from exc
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def _run(self, work: Callable[[Transaction], T], *, timeout: float | None) -> T:
+        attempt = 1
+        while True:
+            try:
+                return self._attempt(work, timeout)
+            except _CommitFailed as failed:
+                raise self._unavailable(
+                    failed.cause, "while committing, so the outcome is unknown"
+                ) from failed.cause
+            except pg_errors.UniqueViolation as exc:
+                raise Conflict(redact(str(exc), self._secrets)) from exc
+            except psycopg.Error as exc:
+                if attempt < ATTEMPTS and _retryable(exc):
+                    attempt += 1
+                    if isinstance(exc, psycopg.OperationalError):
+                        self._pool.check()
+                    continue
+                if isinstance(exc, psycopg.OperationalError) or exc.sqlstate in _RETRY_SQLSTATES:
+                    raise self._unavailable(exc) from exc
+                raise
+
+    def _attempt(self, work: Callable[[Transaction], T], timeout: float | None) -> T:
+        with self._pool.connection(timeout=timeout) as connection:
+            result = work(_PostgresTransaction(connection))
+            try:
+                connection.commit()
+            except psycopg.Error as exc:
+                raise _CommitFailed(exc) from exc
+            return result
+
+    def _unavailable(self, exc: psycopg.Error, context: str = "") -> StoreUnavailable:
+        message = redact(str(exc).strip(), self._secrets)
+        where = f" {context}" if context else ""
+        return StoreUnavailable(f"PostgreSQL is unavailable{where}: {message}", code=exc.sqlstate)
+
+
+def _retryable(exc: psycopg.Error) -> bool:
+    """Failed before COMMIT on a connection that died, or chosen as a deadlock victim."""
+    if isinstance(exc, _POOL_GAVE_UP):
+        return False
+    return isinstance(exc, psycopg.OperationalError) or exc.sqlstate in _RETRY_SQLSTATES
+
+
+class PostgresStore(SqlStore):
+    """The `Store` on PostgreSQL, shared by every replica of the service."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        pool_size: int = 4,
+        timeout: float = 5.0,
+        ping_timeout: float = 2.0,
+        reconnect_timeout: float = 10.0,
+    ) -> None:
+        """`timeout`: longest wait for a pooled connection; `ping_timeout` the same for `ping()`;
+        `reconnect_timeout`: how long the pool retries (backing off) to replace a lost
+        connection before it gives up and connects afresh on the next demand, which bounds
+        how long after an outage the store comes back."""
+        super().__init__(
+            PostgresEngine(
+                dsn,
+                pool_size=pool_size,
+                timeout=timeout,
+                ping_timeout=ping_timeout,
+                reconnect_timeout=reconnect_timeout,
+            )
+        )

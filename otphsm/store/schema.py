@@ -1,0 +1,180 @@
+"""Versioned migrations as data: one logical schema, its column types mapped per dialect.
+
+A migration is never edited once released; a change is a new version appended to
+`MIGRATIONS`. `apply_migrations` runs inside one transaction that the engine has already
+serialised (BEGIN IMMEDIATE on SQLite, an advisory lock on PostgreSQL), so two processes
+migrating at once apply each version exactly once.
+
+No foreign keys: each port method is its own transaction and the service decides their order
+(and checks references); the port has no error for a dangling reference to map one to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from otphsm.core.errors import ConfigurationError
+from otphsm.store.sql import Dialect, Transaction
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    statements: tuple[str, ...]
+    """DDL with logical types in braces ({text}, {int}, {bigint}, {blob}, {bool}, {json})."""
+
+
+SCHEMA_VERSION_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_version (
+    version {int} PRIMARY KEY,
+    description {text} NOT NULL
+)"""
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "citizens, tokens, single-use records, audit chain",
+        (
+            """
+            CREATE TABLE citizens (
+                codice_fiscale {text} PRIMARY KEY,
+                given_name {text} NOT NULL,
+                surname {text} NOT NULL,
+                birth_date {text} NOT NULL,
+                sex {text} NOT NULL,
+                birth_place {text} NOT NULL,
+                card_id {text} NOT NULL,
+                certificate_serial {text} NOT NULL,
+                certificate_issuer {text} NOT NULL,
+                enrolled_at {bigint} NOT NULL,
+                updated_at {bigint} NOT NULL,
+                phone_number {text}
+            )""",
+            """
+            CREATE TABLE tokens (
+                serial {text} PRIMARY KEY,
+                codice_fiscale {text} NOT NULL,
+                kind {text} NOT NULL,
+                mode {text} NOT NULL,
+                algorithm {text} NOT NULL,
+                digits {int} NOT NULL,
+                period {int} NOT NULL,
+                seed_storage {text},
+                seed_data {blob},
+                state {text} NOT NULL,
+                created_at {bigint} NOT NULL,
+                moving_factor {bigint} NOT NULL,
+                drift_steps {int} NOT NULL,
+                failures {int} NOT NULL,
+                lock_level {int} NOT NULL,
+                locked_until {bigint} NOT NULL,
+                activated_at {bigint},
+                last_used_at {bigint},
+                replaces_serial {text},
+                version {bigint} NOT NULL
+            )""",
+            "CREATE INDEX tokens_by_citizen ON tokens (codice_fiscale, created_at, serial)",
+            """
+            CREATE TABLE challenges (
+                challenge_id {text} PRIMARY KEY,
+                nonce {blob} NOT NULL,
+                created_at {bigint} NOT NULL,
+                expires_at {bigint} NOT NULL,
+                used_at {bigint}
+            )""",
+            """
+            CREATE TABLE authorisations (
+                authorisation_id {text} PRIMARY KEY,
+                codice_fiscale {text} NOT NULL,
+                card_id {text} NOT NULL,
+                created_at {bigint} NOT NULL,
+                expires_at {bigint} NOT NULL,
+                used_at {bigint}
+            )""",
+            """
+            CREATE TABLE activations (
+                activation_id {text} PRIMARY KEY,
+                token_serial {text} NOT NULL,
+                codice_fiscale {text} NOT NULL,
+                method {text} NOT NULL,
+                secret_mac {blob} NOT NULL,
+                created_at {bigint} NOT NULL,
+                expires_at {bigint} NOT NULL,
+                failures {int} NOT NULL,
+                locked_until {bigint} NOT NULL,
+                used_at {bigint},
+                version {bigint} NOT NULL
+            )""",
+            "CREATE INDEX activations_by_mac ON activations (secret_mac)",
+            "CREATE INDEX activations_by_citizen ON activations (codice_fiscale, created_at)",
+            """
+            CREATE TABLE oob_codes (
+                oob_id {text} PRIMARY KEY,
+                codice_fiscale {text} NOT NULL,
+                purpose {text} NOT NULL,
+                code_mac {blob} NOT NULL,
+                created_at {bigint} NOT NULL,
+                expires_at {bigint} NOT NULL,
+                failures {int} NOT NULL,
+                locked_until {bigint} NOT NULL,
+                used_at {bigint},
+                superseded {bool} NOT NULL,
+                version {bigint} NOT NULL
+            )""",
+            "CREATE INDEX oob_codes_by_citizen ON oob_codes (codice_fiscale, purpose, created_at)",
+            """
+            CREATE TABLE audit_log (
+                seq {bigint} PRIMARY KEY,
+                at {bigint} NOT NULL,
+                actor {text} NOT NULL,
+                action {text} NOT NULL,
+                subject {text} NOT NULL,
+                details {json} NOT NULL,
+                prev_hash {blob} NOT NULL,
+                entry_hash {blob} NOT NULL,
+                mac {blob} NOT NULL
+            )""",
+        ),
+    ),
+)
+
+LATEST_VERSION = MIGRATIONS[-1].version
+APPLIED_MIGRATIONS = "SELECT version, description FROM schema_version ORDER BY version"
+
+
+def ddl(statement: str, dialect: Dialect) -> str:
+    return statement.format_map(dialect.column_types)
+
+
+def current_version(tx: Transaction, dialect: Dialect) -> int:
+    """The newest migration applied; 0 for a database never migrated."""
+    if tx.fetch_one(dialect.table_exists, ("schema_version",)) is None:
+        return 0
+    row = tx.fetch_one("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+    return int(row[0]) if row else 0
+
+
+def apply_migrations(tx: Transaction, dialect: Dialect) -> list[int]:
+    """Bring the schema to `LATEST_VERSION`; return the versions applied (none if current)."""
+    if dialect.migration_lock:
+        tx.execute(dialect.migration_lock)
+    tx.execute(ddl(SCHEMA_VERSION_TABLE, dialect))
+    found = current_version(tx, dialect)
+    if found > LATEST_VERSION:
+        raise ConfigurationError(
+            f"the database schema is at version {found}, newer than this otphsm knows "
+            f"({LATEST_VERSION}): upgrade otphsm before running it against this database"
+        )
+    applied = []
+    for migration in MIGRATIONS:
+        if migration.version <= found:
+            continue
+        for statement in migration.statements:
+            tx.execute(ddl(statement, dialect))
+        tx.execute(
+            "INSERT INTO schema_version (version, description) VALUES (?, ?)",
+            (migration.version, migration.description),
+        )
+        applied.append(migration.version)
+    return applied

@@ -1,0 +1,231 @@
+"""The SQL both engines run, written once with `?` placeholders, and what differs by dialect.
+
+Statements are built from the column tuples in `rows`, so a column is named in one place.
+Engines render `?` to their placeholder and run everything through a `Transaction`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+from otphsm.store import rows
+from otphsm.store.rows import Row
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Dialect:
+    name: str
+    placeholder: str
+    column_types: Mapping[str, str]
+    """Logical column type (`blob`, `bigint`, …) → this engine's type."""
+    migration_lock: str | None
+    """Taken first in the migration transaction, so concurrent `migrate()` calls queue."""
+    audit_lock: str | None
+    """Taken before reading the chain head, so appends from any process queue."""
+    consistent_read: str | None
+    """Makes a multi-statement read see one snapshot (SQLite's read transactions already do)."""
+    table_exists: str
+    """One row if the table named by the parameter exists where unqualified names resolve."""
+
+    def render(self, statement: str) -> str:
+        if self.placeholder == "?":
+            return statement
+        return statement.replace("?", self.placeholder)
+
+
+# Writers on SQLite begin with BEGIN IMMEDIATE, which already serialises them: no locks.
+SQLITE = Dialect(
+    name="sqlite",
+    placeholder="?",
+    column_types={
+        "text": "TEXT",
+        "int": "INTEGER",
+        "bigint": "INTEGER",
+        "blob": "BLOB",
+        "bool": "INTEGER",
+        "json": "TEXT",
+    },
+    migration_lock=None,
+    audit_lock=None,
+    consistent_read=None,
+    table_exists="SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+)
+
+MIGRATION_LOCK_KEY = int.from_bytes(b"otphsm\x00\x01", "big")
+"""The advisory lock `migrate()` holds on PostgreSQL ("otphsm", lock number 1)."""
+
+POSTGRES = Dialect(
+    name="postgresql",
+    placeholder="%s",
+    column_types={
+        "text": "TEXT",
+        "int": "INTEGER",
+        "bigint": "BIGINT",
+        "blob": "BYTEA",
+        "bool": "BOOLEAN",
+        "json": "TEXT",
+    },
+    migration_lock=f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})",
+    audit_lock="LOCK TABLE audit_log IN EXCLUSIVE MODE",
+    consistent_read="SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+    table_exists="SELECT 1 WHERE to_regclass(?) IS NOT NULL",
+)
+
+
+class Transaction(Protocol):
+    """One open transaction on one connection; statements use `?` placeholders."""
+
+    def execute(self, statement: str, params: Sequence[object] = ()) -> int:
+        """Run a statement; return the number of rows it changed."""
+        ...
+
+    def fetch_one(self, statement: str, params: Sequence[object] = ()) -> Row | None: ...
+
+    def fetch_all(self, statement: str, params: Sequence[object] = ()) -> list[Row]: ...
+
+
+@dataclass(frozen=True)
+class Table(Generic[R]):
+    name: str
+    columns: tuple[str, ...]
+    order_by: str
+    """The columns that order this table in `snapshot()`: a unique key, so the order is total."""
+    to_row: Callable[[R], Row]
+    from_row: Callable[[Sequence[Any]], R]
+
+    @property
+    def key(self) -> str:
+        return self.columns[0]
+
+    @property
+    def select(self) -> str:
+        return f"SELECT {', '.join(self.columns)} FROM {self.name}"  # noqa: S608
+
+    @property
+    def insert(self) -> str:
+        marks = ", ".join("?" for _ in self.columns)
+        return f"INSERT INTO {self.name} ({', '.join(self.columns)}) VALUES ({marks})"  # noqa: S608
+
+    @property
+    def select_by_key(self) -> str:
+        return f"{self.select} WHERE {self.key} = ?"
+
+    @property
+    def snapshot(self) -> str:
+        return f"{self.select} ORDER BY {self.order_by}"
+
+    @property
+    def versioned_update(self) -> str:
+        """Write every column but the key, only if `version` is unchanged, and bump it."""
+        assignments = ", ".join(f"{column} = ?" for column in self._updatable)
+        return (
+            f"UPDATE {self.name} SET {assignments}, version = version + 1 "  # noqa: S608
+            f"WHERE {self.key} = ? AND version = ?"
+        )
+
+    def versioned_update_params(self, record: R) -> Row:
+        values = dict(zip(self.columns, self.to_row(record), strict=True))
+        return (
+            *(values[column] for column in self._updatable),
+            values[self.key],
+            values["version"],
+        )
+
+    @property
+    def _updatable(self) -> tuple[str, ...]:
+        return tuple(c for c in self.columns if c not in (self.key, "version"))
+
+
+CITIZENS = Table(
+    "citizens",
+    rows.CITIZEN_COLUMNS,
+    "codice_fiscale",
+    rows.citizen_row,
+    rows.citizen_from_row,
+)
+TOKENS = Table("tokens", rows.TOKEN_COLUMNS, "serial", rows.token_row, rows.token_from_row)
+CHALLENGES = Table(
+    "challenges",
+    rows.CHALLENGE_COLUMNS,
+    "challenge_id",
+    rows.challenge_row,
+    rows.challenge_from_row,
+)
+AUTHORISATIONS = Table(
+    "authorisations",
+    rows.AUTHORISATION_COLUMNS,
+    "authorisation_id",
+    rows.authorisation_row,
+    rows.authorisation_from_row,
+)
+ACTIVATIONS = Table(
+    "activations",
+    rows.ACTIVATION_COLUMNS,
+    "activation_id",
+    rows.activation_row,
+    rows.activation_from_row,
+)
+OOB_CODES = Table(
+    "oob_codes",
+    rows.OOB_CODE_COLUMNS,
+    "oob_id",
+    rows.oob_code_row,
+    rows.oob_code_from_row,
+)
+AUDIT_LOG = Table("audit_log", rows.AUDIT_COLUMNS, "seq", rows.audit_row, rows.audit_from_row)
+
+DATA_TABLES: tuple[Table[Any], ...] = (
+    CITIZENS,
+    TOKENS,
+    CHALLENGES,
+    AUTHORISATIONS,
+    ACTIVATIONS,
+    OOB_CODES,
+    AUDIT_LOG,
+)
+
+_CITIZEN_FIELDS_REFRESHED = [
+    c for c in rows.CITIZEN_COLUMNS if c not in ("codice_fiscale", "enrolled_at")
+]
+UPSERT_CITIZEN = f"{CITIZENS.insert} ON CONFLICT (codice_fiscale) DO UPDATE SET " + ", ".join(
+    f"{column} = excluded.{column}" for column in _CITIZEN_FIELDS_REFRESHED
+)
+
+TOKENS_OF = f"{TOKENS.select} WHERE codice_fiscale = ? ORDER BY created_at, serial"
+
+
+def consume(table: Table[Any]) -> str:
+    """Mark a single-use record used, only if it is unused and unexpired, returning it."""
+    return (
+        f"UPDATE {table.name} SET used_at = ? "  # noqa: S608
+        f"WHERE {table.key} = ? AND used_at IS NULL AND expires_at > ? "
+        f"RETURNING {', '.join(table.columns)}"
+    )
+
+
+CONSUME_CHALLENGE = consume(CHALLENGES)
+CONSUME_AUTHORISATION = consume(AUTHORISATIONS)
+
+ACTIVATION_BY_MAC = (
+    f"{ACTIVATIONS.select} WHERE secret_mac = ? "
+    "ORDER BY created_at DESC, activation_id DESC LIMIT 1"
+)
+ACTIVATIONS_OF = f"{ACTIVATIONS.select} WHERE codice_fiscale = ? ORDER BY created_at, activation_id"
+
+SUPERSEDE_OOB_CODES = (
+    "UPDATE oob_codes SET superseded = TRUE, version = version + 1 "
+    "WHERE codice_fiscale = ? AND purpose = ? AND used_at IS NULL AND NOT superseded"
+)
+# Inserting a code supersedes every other unused one, so among the codes not superseded at
+# most one is unused and it is the newest: it wins a tie on created_at.
+CURRENT_OOB_CODE = (
+    f"{OOB_CODES.select} WHERE codice_fiscale = ? AND purpose = ? AND NOT superseded "
+    "ORDER BY created_at DESC, CASE WHEN used_at IS NULL THEN 0 ELSE 1 END, oob_id DESC LIMIT 1"
+)
+
+LAST_AUDIT_ENTRY = f"{AUDIT_LOG.select} ORDER BY seq DESC LIMIT 1"
+AUDIT_PAGE = f"{AUDIT_LOG.select} WHERE seq > ? ORDER BY seq LIMIT ?"

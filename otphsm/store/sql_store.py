@@ -1,0 +1,245 @@
+"""The `Store` port on any SQL engine: every method is one transaction of shared statements.
+
+An `Engine` owns connections and the dialect; this class owns the semantics. The two engines
+therefore differ only in how they connect, begin, lock and translate driver errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol, TypeVar
+
+from otphsm.core.ports import Conflict
+from otphsm.core.records import (
+    Activation,
+    AuditEntry,
+    Authorisation,
+    Challenge,
+    Citizen,
+    OobCode,
+    OobPurpose,
+)
+from otphsm.core.tokens import Token
+from otphsm.store import sql
+from otphsm.store.errors import StoreUnavailable
+from otphsm.store.rows import Row
+from otphsm.store.schema import APPLIED_MIGRATIONS, LATEST_VERSION, apply_migrations
+from otphsm.store.sql import Dialect, Table, Transaction
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+AUDIT_PAGE_SIZE = 500
+
+
+class Engine(Protocol):
+    dialect: Dialect
+
+    def run(self, work: Callable[[Transaction], T], *, write: bool) -> T:
+        """Run `work` in one transaction and commit it. Writers are serialised by the engine's
+        write lock or row locks; a unique-key violation becomes `Conflict`, a lost or busy
+        database `StoreUnavailable`."""
+        ...
+
+    def ping(self) -> int:
+        """The schema version; `StoreUnavailable` on any failure at all."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class SqlStore:
+    """The `Store` port (see `otphsm.core.ports.Store` for the contract) over one `Engine`."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    @property
+    def dialect(self) -> Dialect:
+        return self._engine.dialect
+
+    def migrate(self) -> None:
+        """Apply pending migrations; a no-op when the schema is current."""
+        self._engine.run(lambda tx: apply_migrations(tx, self.dialect), write=True)
+
+    def applied_migrations(self) -> list[tuple[int, str]]:
+        """(version, description) of every migration applied, oldest first."""
+        found = self._engine.run(lambda tx: tx.fetch_all(APPLIED_MIGRATIONS), write=False)
+        return [(int(version), str(description)) for version, description in found]
+
+    def ping(self) -> None:
+        version = self._engine.ping()
+        if version < LATEST_VERSION:
+            raise StoreUnavailable(
+                f"the database schema is at version {version}, this otphsm needs "
+                f"{LATEST_VERSION}: run the migrations"
+            )
+
+    def close(self) -> None:
+        self._engine.close()
+
+    # citizens
+    def upsert_citizen(self, citizen: Citizen) -> None:
+        """Insert, or refresh every field but `enrolled_at`, which keeps the first enrolment."""
+        self._write(sql.UPSERT_CITIZEN, sql.CITIZENS.to_row(citizen))
+
+    def get_citizen(self, codice_fiscale: str) -> Citizen | None:
+        return self._get(sql.CITIZENS, codice_fiscale)
+
+    # tokens
+    def insert_token(self, token: Token) -> None:
+        self._insert(sql.TOKENS, token, f"a token with serial {token.serial} already exists")
+
+    def get_token(self, serial: str) -> Token | None:
+        return self._get(sql.TOKENS, serial)
+
+    def tokens_of(self, codice_fiscale: str) -> list[Token]:
+        return self._list(sql.TOKENS, sql.TOKENS_OF, codice_fiscale)
+
+    def update_token(self, token: Token) -> bool:
+        return self._versioned_update(sql.TOKENS, token)
+
+    # single-use records
+    def insert_challenge(self, challenge: Challenge) -> None:
+        self._insert(sql.CHALLENGES, challenge, f"challenge {challenge.challenge_id} exists")
+
+    def consume_challenge(self, challenge_id: str, now: int) -> Challenge | None:
+        return self._consume(sql.CHALLENGES, sql.CONSUME_CHALLENGE, challenge_id, now)
+
+    def get_challenge(self, challenge_id: str) -> Challenge | None:
+        return self._get(sql.CHALLENGES, challenge_id)
+
+    def insert_authorisation(self, authorisation: Authorisation) -> None:
+        self._insert(
+            sql.AUTHORISATIONS,
+            authorisation,
+            f"authorisation {authorisation.authorisation_id} exists",
+        )
+
+    def consume_authorisation(self, authorisation_id: str, now: int) -> Authorisation | None:
+        return self._consume(sql.AUTHORISATIONS, sql.CONSUME_AUTHORISATION, authorisation_id, now)
+
+    def get_authorisation(self, authorisation_id: str) -> Authorisation | None:
+        return self._get(sql.AUTHORISATIONS, authorisation_id)
+
+    def insert_activation(self, activation: Activation) -> None:
+        self._insert(sql.ACTIVATIONS, activation, f"activation {activation.activation_id} exists")
+
+    def find_activation_by_mac(self, secret_mac: bytes) -> Activation | None:
+        """The newest activation with this MAC; an empty MAC (no secret) never matches."""
+        if not secret_mac:
+            return None
+        row = self._engine.run(
+            lambda tx: tx.fetch_one(sql.ACTIVATION_BY_MAC, (secret_mac,)), write=False
+        )
+        return sql.ACTIVATIONS.from_row(row) if row else None
+
+    def activations_of(self, codice_fiscale: str) -> list[Activation]:
+        return self._list(sql.ACTIVATIONS, sql.ACTIVATIONS_OF, codice_fiscale)
+
+    def get_activation(self, activation_id: str) -> Activation | None:
+        return self._get(sql.ACTIVATIONS, activation_id)
+
+    def update_activation(self, activation: Activation) -> bool:
+        return self._versioned_update(sql.ACTIVATIONS, activation)
+
+    def insert_oob_code(self, code: OobCode) -> None:
+        def supersede_and_insert(tx: Transaction) -> None:
+            tx.execute(sql.SUPERSEDE_OOB_CODES, (code.codice_fiscale, code.purpose.value))
+            tx.execute(sql.OOB_CODES.insert, sql.OOB_CODES.to_row(code))
+
+        try:
+            self._engine.run(supersede_and_insert, write=True)
+        except Conflict as exc:
+            raise Conflict(f"out-of-band code {code.oob_id} exists") from exc
+
+    def current_oob_code(self, codice_fiscale: str, purpose: OobPurpose) -> OobCode | None:
+        row = self._engine.run(
+            lambda tx: tx.fetch_one(sql.CURRENT_OOB_CODE, (codice_fiscale, purpose.value)),
+            write=False,
+        )
+        return sql.OOB_CODES.from_row(row) if row else None
+
+    def update_oob_code(self, code: OobCode) -> bool:
+        return self._versioned_update(sql.OOB_CODES, code)
+
+    # audit
+    def append_audit(self, build: Callable[[AuditEntry | None], AuditEntry]) -> AuditEntry:
+        """`build` runs inside the locked transaction and may run again if the engine retries
+        it (a deadlock or a connection lost before commit), so it must not have side effects
+        beyond computing the entry. The entry it returns must carry seq = last.seq + 1."""
+
+        def append(tx: Transaction) -> AuditEntry:
+            if self.dialect.audit_lock:
+                tx.execute(self.dialect.audit_lock)
+            row = tx.fetch_one(sql.LAST_AUDIT_ENTRY)
+            last = sql.AUDIT_LOG.from_row(row) if row else None
+            entry = build(last)
+            expected_seq = last.seq + 1 if last else 1
+            if entry.seq != expected_seq:
+                raise ValueError(
+                    f"the audit entry built after seq {expected_seq - 1} must have seq "
+                    f"{expected_seq}, not {entry.seq}"
+                )
+            tx.execute(sql.AUDIT_LOG.insert, sql.AUDIT_LOG.to_row(entry))
+            return entry
+
+        return self._engine.run(append, write=True)
+
+    def audit_entries(self) -> Iterator[AuditEntry]:
+        """Every entry in seq order, read in pages (the log is append-only)."""
+        after = 0
+        while True:
+            page = self._audit_page(after)
+            for row in page:
+                entry = sql.AUDIT_LOG.from_row(row)
+                after = entry.seq
+                yield entry
+            if len(page) < AUDIT_PAGE_SIZE:
+                return
+
+    def _audit_page(self, after_seq: int) -> list[Row]:
+        return self._engine.run(
+            lambda tx: tx.fetch_all(sql.AUDIT_PAGE, (after_seq, AUDIT_PAGE_SIZE)), write=False
+        )
+
+    def snapshot(self) -> dict[str, list[tuple[Any, ...]]]:
+        def read_all(tx: Transaction) -> dict[str, list[tuple[Any, ...]]]:
+            if self.dialect.consistent_read:
+                tx.execute(self.dialect.consistent_read)
+            return {
+                table.name: [_plain(row) for row in tx.fetch_all(table.snapshot)]
+                for table in sql.DATA_TABLES
+            }
+
+        return self._engine.run(read_all, write=False)
+
+    # shared shapes
+    def _write(self, statement: str, params: Row) -> int:
+        return self._engine.run(lambda tx: tx.execute(statement, params), write=True)
+
+    def _insert(self, table: Table[R], record: R, duplicate_message: str) -> None:
+        try:
+            self._write(table.insert, table.to_row(record))
+        except Conflict as exc:
+            raise Conflict(duplicate_message) from exc
+
+    def _get(self, table: Table[R], key: str) -> R | None:
+        row = self._engine.run(lambda tx: tx.fetch_one(table.select_by_key, (key,)), write=False)
+        return table.from_row(row) if row else None
+
+    def _list(self, table: Table[R], statement: str, codice_fiscale: str) -> list[R]:
+        found = self._engine.run(lambda tx: tx.fetch_all(statement, (codice_fiscale,)), write=False)
+        return [table.from_row(row) for row in found]
+
+    def _versioned_update(self, table: Table[R], record: R) -> bool:
+        params = table.versioned_update_params(record)
+        return self._write(table.versioned_update, params) == 1
+
+    def _consume(self, table: Table[R], statement: str, key: str, now: int) -> R | None:
+        row = self._engine.run(lambda tx: tx.fetch_one(statement, (now, key, now)), write=True)
+        return table.from_row(row) if row else None
+
+
+def _plain(row: Row) -> tuple[Any, ...]:
+    return tuple(bytes(value) if isinstance(value, memoryview) else value for value in row)

@@ -1,0 +1,360 @@
+"""The flows of DESIGN.md through the use cases, on real parts: SoftHSM2, SQLite, the test
+CNS PKI and a simulated card read by the station-side client, an emulated phone."""
+
+from __future__ import annotations
+
+import base64
+import re
+import threading
+
+import pyotp
+import pytest
+from support.app_fixtures import OPERATOR, PHONE_GATEWAY, PORTAL, STATION, Phone, card_evidence
+
+from otphsm.core.app import activation, enrolment, issuance, lifecycle, validation
+from otphsm.core.app.context import App
+from otphsm.core.audit import verify_chain
+from otphsm.core.certificates import CardCheckFailed, CardCheckFailure
+from otphsm.core.clock import ManualClock
+from otphsm.core.errors import AuthorisationRefused, FailedPrecondition, InvalidInput, NotFound
+from otphsm.core.records import ActivationMethod
+from otphsm.core.tokens import OtpParameters, TokenState
+from otphsm.core.verification import VerifyResult
+from otphsm.simulators.card.cns_card import CnsCard
+
+pytestmark = pytest.mark.softhsm
+CF = "RSSMRA80A01L378S"
+
+
+def authorise(app: App, card: CnsCard) -> str:
+    challenge = enrolment.new_challenge(app, STATION)
+    authorisation, _ = enrolment.authorise_with_card(
+        app, STATION, challenge.challenge_id, card_evidence(card, challenge.nonce)
+    )
+    return authorisation.authorisation_id
+
+
+def enrol_phone(app: App, card: CnsCard, phone: Phone) -> str:
+    issued = issuance.issue_token(
+        app, STATION, authorise(app, card), method=ActivationMethod.CODE, params=OtpParameters()
+    )
+    activated = activation.activate_with_code(
+        app, PHONE_GATEWAY, issued.activation_code, phone.public_point
+    )
+    phone.complete(activated)
+    serial = issued.token.serial
+    proof = validation.prove_possession(app, PHONE_GATEWAY, serial, phone.code(app.clock.now()))
+    assert proof.result is VerifyResult.OK
+    return serial
+
+
+def test_card_enrolment_secure_activation_and_login(app: App, cns_card_1024: CnsCard) -> None:
+    clock: ManualClock = app.clock  # type: ignore[assignment]
+    challenge = enrolment.new_challenge(app, STATION)
+    evidence = card_evidence(cns_card_1024, challenge.nonce)
+    authorisation, citizen = enrolment.authorise_with_card(
+        app, STATION, challenge.challenge_id, evidence
+    )
+    assert (citizen.codice_fiscale, citizen.surname.upper(), citizen.birth_date) == (
+        CF, "ROSSI", "1980-01-01",
+    )  # fmt: skip
+    issued = issuance.issue_token(
+        app, STATION, authorisation.authorisation_id,
+        method=ActivationMethod.CODE, params=OtpParameters(),
+    )  # fmt: skip
+    assert re.fullmatch(r"\d{6}-\d{6}-\d{6}", issued.activation_code)
+    assert issued.token.state is TokenState.PENDING and issued.token.seed is None
+
+    phone = Phone.new()
+    activated = activation.activate_with_code(
+        app, PHONE_GATEWAY, issued.activation_code, phone.public_point
+    )
+    phone.complete(activated)
+    serial = issued.token.serial
+    assert validation.verify_serial(app, PORTAL, serial, phone.code(clock.now())).result is (
+        VerifyResult.NOT_ACTIVE
+    )  # not before proof of possession
+    assert validation.prove_possession(app, PHONE_GATEWAY, serial, phone.code(clock.now())).ok
+    assert lifecycle.get_token(app, serial).state is TokenState.ACTIVE
+
+    clock.advance(30)
+    code = phone.code(clock.now())
+    assert validation.verify_citizen(app, PORTAL, CF, code).ok
+    assert validation.verify_serial(app, PORTAL, serial, code).result is VerifyResult.REPLAYED
+    # The activation code is single-use.
+    with pytest.raises(FailedPrecondition, match="already used"):
+        activation.activate_with_code(
+            app, PHONE_GATEWAY, issued.activation_code, phone.public_point
+        )
+    assert verify_chain(app.store.audit_entries(), app.hsm.keyed_digest).intact
+
+
+def test_lockout_and_release(app: App, cns_card_1024: CnsCard) -> None:
+    clock: ManualClock = app.clock  # type: ignore[assignment]
+    phone = Phone.new()
+    serial = enrol_phone(app, cns_card_1024, phone)
+    clock.advance(30)
+    results = [validation.verify_serial(app, PORTAL, serial, "000000") for _ in range(3)]
+    assert [r.result for r in results] == [VerifyResult.WRONG_CODE] * 3
+    assert results[-1].retry_after == 60
+    locked = validation.verify_serial(app, PORTAL, serial, phone.code(clock.now()))
+    assert (locked.result, locked.retry_after) == (VerifyResult.LOCKED, 60)
+    clock.advance(61)
+    assert validation.verify_serial(app, PORTAL, serial, phone.code(clock.now())).ok
+    for _ in range(3):
+        validation.verify_serial(app, PORTAL, serial, "000000")
+    lifecycle.change_state(app, OPERATOR, serial, "unlock")
+    clock.advance(30)
+    assert validation.verify_serial(app, PORTAL, serial, phone.code(clock.now())).ok
+    actions = [e.action for e in app.store.audit_entries()]
+    assert actions.count("token_locked") == 2 and "token_unlocked" in actions
+
+
+def test_phone_40_seconds_fast_logs_in_and_5_minutes_off_needs_resync(
+    app: App, cns_card_1024: CnsCard
+) -> None:
+    clock: ManualClock = app.clock  # type: ignore[assignment]
+    phone = Phone.new(skew_seconds=40)
+    serial = enrol_phone(app, cns_card_1024, phone)
+    for _ in range(6):
+        clock.advance(37)
+        assert validation.verify_serial(app, PORTAL, serial, phone.code(clock.now())).ok
+    phone.skew_seconds = 300
+    clock.advance(30)
+    assert validation.verify_serial(app, PORTAL, serial, phone.code(clock.now())).result is (
+        VerifyResult.WRONG_CODE
+    )
+    first = phone.code(clock.now())
+    clock.advance(30)
+    second = phone.code(clock.now())
+    assert validation.resync_serial(app, PORTAL, serial, first, second).ok
+    clock.advance(30)
+    assert validation.verify_serial(app, PORTAL, serial, phone.code(clock.now())).ok
+
+
+def test_replacement_after_an_sms_code(app: App, cns_card_1024: CnsCard) -> None:
+    clock: ManualClock = app.clock  # type: ignore[assignment]
+    old_phone = Phone.new()
+    old_serial = enrol_phone(app, cns_card_1024, old_phone)
+    enrolment.set_phone_number(app, STATION, CF, "+393331234567")
+
+    lifecycle.send_replacement_code(app, STATION, CF)
+    lifecycle.send_replacement_code(app, STATION, CF)  # supersedes the first
+    messages = app.sms.messages("+393331234567")  # type: ignore[attr-defined]
+    first_code, code = (re.search(r"\b(\d{6})\b", m.text).group(1) for m in messages)  # type: ignore[union-attr]
+    if first_code != code:
+        with pytest.raises(AuthorisationRefused, match="2 tries"):
+            lifecycle.authorise_with_sms_code(app, STATION, CF, first_code)
+    authorisation = lifecycle.authorise_with_sms_code(app, STATION, CF, code)
+    with pytest.raises(FailedPrecondition, match="already used"):
+        lifecycle.authorise_with_sms_code(app, STATION, CF, code)
+
+    new_phone = Phone.new()
+    issued = issuance.issue_token(
+        app, STATION, authorisation.authorisation_id,
+        method=ActivationMethod.CODE, params=OtpParameters(),
+    )  # fmt: skip
+    assert issued.token.replaces_serial == old_serial
+    new_phone.complete(
+        activation.activate_with_code(
+            app, PHONE_GATEWAY, issued.activation_code, new_phone.public_point
+        )
+    )
+    # The old phone works until the new one proves possession.
+    clock.advance(30)
+    assert validation.verify_serial(app, PORTAL, old_serial, old_phone.code(clock.now())).ok
+    assert validation.prove_possession(
+        app, PHONE_GATEWAY, issued.token.serial, new_phone.code(clock.now())
+    ).ok
+    assert lifecycle.get_token(app, old_serial).state is TokenState.REVOKED
+    clock.advance(30)
+    assert validation.verify_citizen(app, PORTAL, CF, new_phone.code(clock.now())).ok
+    assert validation.verify_serial(
+        app, PORTAL, old_serial, old_phone.code(clock.now())
+    ).result is (VerifyResult.REVOKED)
+
+
+def test_sms_code_three_wrong_then_wait(app: App, cns_card_1024: CnsCard) -> None:
+    clock: ManualClock = app.clock  # type: ignore[assignment]
+    enrol_phone(app, cns_card_1024, Phone.new())
+    enrolment.set_phone_number(app, STATION, CF, "+393331234567")
+    lifecycle.send_replacement_code(app, STATION, CF)
+    code = re.search(r"\b(\d{6})\b", app.sms.messages()[-1].text).group(1)  # type: ignore[attr-defined,union-attr]
+    wrong = "000000" if code != "000000" else "111111"
+    for _ in range(3):
+        with pytest.raises(AuthorisationRefused):
+            lifecycle.authorise_with_sms_code(app, STATION, CF, wrong)
+    with pytest.raises(FailedPrecondition) as waiting:
+        lifecycle.authorise_with_sms_code(app, STATION, CF, code)
+    assert waiting.value.retry_after == 60
+    clock.advance(61)
+    assert lifecycle.authorise_with_sms_code(app, STATION, CF, code).codice_fiscale == CF
+
+
+def test_temporary_secret_activation(app: App, cns_card_1024: CnsCard) -> None:
+    clock: ManualClock = app.clock  # type: ignore[assignment]
+    issued = issuance.issue_token(
+        app, STATION, authorise(app, cns_card_1024),
+        method=ActivationMethod.TEMPORARY_SECRET, params=OtpParameters(), temporary_secret="48151",
+    )  # fmt: skip
+    phone = Phone.new()
+    for left in ("2 tries", "1 tries", "wait 60 s"):
+        with pytest.raises(AuthorisationRefused, match=left):
+            activation.activate_with_temporary_secret(
+                app, PHONE_GATEWAY, CF, "11111", phone.public_point
+            )
+    with pytest.raises(FailedPrecondition):
+        activation.activate_with_temporary_secret(
+            app, PHONE_GATEWAY, CF, "48151", phone.public_point
+        )
+    clock.advance(61)
+    phone.complete(
+        activation.activate_with_temporary_secret(
+            app, PHONE_GATEWAY, CF, "48151", phone.public_point
+        )
+    )
+    assert validation.prove_possession(
+        app, PHONE_GATEWAY, issued.token.serial, phone.code(clock.now())
+    ).ok
+
+
+def test_temporary_secret_expires_after_five_minutes(app: App, cns_card_1024: CnsCard) -> None:
+    clock: ManualClock = app.clock  # type: ignore[assignment]
+    issuance.issue_token(
+        app, STATION, authorise(app, cns_card_1024),
+        method=ActivationMethod.TEMPORARY_SECRET, params=OtpParameters(), temporary_secret="48151",
+    )  # fmt: skip
+    clock.advance(301)
+    with pytest.raises(FailedPrecondition, match="expired"):
+        activation.activate_with_temporary_secret(
+            app, PHONE_GATEWAY, CF, "48151", Phone.new().public_point
+        )
+
+
+def test_otpauth_compatibility_mode_with_pyotp_as_the_app(app: App, cns_card_1024: CnsCard) -> None:
+    clock: ManualClock = app.clock  # type: ignore[assignment]
+    issued = issuance.issue_token(
+        app, STATION, authorise(app, cns_card_1024),
+        method=ActivationMethod.OTPAUTH, params=OtpParameters(),
+    )  # fmt: skip
+    totp = pyotp.parse_uri(issued.otpauth_uri)
+    assert isinstance(totp, pyotp.TOTP) and totp.issuer == "otphsm"
+    assert len(base64.b32decode(totp.secret + "=" * (-len(totp.secret) % 8))) == 20
+    serial = issued.token.serial
+    assert validation.prove_possession(app, PHONE_GATEWAY, serial, totp.at(clock.now())).ok
+    clock.advance(30)
+    assert validation.verify_serial(app, PORTAL, serial, totp.at(clock.now())).ok
+
+
+def test_challenges_are_single_use_and_expire(app: App, cns_card_1024: CnsCard) -> None:
+    clock: ManualClock = app.clock  # type: ignore[assignment]
+    challenge = enrolment.new_challenge(app, STATION)
+    evidence = card_evidence(cns_card_1024, challenge.nonce)
+    enrolment.authorise_with_card(app, STATION, challenge.challenge_id, evidence)
+    with pytest.raises(CardCheckFailed) as reused:
+        enrolment.authorise_with_card(app, STATION, challenge.challenge_id, evidence)
+    assert reused.value.reason is CardCheckFailure.CHALLENGE_REUSED
+
+    late = enrolment.new_challenge(app, STATION)
+    late_evidence = card_evidence(cns_card_1024, late.nonce)
+    clock.advance(61)
+    before = app.store.snapshot()
+    with pytest.raises(CardCheckFailed) as expired:
+        enrolment.authorise_with_card(app, STATION, late.challenge_id, late_evidence)
+    assert expired.value.reason is CardCheckFailure.CHALLENGE_EXPIRED
+    assert app.store.snapshot() == before
+
+
+def test_a_signature_over_another_challenge_is_refused(app: App, cns_card_1024: CnsCard) -> None:
+    one = enrolment.new_challenge(app, STATION)
+    other = enrolment.new_challenge(app, STATION)
+    before = app.store.snapshot()
+    with pytest.raises(CardCheckFailed) as refused:
+        enrolment.authorise_with_card(
+            app, STATION, one.challenge_id, card_evidence(cns_card_1024, other.nonce)
+        )
+    assert refused.value.reason is CardCheckFailure.BAD_SIGNATURE
+    assert app.store.snapshot() == before
+
+
+def test_an_authorisation_creates_one_token(app: App, cns_card_1024: CnsCard) -> None:
+    authorisation_id = authorise(app, cns_card_1024)
+    issuance.issue_token(
+        app, STATION, authorisation_id, method=ActivationMethod.CODE, params=OtpParameters()
+    )
+    with pytest.raises(FailedPrecondition, match="already used"):
+        issuance.issue_token(
+            app, STATION, authorisation_id, method=ActivationMethod.CODE, params=OtpParameters()
+        )
+    with pytest.raises(NotFound):
+        issuance.issue_token(
+            app, STATION, "au-nope", method=ActivationMethod.CODE, params=OtpParameters()
+        )
+
+
+def test_lifecycle_transitions(app: App, cns_card_1024: CnsCard) -> None:
+    clock: ManualClock = app.clock  # type: ignore[assignment]
+    phone = Phone.new()
+    serial = enrol_phone(app, cns_card_1024, phone)
+    lifecycle.change_state(app, OPERATOR, serial, "suspend")
+    clock.advance(30)
+    assert validation.verify_serial(app, PORTAL, serial, phone.code(clock.now())).result is (
+        VerifyResult.NOT_ACTIVE
+    )
+    with pytest.raises(FailedPrecondition, match="cannot suspend"):
+        lifecycle.change_state(app, OPERATOR, serial, "suspend")
+    lifecycle.change_state(app, OPERATOR, serial, "resume")
+    assert validation.verify_serial(app, PORTAL, serial, phone.code(clock.now())).ok
+    lifecycle.change_state(app, OPERATOR, serial, "revoke")
+    with pytest.raises(FailedPrecondition):
+        lifecycle.change_state(app, OPERATOR, serial, "resume")
+    [listed] = lifecycle.list_tokens(app, CF)
+    assert (listed.serial, listed.state, listed.kind.value) == (
+        serial,
+        TokenState.REVOKED,
+        "mobile",
+    )
+    assert listed.last_used_at == int(clock.now())
+
+
+def test_malformed_input_changes_nothing(app: App, cns_card_1024: CnsCard) -> None:
+    phone = Phone.new()
+    serial = enrol_phone(app, cns_card_1024, phone)
+    before = app.store.snapshot()
+    for call in (
+        lambda: validation.verify_serial(app, PORTAL, serial, "12345"),
+        lambda: validation.verify_serial(app, PORTAL, "bad serial!", "123456"),
+        lambda: activation.activate_with_code(app, PHONE_GATEWAY, "123", phone.public_point),
+        lambda: activation.activate_with_code(
+            app, PHONE_GATEWAY, "123456789012345678", phone.public_point
+        ),
+        lambda: issuance.issue_token(app, STATION, "au-x", method=ActivationMethod.TEMPORARY_SECRET,
+                                     params=OtpParameters(), temporary_secret="12"),
+        lambda: enrolment.set_phone_number(app, STATION, CF, "call me"),
+    ):  # fmt: skip
+        with pytest.raises(InvalidInput):
+            call()
+    with pytest.raises(NotFound):
+        validation.verify_serial(app, PORTAL, "MOB-0000000000", "123456")
+    assert app.store.snapshot() == before
+
+
+def test_concurrent_verifies_of_one_code_accept_it_once(app: App, cns_card_1024: CnsCard) -> None:
+    clock: ManualClock = app.clock  # type: ignore[assignment]
+    phone = Phone.new()
+    serial = enrol_phone(app, cns_card_1024, phone)
+    clock.advance(30)
+    code = phone.code(clock.now())
+    results: list[VerifyResult] = []
+    barrier = threading.Barrier(16)
+
+    def attempt() -> None:
+        barrier.wait()
+        results.append(validation.verify_serial(app, PORTAL, serial, code).result)
+
+    threads = [threading.Thread(target=attempt) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results.count(VerifyResult.OK) == 1
