@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "otphsm.cli.sim_hsm",
     "otphsm.cli.demo",
     "otphsm.cli.sim_card",
+    "otphsm.cli.fobs",
     "otphsm.cli.card",
 )
 

@@ -38,6 +38,8 @@ def change_state(app: App, actor: Actor, serial: str, operation: str) -> Token:
     def decide(token: Token, _fn: HmacFn) -> Verdict:
         if token.state not in allowed:
             raise FailedPrecondition(f"cannot {operation} a token that is {token.state.value}")
+        if operation == "resume" and not token.codice_fiscale:
+            raise FailedPrecondition("an unassigned fob is resumed by assigning it to a citizen")
         if target is None:
             changed = replace(token, failures=0, lock_level=0, locked_until=0)
         else:

@@ -71,10 +71,20 @@ def verify_serial(app: App, actor: Actor, serial: str, code: str) -> VerifyOutco
 
 
 def verify_citizen(app: App, actor: Actor, codice_fiscale: str, code: str) -> VerifyOutcome:
-    """Login by codice fiscale + code: any of the citizen's active tokens may accept it."""
+    """Login by codice fiscale + code: any of the citizen's active tokens may accept it.
+
+    Each token is first asked without writing, so a code from the fob does not count as a
+    failure on the phone; only when no token accepts it is a failure recorded on each."""
     tokens = [t for t in app.store.tokens_of(codice_fiscale) if t.state is TokenState.ACTIVE]
     if not tokens:
         raise NotFound("the citizen has no active token")
+    now = app.clock.now()
+    policy = app.policy.verification
+    for token in tokens:
+        if verify(token, code, now, hmac_for(app, token), policy).result is VerifyResult.OK:
+            outcome = verify_serial(app, actor, token.serial, code)
+            if outcome.ok:
+                return outcome
     outcomes = [verify_serial(app, actor, t.serial, code) for t in tokens]
     accepted = next((o for o in outcomes if o.ok), None)
     if accepted is not None:

@@ -1,0 +1,249 @@
+"""Hardware tokens (key fobs): a vendor's batch imported as inventory, then assigned by serial to
+a citizen whose card (or an SMS code) authorised it.
+
+How a fob is represented:
+- in inventory: a PHYSICAL token with `codice_fiscale == UNASSIGNED` ("") in state SUSPENDED,
+  so neither verification nor proof of possession accepts a code from it;
+- assigned: the citizen's codice fiscale, state PENDING; the first valid code the fob shows
+  (`validation.prove_possession`) turns it ACTIVE, proving the technician handed over the fob
+  whose serial was typed;
+- it never replaces the citizen's mobile device (`replaces_serial` stays None) and a new mobile
+  device never replaces it: the two live side by side.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+from otphsm.core.app.context import Actor, App
+from otphsm.core.app.enrolment import consume_authorisation
+from otphsm.core.errors import FailedPrecondition, InvalidInput, NotFound
+from otphsm.core.seeds import SeedRef
+from otphsm.core.tokens import (
+    OtpMode,
+    OtpParameters,
+    Token,
+    TokenKind,
+    TokenState,
+    check_serial,
+)
+
+UNASSIGNED = ""
+"""The codice fiscale of a fob nobody holds yet."""
+MIN_SECRET_BYTES = 16
+"""RFC 4226 section 4, R6: a shared secret of at least 128 bits."""
+MAX_SECRET_BYTES = 64
+MAX_BATCH = 100_000
+MAX_COUNTER = 2**62
+"""Counters are stored as signed 64-bit integers, with room for look-ahead and resync."""
+_NAMED = 10
+"""How many serials an error message names before saying how many more."""
+
+
+@dataclass(slots=True)
+class FobPackage:
+    """One fob as a vendor delivered it. `secret` is wiped once it is inside the HSM."""
+
+    serial: str
+    secret: bytearray = field(repr=False)
+    params: OtpParameters
+    counter: int = 0
+    """HOTP: the counter of the fob's next button press. TOTP: 0."""
+
+    def wipe(self) -> None:
+        self.secret[:] = bytes(len(self.secret))
+
+
+def import_fobs(
+    app: App, actor: Actor, packages: Sequence[FobPackage], *, source: str = "pskc"
+) -> list[Token]:
+    """Put a batch of fobs into inventory, all or nothing.
+
+    Everything is checked before anything changes; then every seed goes into the HSM, and
+    only then are the tokens written. If the HSM fails midway, the seeds already created are
+    destroyed and nothing is written. The store has no multi-row transaction: if a write fails
+    midway (a concurrent import of the same serial, the database gone), the fobs already
+    written are withdrawn (revoked, their seed reference dropped) and the seeds destroyed.
+
+    Consumes the packages: every secret is wiped when this returns, imported or not.
+    """
+    try:
+        _check_batch(app, packages)
+        seeds = _import_seeds(app, packages)
+        tokens = _write_inventory(app, actor, packages, seeds, source)
+    finally:
+        for package in packages:
+            package.wipe()
+    serials = [token.serial for token in tokens]
+    app.audit(actor, "fobs_imported", source, count=len(tokens), serials=serials)
+    return tokens
+
+
+def fob_inventory(app: App) -> list[Token]:
+    """The fobs imported and not yet assigned to anybody."""
+    return [
+        token
+        for token in app.store.tokens_of(UNASSIGNED)
+        if token.kind is TokenKind.PHYSICAL and token.state is TokenState.SUSPENDED
+    ]
+
+
+def assign_fob(app: App, actor: Actor, authorisation_id: str, serial: str) -> Token:
+    """Give an inventory fob to the citizen an authorisation (card or SMS code) names.
+
+    The fob is PENDING until its first valid code (`validation.prove_possession`). A citizen
+    holds at most one fob that is not revoked: a lost one is revoked before a new one is given.
+    """
+    check_serial(serial)
+    fob = app.store.get_token(serial)
+    if fob is None or fob.kind is not TokenKind.PHYSICAL:
+        raise NotFound(f"no key fob with serial {serial}")
+    _check_in_inventory(fob)
+    pending = app.store.get_authorisation(authorisation_id)
+    if pending is None:
+        raise NotFound("unknown authorisation")
+    _check_no_other_fob(app, pending.codice_fiscale)
+    authorisation = consume_authorisation(app, authorisation_id)
+    cf = authorisation.codice_fiscale
+    assigned = replace(fob, codice_fiscale=cf, state=TokenState.PENDING)
+    if not app.store.update_token(assigned):
+        raise FailedPrecondition(
+            f"key fob {serial} was changed meanwhile (assigned by someone else?): "
+            "look it up and authorise again"
+        )
+    app.audit(actor, "fob_assigned", serial, codice_fiscale=cf, authorisation=authorisation_id)
+    stored = app.store.get_token(serial)
+    return stored if stored is not None else assigned
+
+
+# --- checks -----------------------------------------------------------------------------
+
+
+def _check_batch(app: App, packages: Sequence[FobPackage]) -> None:
+    if not packages:
+        raise InvalidInput("the batch holds no key fob")
+    if len(packages) > MAX_BATCH:
+        raise InvalidInput(f"a batch holds at most {MAX_BATCH} key fobs, got {len(packages)}")
+    seen: set[str] = set()
+    duplicates: list[str] = []
+    for index, package in enumerate(packages, 1):
+        _check_package(index, package)
+        if package.serial in seen:
+            duplicates.append(package.serial)
+        seen.add(package.serial)
+    if duplicates:
+        raise InvalidInput(f"serials appear more than once in the batch: {_names(duplicates)}")
+    existing = [p.serial for p in packages if app.store.get_token(p.serial) is not None]
+    if existing:
+        raise FailedPrecondition(f"serials already imported: {_names(existing)}")
+
+
+def _check_package(index: int, package: FobPackage) -> None:
+    where = f"key fob #{index}"
+    try:
+        check_serial(package.serial)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{where}: bad serial {package.serial!r}: {exc}") from None
+    where = f"{where} ({package.serial})"
+    if not MIN_SECRET_BYTES <= len(package.secret) <= MAX_SECRET_BYTES:
+        raise InvalidInput(
+            f"{where}: a seed must be {MIN_SECRET_BYTES}..{MAX_SECRET_BYTES} bytes, "
+            f"got {len(package.secret)}"
+        )
+    if package.params.mode is OtpMode.TOTP and package.counter != 0:
+        raise InvalidInput(f"{where}: a TOTP fob has no counter")
+    if not 0 <= package.counter <= MAX_COUNTER:
+        raise InvalidInput(f"{where}: the counter must be 0..{MAX_COUNTER}")
+
+
+def _check_in_inventory(fob: Token) -> None:
+    if fob.codice_fiscale != UNASSIGNED:
+        raise FailedPrecondition(f"key fob {fob.serial} is already assigned")
+    if fob.state is not TokenState.SUSPENDED:
+        raise FailedPrecondition(f"key fob {fob.serial} is {fob.state.value}, not in inventory")
+
+
+def _check_no_other_fob(app: App, codice_fiscale: str) -> None:
+    held = [
+        token.serial
+        for token in app.store.tokens_of(codice_fiscale)
+        if token.kind is TokenKind.PHYSICAL and token.state is not TokenState.REVOKED
+    ]
+    if held:
+        raise FailedPrecondition(
+            f"the citizen already holds key fob {held[0]}: revoke it before assigning another"
+        )
+
+
+def _names(serials: Sequence[str]) -> str:
+    named = ", ".join(serials[:_NAMED])
+    more = len(serials) - _NAMED
+    return f"{named} and {more} more" if more > 0 else named
+
+
+# --- the all-or-nothing writes ----------------------------------------------------------
+
+
+def _import_seeds(app: App, packages: Sequence[FobPackage]) -> list[SeedRef]:
+    seeds: list[SeedRef] = []
+    try:
+        for package in packages:
+            seeds.append(app.hsm.import_seed(package.secret, package.params.algorithm))
+    except BaseException:
+        _destroy_all(app, seeds)
+        raise
+    return seeds
+
+
+def _write_inventory(
+    app: App,
+    actor: Actor,
+    packages: Sequence[FobPackage],
+    seeds: Sequence[SeedRef],
+    source: str,
+) -> list[Token]:
+    now = app.now()
+    tokens = [
+        Token(
+            serial=package.serial,
+            codice_fiscale=UNASSIGNED,
+            kind=TokenKind.PHYSICAL,
+            params=package.params,
+            seed=seed,
+            state=TokenState.SUSPENDED,
+            created_at=now,
+            moving_factor=package.counter,
+        )
+        for package, seed in zip(packages, seeds, strict=True)
+    ]
+    written: list[Token] = []
+    try:
+        for token in tokens:
+            app.store.insert_token(token)
+            written.append(token)
+    except BaseException:
+        _withdraw(app, actor, written, source)
+        _destroy_all(app, seeds)
+        raise
+    return tokens
+
+
+def _withdraw(app: App, actor: Actor, written: Sequence[Token], source: str) -> None:
+    """Best effort after a failed write: the rows cannot be deleted through the port, so they
+    are revoked and lose their seed reference; the caller's error is what is raised."""
+    if not written:
+        return
+    for token in written:
+        with contextlib.suppress(Exception):
+            app.store.update_token(replace(token, state=TokenState.REVOKED, seed=None))
+    serials = [token.serial for token in written]
+    with contextlib.suppress(Exception):
+        app.audit(actor, "fobs_import_withdrawn", source, count=len(serials), serials=serials)
+
+
+def _destroy_all(app: App, seeds: Sequence[SeedRef]) -> None:
+    for seed in seeds:
+        with contextlib.suppress(Exception):
+            app.hsm.destroy_seed(seed)
