@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup test test-fast lint typecheck check bench demo clean
+.PHONY: setup test test-fast lint typecheck check bench demo clean proto proto-check
 
 setup:
 	@bash scripts/setup.sh
@@ -24,6 +24,12 @@ check: lint typecheck test
 
 bench: setup
 	$(PY) bench/bench_hsm.py
+
+proto: setup
+	PY=$(PY) bash scripts/proto.sh
+
+proto-check: setup
+	PY=$(PY) bash scripts/proto.sh --check
 
 demo: setup
 	$(PY) -m otphsm.cli.main demo

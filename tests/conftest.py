@@ -20,6 +20,7 @@ pytest_plugins = [
     "support.pcsc_fixtures",
     "support.app_fixtures",
     "support.store_fixtures",
+    "support.service_fixtures",
 ]
 
 

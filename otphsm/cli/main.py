@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "otphsm.cli.sim_card",
     "otphsm.cli.fobs",
     "otphsm.cli.card",
+    "otphsm.cli.service",
 )
 
 

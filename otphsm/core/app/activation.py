@@ -70,6 +70,7 @@ def _activate(
         raise FailedPrecondition("this activation no longer applies to a pending token")
     derived = app.hsm.derive_seed_ecdh(device_public_point, token.params.algorithm)
     if not app.store.update_activation(replace(activation, used_at=now)):
+        app.hsm.destroy_seed(derived.seed)  # another caller won: leave nothing behind
         raise FailedPrecondition("this activation was just used")
     activated = replace(token, seed=derived.seed)
     if not app.store.update_token(activated):

@@ -131,7 +131,7 @@ def set_phone_number(app: App, actor: Actor, codice_fiscale: str, phone_number: 
     digits = phone_number.removeprefix("+")
     if not (8 <= len(digits) <= 15 and digits.isascii() and digits.isdigit()):
         raise InvalidInput("a phone number is + and 8..15 digits (E.164)")
-    citizen = app.store.get_citizen(codice_fiscale)
+    citizen = app.store.get_citizen(validate_codice_fiscale(codice_fiscale).code)
     if citizen is None:
         raise NotFound("no enrolled citizen with that codice fiscale")
     updated = replace(citizen, phone_number="+" + digits, updated_at=app.now())

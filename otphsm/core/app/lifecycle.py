@@ -8,6 +8,7 @@ from dataclasses import replace
 from otphsm.core.app.context import Actor, App
 from otphsm.core.app.enrolment import grant_authorisation
 from otphsm.core.app.validation import decide_and_store
+from otphsm.core.codice_fiscale import validate as validate_codice_fiscale
 from otphsm.core.errors import (
     AuthorisationRefused,
     FailedPrecondition,
@@ -53,7 +54,7 @@ def change_state(app: App, actor: Actor, serial: str, operation: str) -> Token:
 
 
 def list_tokens(app: App, codice_fiscale: str) -> list[Token]:
-    return app.store.tokens_of(codice_fiscale)
+    return app.store.tokens_of(validate_codice_fiscale(codice_fiscale).code)
 
 
 def get_token(app: App, serial: str) -> Token:
@@ -71,6 +72,7 @@ def _oob_mac(app: App, cf: str, purpose: OobPurpose, text: str) -> bytes:
 
 
 def send_replacement_code(app: App, actor: Actor, codice_fiscale: str) -> OobCode:
+    codice_fiscale = validate_codice_fiscale(codice_fiscale).code
     citizen = app.store.get_citizen(codice_fiscale)
     if citizen is None:
         raise NotFound("no enrolled citizen with that codice fiscale")
@@ -104,6 +106,7 @@ def authorise_with_sms_code(
     app: App, actor: Actor, codice_fiscale: str, text: str
 ) -> Authorisation:
     """A right SMS code earns an authorisation (as a card does) to issue a replacement."""
+    codice_fiscale = validate_codice_fiscale(codice_fiscale).code
     digits = app.policy.sms_code_digits
     if len(text) != digits or not text.isascii() or not text.isdigit():
         raise InvalidInput(f"the code is {digits} digits")

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from otphsm.core.app.context import Actor, App
+from otphsm.core.codice_fiscale import validate as validate_codice_fiscale
 from otphsm.core.errors import DeviceUnavailable, NotFound
 from otphsm.core.otp import HmacFn
 from otphsm.core.tokens import Token, TokenState, check_serial
@@ -75,7 +76,8 @@ def verify_citizen(app: App, actor: Actor, codice_fiscale: str, code: str) -> Ve
 
     Each token is first asked without writing, so a code from the fob does not count as a
     failure on the phone; only when no token accepts it is a failure recorded on each."""
-    tokens = [t for t in app.store.tokens_of(codice_fiscale) if t.state is TokenState.ACTIVE]
+    cf = validate_codice_fiscale(codice_fiscale).code
+    tokens = [t for t in app.store.tokens_of(cf) if t.state is TokenState.ACTIVE]
     if not tokens:
         raise NotFound("the citizen has no active token")
     now = app.clock.now()
@@ -90,6 +92,13 @@ def verify_citizen(app: App, actor: Actor, codice_fiscale: str, code: str) -> Ve
     if accepted is not None:
         return accepted
     return min(outcomes, key=lambda o: _RESULT_PRIORITY.index(o.result))
+
+
+def check_device(app: App, actor: Actor, serial: str, code: str) -> VerifyOutcome:
+    """Aruba's "test your device": a verification like a login, recorded as a test."""
+    outcome = verify_serial(app, actor, serial, code)
+    app.audit(actor, "device_tested", serial, result=outcome.result.value)
+    return outcome
 
 
 def prove_possession(app: App, actor: Actor, serial: str, code: str) -> VerifyOutcome:

@@ -1,0 +1,65 @@
+"""`otphsm serve`, `otphsm admin dev-pki` and `otphsm audit verify`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from otphsm.cli.commands import CommandTree
+from otphsm.core.app.audit import verify_audit
+from otphsm.service.assembly import assemble
+from otphsm.service.config import load_config
+from otphsm.service.devpki import write_dev_pki
+from otphsm.service.server import serve
+
+
+def register(tree: CommandTree) -> None:
+    parser = tree.command(
+        "serve", handler=_serve, help="run the gRPC service (SIGTERM/SIGINT: graceful stop)"
+    )
+    parser.add_argument("--config", type=Path, required=True, help="TOML configuration file")
+
+    tree.group("admin", help="operator tasks")
+    parser = tree.command(
+        "admin",
+        "dev-pki",
+        handler=_dev_pki,
+        help="write a development CA, a localhost server certificate and one client "
+        "certificate per role (PEM)",
+    )
+    parser.add_argument("dir", type=Path, help="directory for the PEM files")
+
+    tree.group("audit", help="the audit chain")
+    parser = tree.command(
+        "audit", "verify", handler=_audit_verify, help="check every link and HSM MAC of the chain"
+    )
+    parser.add_argument("--config", type=Path, required=True, help="TOML configuration file")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    return serve(args.config)
+
+
+def _dev_pki(args: argparse.Namespace) -> int:
+    pki = write_dev_pki(args.dir)
+    print(f"development PKI in {pki.directory} (NOT FOR PRODUCTION)")
+    print(f"  CA:      {pki.ca}")
+    print(f"  server:  {pki.server_cert} + {pki.server_key.name} (localhost, 127.0.0.1, ::1)")
+    for role, (cert, key) in pki.clients.items():
+        print(f"  {role.value + ':':10}{cert} + {key.name} (urn:otphsm:role:{role.value})")
+    return 0
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    assembly = assemble(load_config(args.config))
+    try:
+        report = verify_audit(assembly.app)
+    finally:
+        assembly.close()
+    if report.intact:
+        print(f"OK: {report.entries} entries, chain intact")
+        return 0
+    for finding in report.findings:
+        print(f"entry {finding.seq}: {finding.problem.value}")
+    print(f"BROKEN: {len(report.findings)} finding(s) in {report.entries} entries")
+    return 1

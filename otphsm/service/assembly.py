@@ -1,0 +1,113 @@
+"""The composition root: the one place that turns configuration into adapters and the `App`.
+
+Every choice from configuration is made here and fails loudly on a value it does not know
+(a store URL scheme, a seed storage, a wrap mechanism, a reader kind).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from otphsm.core.app.context import App
+from otphsm.core.certificates import TrustStore
+from otphsm.core.clock import Clock, SystemClock
+from otphsm.core.errors import ConfigurationError
+from otphsm.core.ports import SmsGateway, Store
+from otphsm.core.seeds import SeedStorage
+from otphsm.hsm import HsmConfig, HsmSeedVault, SessionSource, open_vault
+from otphsm.service.config import CardSection, HsmSection, ServiceConfig
+from otphsm.service.readers import LocalReaders, PcscReaders
+from otphsm.simulators.sms.outbox import OutboxSmsGateway
+from otphsm.store import open_store
+
+
+@dataclass
+class Assembly:
+    app: App
+    vault: HsmSeedVault
+    store: Store
+    readers: LocalReaders | None
+
+    def close(self) -> None:
+        try:
+            self.store.close()
+        finally:
+            self.vault.close()
+
+
+def assemble(
+    config: ServiceConfig,
+    *,
+    clock: Clock | None = None,
+    hsm_source: SessionSource | None = None,
+    sms: SmsGateway | None = None,
+    readers: LocalReaders | None = None,
+) -> Assembly:
+    """Open the store (migrated), the HSM (keys checked) and the rest. The keyword arguments
+    replace an adapter (tests inject a manual clock, a fault-injecting HSM, simulated readers)."""
+    clock = clock or SystemClock()
+    trust = load_trust(config.card)
+    if readers is None:
+        readers = _readers(config.card.readers)
+    store = open_store(
+        config.store.url, pool_size=config.store.pool_size, timeout=config.store.timeout_seconds
+    )
+    try:
+        store.migrate()
+        vault = open_vault(hsm_config(config.hsm), hsm_source)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            store.close()
+        raise
+    app = App(
+        store=store,
+        hsm=vault,
+        clock=clock,
+        trust=trust,
+        sms=sms or OutboxSmsGateway(Path(config.sms.outbox), clock),
+        policy=config.policy,
+    )
+    return Assembly(app, vault, store, readers)
+
+
+def hsm_config(section: HsmSection) -> HsmConfig:
+    try:
+        storage = SeedStorage(section.seed_storage)
+    except ValueError:
+        raise ConfigurationError(f"unknown hsm.seed_storage {section.seed_storage!r}") from None
+    return HsmConfig(
+        token_label=section.token_label,
+        user_pin=section.pin(),
+        module=section.module,
+        kek_label=section.kek_label,
+        pepper_label=section.pepper_label,
+        wrap_mechanism=section.wrap_mechanism,
+        seed_storage=storage,
+        handle_cache_size=section.cache_size,
+    )
+
+
+def load_trust(section: CardSection) -> TrustStore:
+    authorities = b"".join(_read(path, "card.trusted_ca") for path in section.trusted_ca)
+    crls = [_read(path, "card.crls") for path in section.crls]
+    try:
+        return TrustStore.from_pem(authorities, crls)
+    except ValueError as exc:
+        raise ConfigurationError(f"card.trusted_ca / card.crls do not parse: {exc}") from None
+
+
+def _readers(kind: str) -> LocalReaders | None:
+    if kind == "pcsc":
+        return PcscReaders()
+    if kind == "none":
+        return None
+    raise ConfigurationError(f"unknown card.readers {kind!r}: use none or pcsc")
+
+
+def _read(path: str, key: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read {key} file {path}: {exc.strerror}") from None

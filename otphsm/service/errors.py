@@ -1,0 +1,75 @@
+"""The one table from error categories to gRPC status codes.
+
+Every exception a use case, adapter or servicer raises passes through `status_for`. Known
+categories keep their message (it was written for the caller and names no secret); anything
+else becomes INTERNAL with a generic message, and its details go only to the log.
+
+Trailing metadata the caller can rely on:
+- `retry-after-seconds`: a wait is running (FailedPrecondition with retry_after).
+- `otphsm-reason`: a machine-readable reason (the card check that failed, or the category).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc
+
+from otphsm.core.certificates import CardCheckFailed
+from otphsm.core.errors import (
+    AuthorisationRefused,
+    ConfigurationError,
+    DeviceRefused,
+    DeviceUnavailable,
+    FailedPrecondition,
+    InvalidInput,
+    NotFound,
+)
+from otphsm.core.ports import Conflict
+
+RETRY_AFTER_KEY = "retry-after-seconds"
+REASON_KEY = "otphsm-reason"
+INTERNAL_MESSAGE = "internal error; the server log has the details"
+
+# First match wins: subclasses that need another code come before their bases.
+STATUS_TABLE: tuple[tuple[type[BaseException], grpc.StatusCode, str], ...] = (
+    (InvalidInput, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_INPUT"),
+    (NotFound, grpc.StatusCode.NOT_FOUND, "NOT_FOUND"),
+    (FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION, "FAILED_PRECONDITION"),
+    (AuthorisationRefused, grpc.StatusCode.FAILED_PRECONDITION, "AUTHORISATION_REFUSED"),
+    (ConfigurationError, grpc.StatusCode.UNAVAILABLE, "CONFIGURATION"),
+    (DeviceUnavailable, grpc.StatusCode.UNAVAILABLE, "DEVICE_UNAVAILABLE"),
+    (DeviceRefused, grpc.StatusCode.FAILED_PRECONDITION, "DEVICE_REFUSED"),
+    (Conflict, grpc.StatusCode.ABORTED, "CONFLICT"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class MappedStatus:
+    code: grpc.StatusCode
+    message: str
+    metadata: tuple[tuple[str, str], ...]
+    expected: bool
+    """False when the error fell through to INTERNAL (a bug or an unclassified failure)."""
+
+
+def status_for(exc: BaseException) -> MappedStatus:
+    for category, code, reason in STATUS_TABLE:
+        if isinstance(exc, category):
+            metadata: list[tuple[str, str]] = [(REASON_KEY, _reason(exc, reason))]
+            retry_after = getattr(exc, "retry_after", 0)
+            if isinstance(retry_after, int) and retry_after > 0:
+                metadata.append((RETRY_AFTER_KEY, str(retry_after)))
+            return MappedStatus(code, _message(exc, reason), tuple(metadata), expected=True)
+    return MappedStatus(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE, (), expected=False)
+
+
+def _reason(exc: BaseException, default: str) -> str:
+    if isinstance(exc, CardCheckFailed):
+        return exc.reason.name
+    return default
+
+
+def _message(exc: BaseException, reason: str) -> str:
+    text = str(exc) or reason.replace("_", " ").lower()
+    return text[:1000]

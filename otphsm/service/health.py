@@ -1,0 +1,99 @@
+"""The standard gRPC health service, driven by a background checker: NOT_SERVING while the HSM or
+the database fails its probe, SERVING again as soon as both pass."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping
+
+from grpc_health.v1 import health, health_pb2
+
+from otphsm.hsm.errors import HsmError
+from otphsm.service.metrics import Metrics
+
+log = logging.getLogger("otphsm.health")
+
+Probe = Callable[[], None]
+"""Returns when the component is usable; raises when it is not."""
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+class HealthMonitor:
+    def __init__(
+        self,
+        servicer: health.HealthServicer,
+        probes: Mapping[str, Probe],
+        *,
+        services: Iterable[str],
+        interval_seconds: float,
+        metrics: Metrics,
+    ) -> None:
+        self.servicer = servicer
+        self._probes = dict(probes)
+        self._services = ("", *services)
+        self._interval = interval_seconds
+        self._metrics = metrics
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._failing: dict[str, str] = {}
+        self._checks = 0
+        self._checked = threading.Condition()
+
+    @property
+    def failing(self) -> dict[str, str]:
+        """Component → why, for the components whose last probe failed."""
+        return dict(self._failing)
+
+    def check_now(self) -> bool:
+        failing: dict[str, str] = {}
+        for name, probe in self._probes.items():
+            try:
+                probe()
+            except Exception as exc:
+                failing[name] = f"{type(exc).__name__}: {exc}"
+                if isinstance(exc, HsmError):
+                    self._metrics.hsm_errors.labels(type(exc).__name__).inc()
+            self._metrics.component_up.labels(name).set(0 if name in failing else 1)
+        self._report(failing)
+        with self._checked:
+            self._checks += 1
+            self._checked.notify_all()
+        return not failing
+
+    def wait_for_checks(self, count: int, timeout: float) -> bool:
+        """Block until `count` more checks ran (for tests and start-up)."""
+        with self._checked:
+            target = self._checks + count
+            return self._checked.wait_for(lambda: self._checks >= target, timeout)
+
+    def start(self) -> None:
+        self.check_now()
+        self._thread = threading.Thread(target=self._run, name="otphsm-health", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop probing and answer NOT_SERVING from now on (the server is going away)."""
+        self._stop.set()
+        self.servicer.enter_graceful_shutdown()
+        if self._thread is not None:
+            self._thread.join(timeout=self._interval + 10)
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.check_now()
+
+    def _report(self, failing: dict[str, str]) -> None:
+        for name in sorted(set(failing) - set(self._failing)):
+            log.warning(
+                "component unusable", extra={"fields": {"component": name, "why": failing[name]}}
+            )
+        for name in sorted(set(self._failing) - set(failing)):
+            log.info("component usable again", extra={"fields": {"component": name}})
+        self._failing = failing
+        status = NOT_SERVING if failing else SERVING
+        for service in self._services:
+            self.servicer.set(service, status)

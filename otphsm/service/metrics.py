@@ -1,0 +1,68 @@
+"""Prometheus metrics, in a registry of their own (one per server, so tests can run several).
+
+Labels carry RPC names, status codes, results and error classes: never a serial, a codice
+fiscale or anything secret.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.verifications = Counter(
+            "otphsm_verifications",
+            "Code checks by RPC and result (ok, wrong_code, replayed, expired, locked, ...).",
+            ("rpc", "result"),
+            registry=r,
+        )
+        self.rpc_latency = Histogram(
+            "otphsm_rpc_duration_seconds",
+            "Time to answer an RPC, by RPC.",
+            ("rpc",),
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.rpc_errors = Counter(
+            "otphsm_rpc_errors", "RPCs that ended in an error, by RPC and status code.",
+            ("rpc", "code"), registry=r,
+        )  # fmt: skip
+        self.hsm_errors = Counter(
+            "otphsm_hsm_errors",
+            "HSM failures seen by RPCs and health checks, by error class.",
+            ("error",),
+            registry=r,
+        )
+        self.component_up = Gauge(
+            "otphsm_component_up",
+            "1 while the last health check of the component (hsm, store) passed.",
+            ("component",),
+            registry=r,
+        )
+        self._http: WSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def serve_http(self, address: str, port: int) -> int:
+        """Expose /metrics on `address:port` (0: any free port); returns the bound port."""
+        self._http, self._thread = start_http_server(port, address, registry=self.registry)
+        return int(self._http.server_port)
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+            self._http = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None

@@ -1,0 +1,187 @@
+"""The gRPC server: servicers, interceptor, TLS, health, reflection, metrics; and `serve`, which
+runs it until SIGTERM/SIGINT and then shuts down gracefully."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from concurrent import futures
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from otphsm.service.assembly import Assembly, assemble
+from otphsm.service.auth import Authenticator
+from otphsm.service.config import ServerSection, ServiceConfig, load_config
+from otphsm.service.health import HealthMonitor
+from otphsm.service.interceptor import ServiceInterceptor
+from otphsm.service.logs import configure_logging
+from otphsm.service.metrics import Metrics
+from otphsm.service.servicers import (
+    AdminServicer,
+    DeviceServicer,
+    EnrolmentServicer,
+    ValidationServicer,
+)
+from otphsm.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    device_pb2,
+    device_pb2_grpc,
+    enrolment_pb2,
+    enrolment_pb2_grpc,
+    validation_pb2,
+    validation_pb2_grpc,
+)
+
+log = logging.getLogger("otphsm.server")
+
+SERVICE_NAMES = tuple(
+    module.DESCRIPTOR.services_by_name[name].full_name
+    for module, name in (
+        (enrolment_pb2, "EnrolmentService"),
+        (device_pb2, "DeviceService"),
+        (validation_pb2, "ValidationService"),
+        (admin_pb2, "AdminService"),
+    )
+)
+
+
+@dataclass
+class RunningServer:
+    server: grpc.Server
+    port: int
+    assembly: Assembly
+    health: HealthMonitor
+    metrics: Metrics
+    enrolment: EnrolmentServicer
+    metrics_port: int | None = None
+    _stopped: bool = field(default=False, repr=False)
+
+    def stop(self, grace_seconds: float) -> None:
+        """Refuse new calls, let in-flight ones finish within the grace period, then close
+        the HSM and the store. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        log.info("shutting down", extra={"fields": {"grace_seconds": grace_seconds}})
+        self.health.stop()
+        self.enrolment.close()
+        self.server.stop(grace_seconds).wait()
+        self.metrics.close()
+        self.assembly.close()
+        log.info("stopped")
+
+
+def start_server(
+    config: ServiceConfig, assembly: Assembly, *, metrics: Metrics | None = None
+) -> RunningServer:
+    """Bind, start, and begin health checks. The assembly is closed by `RunningServer.stop`."""
+    section = config.server
+    metrics = metrics or Metrics()
+    if section.insecure:
+        log.warning(
+            "INSECURE MODE: no TLS, no client certificates; roles come from request metadata. "
+            "For local development only."
+        )
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=section.max_workers, thread_name_prefix="rpc"),
+        interceptors=[ServiceInterceptor(Authenticator(insecure=section.insecure), metrics)],
+        options=[
+            ("grpc.max_receive_message_length", section.max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    app = assembly.app
+    enrolment = EnrolmentServicer(app, assembly.readers)
+    enrolment_pb2_grpc.add_EnrolmentServiceServicer_to_server(enrolment, server)
+    device_pb2_grpc.add_DeviceServiceServicer_to_server(DeviceServicer(app), server)
+    validation_pb2_grpc.add_ValidationServiceServicer_to_server(ValidationServicer(app), server)
+    admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(app), server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+         reflection.SERVICE_NAME),
+        server,
+    )  # fmt: skip
+    monitor = HealthMonitor(
+        health_servicer,
+        {"hsm": lambda: _probe_hsm(assembly), "store": assembly.store.ping},
+        services=SERVICE_NAMES,
+        interval_seconds=section.health_interval_seconds,
+        metrics=metrics,
+    )
+    port = _bind(server, section)
+    metrics_port = None
+    if config.metrics.enabled:
+        metrics_port = metrics.serve_http(config.metrics.address, config.metrics.port)
+    monitor.start()
+    server.start()
+    log.info(
+        "serving",
+        extra={
+            "fields": {
+                "address": section.address,
+                "port": port,
+                "tls": not section.insecure,
+                "metrics_port": metrics_port,
+            }
+        },
+    )
+    return RunningServer(server, port, assembly, monitor, metrics, enrolment, metrics_port)
+
+
+def _probe_hsm(assembly: Assembly) -> None:
+    """A real operation with the pepper key: a cached key handle alone would not notice a
+    token that was removed."""
+    assembly.vault.keyed_digest(b"otphsm health probe")
+
+
+def _bind(server: grpc.Server, section: ServerSection) -> int:
+    target = f"{section.address}:{section.port}"
+    if section.insecure:
+        port = server.add_insecure_port(target)
+    else:
+        credentials = grpc.ssl_server_credentials(
+            [(Path(section.tls_key).read_bytes(), Path(section.tls_cert).read_bytes())],
+            root_certificates=Path(section.tls_client_ca).read_bytes(),
+            require_client_auth=True,
+        )
+        port = server.add_secure_port(target, credentials)
+    if port == 0:
+        raise OSError(f"cannot listen on {target}")
+    return port
+
+
+def serve(config_path: Path) -> int:
+    """`otphsm serve`: run until SIGTERM or SIGINT, then shut down gracefully."""
+    config = load_config(config_path)
+    configure_logging(config.server.log_level, config.server.log_format)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal received", extra={"fields": {"signal": signal.Signals(signum).name}})
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        assembly = assemble(config)
+        try:
+            running = start_server(config, assembly)
+        except BaseException:
+            assembly.close()
+            raise
+        try:
+            stop.wait()
+        finally:
+            running.stop(config.server.grace_seconds)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0

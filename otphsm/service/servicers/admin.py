@@ -1,0 +1,53 @@
+"""AdminService: operators manage a token's lifecycle and check the audit chain."""
+
+from __future__ import annotations
+
+import grpc
+
+from otphsm.core.app import lifecycle
+from otphsm.core.app.audit import verify_audit
+from otphsm.core.app.context import App
+from otphsm.service import convert
+from otphsm.service.interceptor import current_actor
+from otphsm.v1 import admin_pb2 as pb
+from otphsm.v1 import admin_pb2_grpc
+
+
+class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
+    def __init__(self, app: App) -> None:
+        self._app = app
+
+    def _change(self, serial: str, operation: str) -> pb.TokenResponse:
+        token = lifecycle.change_state(self._app, current_actor(), serial, operation)
+        return pb.TokenResponse(token=convert.token_message(token))
+
+    def Suspend(self, request: pb.TokenRequest, context: grpc.ServicerContext) -> pb.TokenResponse:
+        return self._change(request.serial, "suspend")
+
+    def Resume(self, request: pb.TokenRequest, context: grpc.ServicerContext) -> pb.TokenResponse:
+        return self._change(request.serial, "resume")
+
+    def Revoke(self, request: pb.TokenRequest, context: grpc.ServicerContext) -> pb.TokenResponse:
+        return self._change(request.serial, "revoke")
+
+    def Unlock(self, request: pb.TokenRequest, context: grpc.ServicerContext) -> pb.TokenResponse:
+        return self._change(request.serial, "unlock")
+
+    def ListTokens(
+        self, request: pb.ListTokensRequest, context: grpc.ServicerContext
+    ) -> pb.ListTokensResponse:
+        tokens = lifecycle.list_tokens(self._app, convert.codice_fiscale(request.codice_fiscale))
+        return pb.ListTokensResponse(tokens=[convert.token_message(t) for t in tokens])
+
+    def GetToken(self, request: pb.TokenRequest, context: grpc.ServicerContext) -> pb.TokenResponse:
+        token = lifecycle.get_token(self._app, request.serial)
+        return pb.TokenResponse(token=convert.token_message(token))
+
+    def VerifyAudit(
+        self, request: pb.VerifyAuditRequest, context: grpc.ServicerContext
+    ) -> pb.VerifyAuditResponse:
+        report = verify_audit(self._app)
+        findings = [pb.AuditFinding(seq=f.seq, problem=f.problem.value) for f in report.findings]
+        return pb.VerifyAuditResponse(
+            entries=report.entries, intact=report.intact, findings=findings
+        )

@@ -1,0 +1,1 @@
+"""Generated from proto/otphsm/v1 by `make proto` (scripts/proto.sh); do not edit by hand."""
