@@ -14,6 +14,7 @@ import grpc
 import pyotp
 import pytest
 from support.card_fixtures import CARD_PIN, MARIO_ROSSI
+from support.pcsc_fixtures import InsertCard
 from support.service_devices import TokenApp
 from support.service_fixtures import ServiceUnderTest
 
@@ -75,14 +76,19 @@ def token_state(service: ServiceUnderTest, serial: str) -> int:
 
 
 def test_the_whole_life_of_a_mobile_token(
-    any_store_service: ServiceUnderTest, cns_card_1024: CnsCard, captured_logs: io.StringIO
+    any_store_service: ServiceUnderTest,
+    cns_card_1024: CnsCard,
+    insert_card: InsertCard,
+    captured_logs: io.StringIO,
 ) -> None:
     service = any_store_service
     clock = service.clock
     cf = MARIO_ROSSI.codice_fiscale
 
-    # card-authorised enrolment
-    authorised = service.authorise(cns_card_1024)
+    # card-authorised enrolment: the station reads the card through a real pcscd (vpcd)
+    inserted = insert_card(cns_card_1024)
+    with inserted.connect() as reader:
+        authorised = service.authorise(cns_card_1024, transport=reader)
     assert authorised.citizen.codice_fiscale == cf
     citizen = authorised.citizen
     assert (citizen.given_name.upper(), citizen.surname.upper()) == ("MARIO", "ROSSI")

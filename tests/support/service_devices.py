@@ -3,6 +3,7 @@ and simulated card readers attached to the server (a kiosk)."""
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import threading
 import time
@@ -20,6 +21,7 @@ from otphsm.simulators.card.vpcd import VirtualCard
 from otphsm.smartcard.cns import CnsClient
 from otphsm.smartcard.errors import NoCard, NoReader
 from otphsm.smartcard.pcsc import CardEvent, CardEventKind
+from otphsm.smartcard.transport import CardTransport
 from otphsm.v1 import common_pb2, device_pb2
 from support.card_fixtures import CARD_PIN
 
@@ -35,11 +37,16 @@ _ALGORITHMS = {
 # --- the client side ---------------------------------------------------------------------
 
 
-def card_signature(card: CnsCard, nonce: bytes, pin: str = CARD_PIN) -> dict[str, Any]:
+def card_signature(
+    card: CnsCard, nonce: bytes, pin: str = CARD_PIN, transport: CardTransport | None = None
+) -> dict[str, Any]:
     """What a station does with the citizen's card: read it, verify the PIN, sign the nonce.
+    `transport` is the reader (a PC/SC connection through pcscd); in process by default.
     Returns the AuthoriseWithCardRequest fields (without the challenge id)."""
-    with InProcessConnection(card) as connection:
-        client = CnsClient(connection)
+    with contextlib.ExitStack() as stack:
+        if transport is None:
+            transport = stack.enter_context(InProcessConnection(card))
+        client = CnsClient(transport)
         contents = client.read_card()
         client.verify_pin(pin)
         signature = client.sign_challenge(nonce)

@@ -29,6 +29,7 @@ from otphsm.service.devpki import DevPki, client_files, write_dev_pki
 from otphsm.simulators.card.cns_card import CnsCard
 from otphsm.simulators.card.pki import TestCa
 from otphsm.simulators.sms.outbox import OutboxSmsGateway
+from otphsm.smartcard.transport import CardTransport
 from otphsm.v1 import (
     admin_pb2_grpc,
     device_pb2_grpc,
@@ -115,10 +116,12 @@ class ServiceUnderTest:
         return found.group(1)
 
     # the card-authorised enrolment, as a station does it
-    def authorise(self, card: CnsCard) -> enrolment_pb2.AuthorisationResponse:
+    def authorise(
+        self, card: CnsCard, transport: CardTransport | None = None
+    ) -> enrolment_pb2.AuthorisationResponse:
         station = self.enrolment()
         challenge = station.GetChallenge(enrolment_pb2.GetChallengeRequest())
-        fields = card_signature(card, challenge.nonce)
+        fields = card_signature(card, challenge.nonce, transport=transport)
         response: enrolment_pb2.AuthorisationResponse = station.AuthoriseWithCard(
             enrolment_pb2.AuthoriseWithCardRequest(challenge_id=challenge.challenge_id, **fields)
         )
