@@ -17,6 +17,7 @@ from support.card_fixtures import CARD_PIN, MARIO_ROSSI
 from support.pcsc_fixtures import InsertCard
 from support.service_devices import TokenApp
 from support.service_fixtures import ServiceUnderTest
+from test_service_health import scrape
 
 from otphsm.service.logs import JsonFormatter
 from otphsm.simulators.card.cns_card import CnsCard
@@ -239,6 +240,14 @@ def test_the_whole_life_of_a_mobile_token(
     ]
     leaked = [s for s in secrets if s in logs]
     assert not leaked
+    # … nor the database, the audit chain or the metrics
+    stored = repr(service.snapshot())
+    assert not [s for s in secrets if s in stored]
+    audit_text = repr(list(service.store.audit_entries()))
+    assert not [s for s in secrets if s in audit_text]
+    metrics = scrape(service)
+    assert "otphsm" in metrics
+    assert not [s for s in secrets if s in metrics]
 
 
 def test_temporary_secret_activation_with_a_wait_after_three_wrong_secrets(
