@@ -358,3 +358,25 @@ def test_concurrent_verifies_of_one_code_accept_it_once(app: App, cns_card_1024:
     for t in threads:
         t.join()
     assert results.count(VerifyResult.OK) == 1
+
+
+def test_a_second_unfinished_enrolment_supersedes_the_first(
+    app: App, cns_card_1024: CnsCard
+) -> None:
+    params = OtpParameters()
+    first = issuance.issue_token(
+        app, STATION, authorise(app, cns_card_1024), method=ActivationMethod.CODE, params=params
+    )
+    second = issuance.issue_token(
+        app, STATION, authorise(app, cns_card_1024), method=ActivationMethod.CODE, params=params
+    )
+    assert lifecycle.get_token(app, first.token.serial).state is TokenState.REVOKED
+    assert lifecycle.get_token(app, second.token.serial).state is TokenState.PENDING
+    with pytest.raises(FailedPrecondition, match="no longer applies"):
+        activation.activate_with_code(
+            app, PHONE_GATEWAY, first.activation_code, Phone.new().public_point
+        )
+    revoked = [e for e in app.store.audit_entries() if e.action == "token_revoked"]
+    assert [(e.subject, e.details.get("via")) for e in revoked] == [
+        (first.token.serial, "superseded")
+    ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import urllib.parse
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from otphsm.core.activation import (
     check_temporary_secret,
@@ -13,6 +13,7 @@ from otphsm.core.activation import (
 )
 from otphsm.core.app.context import Actor, App
 from otphsm.core.app.enrolment import consume_authorisation
+from otphsm.core.app.validation import revoke_token
 from otphsm.core.errors import InvalidInput
 from otphsm.core.otp import HashAlgorithm
 from otphsm.core.records import Activation, ActivationMethod
@@ -67,8 +68,7 @@ def issue_token(
     )
     for stale in existing:  # an earlier activation that never completed is superseded
         if stale.kind is TokenKind.MOBILE and stale.state is TokenState.PENDING:
-            app.store.update_token(replace(stale, state=TokenState.REVOKED))
-            app.audit(actor, "token_revoked", stale.serial, reason="superseded")
+            revoke_token(app, actor, stale.serial, "superseded")
 
     serial = "MOB-" + app.hsm.random_bytes(5).hex().upper()
     seed = None

@@ -129,16 +129,19 @@ def resync_serial(app: App, actor: Actor, serial: str, first: str, second: str) 
 
 
 def revoke_replaced(app: App, actor: Actor, new_token: Token) -> None:
-    old_serial = new_token.replaces_serial
-    if old_serial is None:
-        return
+    if new_token.replaces_serial is not None:
+        revoke_token(app, actor, new_token.replaces_serial, f"replaced_by:{new_token.serial}")
+
+
+def revoke_token(app: App, actor: Actor, serial: str, reason: str) -> None:
+    """Revoke as one conditional write (audited as token_revoked via `reason`); idempotent."""
 
     def revoke(token: Token, _fn: HmacFn) -> Verdict:
         if token.state is TokenState.REVOKED:
             return Verdict(VerifyResult.REVOKED, token)
         return Verdict(VerifyResult.REVOKED, replace(token, state=TokenState.REVOKED))
 
-    decide_and_store(app, actor, old_serial, revoke, f"replaced_by:{new_token.serial}")
+    decide_and_store(app, actor, serial, revoke, reason)
 
 
 def _audit_transition(app: App, actor: Actor, before: Token, verdict: Verdict, action: str) -> None:
