@@ -23,7 +23,8 @@ typecheck: setup
 check: lint typecheck test
 
 bench: setup
-	$(PY) bench/bench_hsm.py
+	@$(PY) -c "import matplotlib" 2>/dev/null || $(PY) -m pip install -q -e '.[bench]'
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 proto: setup
 	PY=$(PY) bash scripts/proto.sh

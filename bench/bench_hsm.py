@@ -1,6 +1,8 @@
 """HMAC throughput through the HSM beside stdlib HMAC measured in the same run.
 
-    python bench/bench_hsm.py [--seconds 2]
+    python bench/bench_hsm.py [--seconds 2] [--json]
+
+`make bench` (bench/run.py) runs it as a subprocess: a process loads one SoftHSM2 config.
 
 Starts a private SoftHSM2 in a temp directory; prints ops/s per path and the ratio to stdlib.
 """
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import hmac
+import json
 import multiprocessing
 import os
 import sys
@@ -76,11 +79,8 @@ def processes(softhsm: SoftHsm, count: int, seconds: float) -> float:
     return total
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=float, default=2.0)
-    args = parser.parse_args()
-    seconds = args.seconds
+def measure(seconds: float) -> list[tuple[str, float]]:
+    """(path, ops/s) rows; the first is the stdlib baseline."""
     with tempfile.TemporaryDirectory(prefix="otphsm-bench-") as tmp:
         softhsm = create_softhsm(Path(tmp))
         softhsm.activate()
@@ -104,12 +104,27 @@ def main() -> int:
         vault.close()
         rows.append(("HSM, cached handle, 1 process", processes(softhsm, 1, seconds)))
         rows.append(("HSM, cached handle, 2 processes (sum)", processes(softhsm, 2, seconds)))
+    return rows
 
+
+def print_rows(rows: list[tuple[str, float]], seconds: float) -> None:
     baseline = rows[0][1]
-    print(f"\nHMAC-SHA1 of an 8-byte counter, {seconds:.0f} s per row, {os.cpu_count()} cores")
+    print(f"\nHMAC-SHA1 of an 8-byte counter, {seconds:g} s per row, {os.cpu_count()} cores")
     print(f"{'path':<52} {'ops/s':>10} {'vs stdlib':>10}")
     for name, ops in rows:
         print(f"{name:<52} {ops:>10,.0f} {ops / baseline:>9.1%}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--json", action="store_true", help="print the rows as JSON")
+    args = parser.parse_args()
+    rows = measure(args.seconds)
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        print_rows(rows, args.seconds)
     return 0
 
 

@@ -21,6 +21,7 @@ pytest_plugins = [
     "support.app_fixtures",
     "support.store_fixtures",
     "support.service_fixtures",
+    "support.factor_fixtures",
 ]
 
 

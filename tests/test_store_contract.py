@@ -57,7 +57,10 @@ def test_migrate_twice_is_a_no_op(store: SqlStore) -> None:
     store.upsert_citizen(citizen())
     before = store.snapshot()
     store.migrate()
-    assert store.applied_migrations() == [(1, "citizens, tokens, single-use records, audit chain")]
+    assert store.applied_migrations() == [
+        (1, "citizens, tokens, single-use records, audit chain"),
+        (2, "login code prefixes, rate limits, Security Cards"),
+    ]
     assert store.snapshot() == before
 
 
@@ -100,7 +103,7 @@ def test_concurrent_migrations_from_two_processes_apply_once(
 ) -> None:
     assert run_processes(migrate_concurrently, 3, shared_store_url) == ["migrated"] * 3
     migrated = open_test_store(shared_store_url)
-    assert [version for version, _ in migrated.applied_migrations()] == [1]
+    assert [version for version, _ in migrated.applied_migrations()] == [1, 2]
 
 
 # citizens
@@ -418,6 +421,8 @@ def test_snapshot_lists_every_data_table_in_key_order(store: SqlStore) -> None:
         "activations": [],
         "oob_codes": [],
         "audit_log": [],
+        "grid_cards": [],
+        "rate_limits": [],
     }
     for serial in ("TOK-3", "TOK-1", "TOK-2"):
         store.insert_token(token(serial))
@@ -438,6 +443,8 @@ def test_snapshot_lists_every_data_table_in_key_order(store: SqlStore) -> None:
         "activations": 1,
         "oob_codes": 1,
         "audit_log": 1,
+        "grid_cards": 0,
+        "rate_limits": 0,
     }
     assert store.snapshot() == snapshot
     assert store.update_token(token("TOK-1", failures=9)) is True

@@ -231,3 +231,19 @@ def test_no_step_is_ever_accepted_twice(offsets: list[int]) -> None:
             assert outcome.token.moving_factor > before.moving_factor
         # Keep exploring past locks: carry the counters, drop the lock.
         token = replace(outcome.token, locked_until=0, failures=0)
+
+
+def test_first_contact_accepts_two_steps_ahead_once_then_the_normal_window() -> None:
+    fn = CountingHmac()
+    pending = make_token(state=TokenState.PENDING)
+    later = T0 + 15  # 25 s into the step: a phone 40 s fast is two steps ahead
+    first = verify(pending, phone_code(later + 40), later, fn, POLICY, allow_pending=True)
+    assert first.result is VerifyResult.OK and first.token.drift_steps == 2
+    # An active token with no learned drift keeps the ±1 window.
+    active = make_token()
+    assert verify(active, phone_code(later + 40), later, fn, POLICY).result is (
+        VerifyResult.WRONG_CODE
+    )
+    # Three steps off is refused even at first contact.
+    far = verify(pending, phone_code(later + 90), later, fn, POLICY, allow_pending=True)
+    assert far.result is VerifyResult.WRONG_CODE

@@ -1,112 +1,64 @@
-"""`otphsm demo`: the flow on the embedded defaults, narrated for a person, checked as it goes.
+"""`otphsm demo` (what `make demo` runs): a private SoftHSM2, the development PKI, a private
+pcscd with a simulated CPS card, and `otphsm serve` on SQLite, then the story of
+`otphsm.demo.story`, narrated and checked as it goes.
 
-Exits non-zero if any step does not behave as shown.
+Exit status: 0 when every step behaved as shown, 1 at the first step that did not (its line
+says FAIL), 2 when a part could not be started, 130 when interrupted. Everything started is
+stopped on the way out, whatever happened; `--keep DIR` leaves the files (not the processes).
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
-import hmac
+import signal
+import sys
 import tempfile
+import time
 from pathlib import Path
-
-import pkcs11.exceptions as p11e
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from pkcs11 import Attribute
+from types import FrameType
 
 from otphsm.cli.commands import CommandTree
-from otphsm.core.otp import HashAlgorithm, hotp, totp
-from otphsm.hsm import HsmSeedVault, SessionContext, open_vault
-from otphsm.simulators.hsm.softhsm import create_softhsm, provision_softhsm
-
-RFC4226_SEED = b"12345678901234567890"
-RFC4226_FIRST_CODES = ["755224", "287082", "359152", "969429", "338314"]
-
-
-class DemoFailure(AssertionError):
-    pass
 
 
 def register(tree: CommandTree) -> None:
     parser = tree.command("demo", handler=_run, help="play the whole flow on simulated devices")
-    parser.add_argument("--keep", type=Path, help="keep the simulated devices in this directory")
+    parser.add_argument(
+        "--keep", type=Path, metavar="DIR", help="work in DIR and leave the files there"
+    )
 
 
-def _step(title: str) -> None:
-    print(f"\n== {title}")
+def _interrupt_on_sigterm() -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
 
-
-def _expect(condition: bool, what: str) -> None:
-    print(f"   {'ok  ' if condition else 'FAIL'} {what}")
-    if not condition:
-        raise DemoFailure(what)
+    signal.signal(signal.SIGTERM, handler)
 
 
 def _run(args: argparse.Namespace) -> int:
+    from otphsm.core.errors import OtpHsmError
+    from otphsm.demo.story import DemoFailure, Narrator, play
+    from otphsm.demo.world import DemoWorld
+
+    _interrupt_on_sigterm()
+    started = time.monotonic()
+    narrator = Narrator(lambda line: print(line, flush=True))
     with tempfile.TemporaryDirectory(prefix="otphsm-demo-") as tmp:
-        directory = args.keep or Path(tmp)
+        directory: Path = args.keep or Path(tmp)
+        directory.mkdir(parents=True, exist_ok=True)
+        where = "kept" if args.keep else "removed at the end"
+        narrator.step(f"Starting the parts in {directory} ({where})")
         try:
-            _story(directory)
+            with DemoWorld(directory, narrator.say) as world:
+                play(world, narrator, directory)
         except DemoFailure as failure:
-            print(f"\ndemo FAILED at: {failure}")
+            print(f"\ndemo FAILED at: {failure}", file=sys.stderr)
             return 1
-    print("\ndemo: every step behaved as shown")
+        except OtpHsmError as exc:
+            print(f"\ndemo FAILED: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("\ndemo interrupted; everything it started is stopped", file=sys.stderr)
+            return 130
+    elapsed = time.monotonic() - started
+    print(f"\ndemo: every step behaved as shown ({elapsed:.1f} s; all processes stopped)")
     return 0
-
-
-def _story(directory: Path) -> None:
-    _step("Provision a private SoftHSM2 token (Security Officer makes the trusted KEK)")
-    softhsm = create_softhsm(directory / "hsm")
-    softhsm.activate()
-    report = provision_softhsm(softhsm)
-    print(f"   token {softhsm.token_label!r} in {softhsm.directory}")
-    _expect(report.kek_created and report.pepper_created, "KEK and pepper key created")
-    vault = open_vault(softhsm.hsm_config())
-    try:
-        _hsm_story(vault)
-    finally:
-        vault.close()
-
-
-def _hsm_story(vault: HsmSeedVault) -> None:
-    _step("RFC 4226 test seed imported; codes computed inside the HSM")
-    seed = vault.import_seed(bytearray(RFC4226_SEED), HashAlgorithm.SHA1)
-    print(f"   stored blob ({len(seed.data)} bytes, AES key wrap under the KEK): {seed.data.hex()}")
-    fn = functools.partial(vault.hmac, seed, HashAlgorithm.SHA1)
-    codes = [hotp(fn, c) for c in range(5)]
-    print(f"   HOTP counters 0-4: {' '.join(codes)}")
-    _expect(codes == RFC4226_FIRST_CODES, "match RFC 4226 Appendix D")
-
-    _step("A seed generated inside the HSM cannot be read out")
-    generated = vault.generate_seed(HashAlgorithm.SHA1)
-    vault.hmac(generated, HashAlgorithm.SHA1, b"warm")
-
-    def read_value(ctx: SessionContext) -> bool:
-        key = vault.cache.get((generated.storage, generated.data), ctx.generation)
-        if key is None:
-            return False
-        try:
-            key[Attribute.VALUE]
-        except p11e.AttributeSensitive:
-            return True
-        return False
-
-    _expect(vault.owner.run("demo", read_value), "reading CKA_VALUE is refused (sensitive)")
-
-    _step("Secure activation: phone and HSM derive the same seed by ECDH; it never travels")
-    phone_key = ec.generate_private_key(ec.SECP256R1())
-    phone_point = phone_key.public_key().public_bytes(
-        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
-    )
-    derived = vault.derive_seed_ecdh(phone_point, HashAlgorithm.SHA1)
-    server_key = ec.EllipticCurvePublicKey.from_encoded_point(
-        ec.SECP256R1(), derived.server_public_point
-    )
-    phone_seed = phone_key.exchange(ec.ECDH(), server_key)
-    now = 1_800_000_000
-    phone_code = totp(lambda m: hmac.new(phone_seed, m, "sha1").digest(), now)
-    hsm_code = totp(functools.partial(vault.hmac, derived.seed, HashAlgorithm.SHA1), now)
-    print(f"   phone shows {phone_code}; the HSM computes {hsm_code}")
-    _expect(phone_code == hsm_code, "the phone's TOTP equals the HSM's")

@@ -18,6 +18,11 @@ COMMAND_MODULES = (
     "otphsm.cli.fobs",
     "otphsm.cli.card",
     "otphsm.cli.service",
+    "otphsm.cli.sim_push",
+    "otphsm.cli.enrol",
+    "otphsm.cli.token",
+    "otphsm.cli.inventory",
+    "otphsm.cli.bench",
 )
 
 

@@ -44,3 +44,12 @@ class FailedPrecondition(OtpHsmError):
     def __init__(self, message: str, *, retry_after: int = 0) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class RateLimited(OtpHsmError):
+    """Well-formed, but the caller or the subject has used up its quota for now; `retry_after`
+    says when one more will be accepted. Nothing was changed (nothing was sent)."""
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

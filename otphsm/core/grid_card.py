@@ -1,13 +1,18 @@
 """The Security Card (OTP PAT's grid card): numbered cells whose values the HSM derives from a
 per-card key and the cell number. Values are computed to print the card and to check an
-answer; they are never stored."""
+answer; they are never stored. The login policy (`answer_challenge`) is pure, like
+`verification.verify`: the caller persists the card it returns with one conditional write."""
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 
-from otphsm.core.errors import InvalidInput
+from otphsm.core.errors import FailedPrecondition, InvalidInput
 from otphsm.core.otp import HmacFn
+from otphsm.core.records import GridCard, GridCardState
+from otphsm.core.verification import VerificationPolicy, VerifyResult
 
 DEFAULT_CELLS = 50
 DEFAULT_CELL_DIGITS = 3
@@ -55,3 +60,50 @@ def _pair_at(index: int, cells: int) -> tuple[int, int]:
         index -= cells - first
         first += 1
     return first, first + 1 + index
+
+
+@dataclass(frozen=True, slots=True)
+class GridVerdict:
+    result: VerifyResult
+    card: GridCard
+    """The card to persist; `card is` the input when nothing changed (no write needed)."""
+    retry_after: int = 0
+
+
+def answer_challenge(
+    card: GridCard,
+    first: str,
+    second: str,
+    now: int,
+    hmac_fn: HmacFn,
+    policy: VerificationPolicy,
+) -> GridVerdict:
+    """Decide on the values typed for the pending challenge's two cells. Any answer ends the
+    challenge (the next one asks another pair); a wrong one counts toward a lock, as for an
+    OTP (`lock_after_failures` → `lock_seconds`, doubling up to `lock_max_seconds`). No HMAC
+    is computed while locked or without an unexpired challenge."""
+    check_answer(first, card.cell_digits)
+    check_answer(second, card.cell_digits)
+    if card.state is not GridCardState.ACTIVE:
+        return GridVerdict(VerifyResult.REVOKED, card)
+    if card.locked_until > now:
+        return GridVerdict(VerifyResult.LOCKED, card, retry_after=card.locked_until - now)
+    if card.challenge is None:
+        raise FailedPrecondition("no pending challenge for this card: ask for one first")
+    answered = replace(card, challenge=None, challenge_expires_at=0)
+    if card.challenge_expires_at <= now:
+        return GridVerdict(VerifyResult.EXPIRED, answered)
+    cell_a, cell_b = card.challenge
+    right_a = hmac.compare_digest(cell_value(hmac_fn, cell_a, card.cell_digits), first)
+    right_b = hmac.compare_digest(cell_value(hmac_fn, cell_b, card.cell_digits), second)
+    if right_a and right_b:
+        return GridVerdict(
+            VerifyResult.OK, replace(answered, failures=0, lock_level=0, locked_until=0)
+        )
+    failures = card.failures + 1
+    if failures < policy.lock_after_failures:
+        return GridVerdict(VerifyResult.WRONG_CODE, replace(answered, failures=failures))
+    level = card.lock_level + 1
+    seconds = min(policy.lock_seconds * 2 ** (level - 1), policy.lock_max_seconds)
+    locked = replace(answered, failures=0, lock_level=level, locked_until=now + seconds)
+    return GridVerdict(VerifyResult.WRONG_CODE, locked, retry_after=seconds)

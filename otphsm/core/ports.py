@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 from otphsm.core.clock import Clock
@@ -13,13 +13,15 @@ from otphsm.core.records import (
     Authorisation,
     Challenge,
     Citizen,
+    GridCard,
     OobCode,
     OobPurpose,
+    RateLimit,
 )
 from otphsm.core.seeds import EcdhSeed, SeedRef
 from otphsm.core.tokens import Token
 
-__all__ = ["Clock", "Conflict", "OtpHsm", "SmsGateway", "Store"]
+__all__ = ["Clock", "Conflict", "OtpHsm", "PushGateway", "SmsGateway", "Store"]
 
 
 class OtpHsm(Protocol):
@@ -114,6 +116,29 @@ class Store(Protocol):
 
     def update_oob_code(self, code: OobCode) -> bool: ...
 
+    # quotas
+    def take_rate_slots(self, limits: Sequence[RateLimit], now: int) -> int:
+        """All or nothing: if every bucket has had fewer than its `limit` events in the last
+        `window_seconds`, record one event at `now` in each and return 0; otherwise record
+        nothing and return the seconds until all of them would accept one (at least 1).
+        Serialised per bucket across writers, so the limits hold across replicas."""
+        ...
+
+    # Security Cards
+    def insert_grid_card(self, card: GridCard) -> list[GridCard]:
+        """Insert `card` and, in the same transaction, revoke (at `card.created_at`) every other
+        active card of the same citizen: there is one active card per citizen. Returns the
+        cards it revoked, as they were. Raise `Conflict` if the serial exists."""
+        ...
+
+    def get_grid_card(self, serial: str) -> GridCard | None: ...
+
+    def grid_cards_of(self, codice_fiscale: str) -> list[GridCard]:
+        """Oldest first."""
+        ...
+
+    def update_grid_card(self, card: GridCard) -> bool: ...
+
     # audit
     def append_audit(self, build: Callable[[AuditEntry | None], AuditEntry]) -> AuditEntry:
         """Serialised across writers: `build(last_entry)` makes the next entry, which is stored
@@ -130,4 +155,11 @@ class Store(Protocol):
 class SmsGateway(Protocol):
     def send(self, phone_number: str, text: str) -> None:
         """Hand a message to the carrier; raise `DeviceUnavailable` if it cannot be sent."""
+        ...
+
+
+class PushGateway(Protocol):
+    def push(self, device_serial: str, text: str) -> None:
+        """Deliver a notification to the token app on the device with this serial; raise
+        `DeviceUnavailable` if it cannot be delivered."""
         ...

@@ -1,11 +1,14 @@
 """The persisted records besides tokens: citizens, challenges, authorisations, activations,
-out-of-band codes and audit entries. Plain data; secrets appear only as HSM-keyed MACs."""
+out-of-band codes, rate limits, Security Cards and audit entries. Plain data; secrets appear
+only as HSM-keyed MACs (or, for a card's key, wrapped by the HSM)."""
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
 from typing import Any
+
+from otphsm.core.seeds import SeedRef
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +29,9 @@ class Citizen:
     updated_at: int
     phone_number: str | None = None
     """Where out-of-band codes go (SMS)."""
+    code_prefix_mac: bytes | None = None
+    """HSM-keyed MAC of the 4-character part the citizen chose to type before each login code
+    (Cl@ve PIN); None when the citizen chose none. The part itself is never stored."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +101,44 @@ class OobCode:
     locked_until: int = 0
     used_at: int | None = None
     superseded: bool = False
+    version: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """At most `limit` events in any `window_seconds` (a sliding window) for `bucket`."""
+
+    bucket: str
+    limit: int
+    window_seconds: int
+
+
+class GridCardState(enum.StrEnum):
+    ACTIVE = "active"
+    REVOKED = "revoked"
+
+
+@dataclass(frozen=True, slots=True)
+class GridCard:
+    """A Security Card (OTP PAT): numbered cells whose values the HSM derives from `key` and the
+    cell number. The values are printed once and never stored; only the key, wrapped."""
+
+    serial: str
+    codice_fiscale: str
+    key: SeedRef
+    cells: int
+    cell_digits: int
+    state: GridCardState
+    created_at: int
+    revoked_at: int | None = None
+    challenge: tuple[int, int] | None = None
+    """The two cells of the pending login, if any."""
+    challenge_expires_at: int = 0
+    last_pair: tuple[int, int] | None = None
+    """The pair asked last: the next challenge never asks it again."""
+    failures: int = 0
+    lock_level: int = 0
+    locked_until: int = 0
     version: int = 0
 
 

@@ -37,6 +37,9 @@ FAILURES = (VerifyResult.WRONG_CODE, VerifyResult.REPLAYED, VerifyResult.EXPIRED
 class VerificationPolicy:
     totp_window_steps: int = 1
     """Steps accepted either side of the device's expected step (network delay)."""
+    first_use_window_steps: int = 2
+    """At proof of possession no drift is known yet: a phone up to ±2 steps off (e.g. 40 s
+    fast at any moment of a 30 s step) is accepted once, and its drift learned from there."""
     hotp_look_ahead: int = 10
     max_drift_steps: int = 20
     """Learned drift never exceeds this (±10 min at 30 s); beyond it only a resync helps."""
@@ -152,7 +155,10 @@ def _verify_totp(
     digits = token.params.digits
     current = _current_step(token, now)
     expected = current + token.drift_steps
-    window = range(expected - policy.totp_window_steps, expected + policy.totp_window_steps + 1)
+    width = policy.totp_window_steps
+    if token.state is TokenState.PENDING:
+        width = max(width, policy.first_use_window_steps)
+    window = range(expected - width, expected + width + 1)
     # Nearest steps first: the expected one, then ±1, …
     for step in sorted(window, key=lambda s: abs(s - expected)):
         if step >= 0 and _code_at(hmac_fn, step, digits, code):

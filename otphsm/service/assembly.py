@@ -14,12 +14,14 @@ from otphsm.core.app.context import App
 from otphsm.core.certificates import TrustStore
 from otphsm.core.clock import Clock, SystemClock
 from otphsm.core.errors import ConfigurationError
-from otphsm.core.ports import SmsGateway, Store
+from otphsm.core.ports import PushGateway, SmsGateway, Store
 from otphsm.core.seeds import SeedStorage
 from otphsm.hsm import HsmConfig, HsmSeedVault, SessionSource, open_vault
-from otphsm.service.config import CardSection, HsmSection, ServiceConfig
+from otphsm.service.config import CardSection, HsmSection, ServiceConfig, SmsSection
 from otphsm.service.readers import LocalReaders, PcscReaders
 from otphsm.simulators.sms.outbox import OutboxSmsGateway
+from otphsm.simulators.sms.push import PushOutbox
+from otphsm.sms_http import HttpSmsGateway
 from otphsm.store import open_store
 
 
@@ -44,11 +46,13 @@ def assemble(
     hsm_source: SessionSource | None = None,
     sms: SmsGateway | None = None,
     readers: LocalReaders | None = None,
+    push: PushGateway | None = None,
 ) -> Assembly:
     """Open the store (migrated), the HSM (keys checked) and the rest. The keyword arguments
     replace an adapter (tests inject a manual clock, a fault-injecting HSM, simulated readers)."""
     clock = clock or SystemClock()
     trust = load_trust(config.card)
+    sms = sms or sms_gateway(config.sms, clock)
     if readers is None:
         readers = _readers(config.card.readers)
     store = open_store(
@@ -66,8 +70,9 @@ def assemble(
         hsm=vault,
         clock=clock,
         trust=trust,
-        sms=sms or OutboxSmsGateway(Path(config.sms.outbox), clock),
+        sms=sms,
         policy=config.policy,
+        push=push or PushOutbox(Path(config.sms.push_outbox), clock),
     )
     return Assembly(app, vault, store, readers)
 
@@ -87,6 +92,23 @@ def hsm_config(section: HsmSection) -> HsmConfig:
         seed_storage=storage,
         handle_cache_size=section.cache_size,
     )
+
+
+def sms_gateway(section: SmsSection, clock: Clock) -> SmsGateway:
+    if section.kind == "outbox":
+        return OutboxSmsGateway(Path(section.outbox), clock)
+    if section.kind == "http":
+        token = ""
+        if section.bearer_token_file:
+            token = _read(section.bearer_token_file, "sms.bearer_token_file").decode().strip()
+        return HttpSmsGateway(
+            section.url,
+            timeout_seconds=section.timeout_seconds,
+            retries=section.retries,
+            backoff_seconds=section.retry_backoff_seconds,
+            bearer_token=token,
+        )
+    raise ConfigurationError(f"unknown sms.kind {section.kind!r}: use outbox or http")
 
 
 def load_trust(section: CardSection) -> TrustStore:

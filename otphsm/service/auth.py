@@ -18,6 +18,7 @@ from the `x-otphsm-role` metadata and each resolution is logged at WARNING.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ _ENROLMENT = "/otphsm.v1.EnrolmentService/"
 _DEVICE = "/otphsm.v1.DeviceService/"
 _VALIDATION = "/otphsm.v1.ValidationService/"
 _ADMIN = "/otphsm.v1.AdminService/"
+_OOB = "/otphsm.v1.OobService/"
+_GRID = "/otphsm.v1.GridCardService/"
 _ENROLLER = frozenset({Role.ENROLLER})
 _VERIFIER = frozenset({Role.VERIFIER})
 _DEVICE_ROLE = frozenset({Role.DEVICE})
@@ -55,6 +58,7 @@ RPC_ROLES: Mapping[str, frozenset[Role]] = {
             "IssueToken",
             "SendReplacementCode",
             "AuthoriseWithSmsCode",
+            "AssignFob",
         )
     },
     **{
@@ -64,6 +68,13 @@ RPC_ROLES: Mapping[str, frozenset[Role]] = {
     _VALIDATION + "Verify": _VERIFIER,
     _VALIDATION + "TestDevice": _VERIFIER | _DEVICE_ROLE,
     _VALIDATION + "Resync": _VERIFIER,
+    _OOB + "RequestLoginCode": _VERIFIER,
+    _OOB + "VerifyLoginCode": _VERIFIER,
+    _OOB + "SetCodePrefix": _ENROLLER,
+    _GRID + "IssueGridCard": _ENROLLER,
+    _GRID + "GridChallenge": _VERIFIER,
+    _GRID + "VerifyGridAnswer": _VERIFIER,
+    _GRID + "RevokeGridCard": _ADMIN_ROLE,
     **{
         _ADMIN + name: _ADMIN_ROLE
         for name in (
@@ -74,6 +85,7 @@ RPC_ROLES: Mapping[str, frozenset[Role]] = {
             "ListTokens",
             "GetToken",
             "VerifyAudit",
+            "ImportPskc",
         )
     },
 }
@@ -102,8 +114,10 @@ def role_uri(role: Role) -> str:
     return ROLE_URI_PREFIX + role.value
 
 
+@functools.lru_cache(maxsize=1024)
 def caller_from_certificate(pem: bytes) -> Caller:
-    """The subject and the roles (URI SANs) of a client certificate."""
+    """The subject and the roles (URI SANs) of a client certificate (parsed once per
+    certificate: a connection presents the same one on every call)."""
     certificate = x509.load_pem_x509_certificate(pem)
     try:
         san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value

@@ -11,10 +11,12 @@ file's directory. The HSM PIN is never part of any repr or message.
                wrap_mechanism, kek_label, pepper_label
     [store]    url, pool_size, timeout_seconds
     [card]     trusted_ca (list of PEM files), crls (list of PEM/DER files), readers
-    [sms]      outbox
+    [sms]      kind (outbox | http), outbox, url, timeout_seconds, retries,
+               retry_backoff_seconds, bearer_token_file, push_outbox
     [policy]   every field of `otphsm.core.app.context.AppPolicy` (issuer, *_seconds, ...)
     [verification]  every field of `otphsm.core.verification.VerificationPolicy`
     [metrics]  enabled, address, port
+    [ratelimit]  enabled, failures_per_second, burst (failed code checks per caller)
 """
 
 from __future__ import annotations
@@ -33,9 +35,11 @@ from otphsm.core.seeds import SeedStorage
 from otphsm.core.verification import VerificationPolicy
 from otphsm.hsm.config import DEFAULT_MODULE
 from otphsm.hsm.mechanisms import WRAP_MECHANISMS
+from otphsm.service.ratelimit import RateLimitSection
 
 ENV_PREFIX = "OTPHSM_"
 READER_KINDS = ("none", "pcsc")
+SMS_KINDS = ("outbox", "http")
 LOG_FORMATS = ("json", "text")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 ENV_ALIASES = {
@@ -145,7 +149,31 @@ class CardSection:
 
 @dataclass(frozen=True)
 class SmsSection:
+    kind: str = "outbox"
+    """"outbox": the simulator (a JSON-lines file); "http": `otphsm.sms_http` to `url`."""
     outbox: str = "sms-outbox.jsonl"
+    url: str = ""
+    timeout_seconds: float = 5.0
+    """http: per attempt."""
+    retries: int = 2
+    """http: attempts after the first, on 5xx, 429, timeouts and connection failures."""
+    retry_backoff_seconds: float = 0.5
+    """http: the wait before the first retry, doubling before each further one."""
+    bearer_token_file: str = ""
+    """http: a file holding the gateway's API token (sent as Authorization: Bearer)."""
+    push_outbox: str = "push-outbox"
+    """Directory of per-device push outboxes (the simulated push service)."""
+
+    def __post_init__(self) -> None:
+        _require(self.kind in SMS_KINDS, f"sms.kind must be one of {SMS_KINDS}")
+        if self.kind == "http":
+            _require(
+                self.url.startswith(("http://", "https://")),
+                "sms.url must be an http:// or https:// URL when sms.kind = http",
+            )
+        _require(self.timeout_seconds > 0, "sms.timeout_seconds must be > 0")
+        _require(0 <= self.retries <= 10, "sms.retries must be 0..10")
+        _require(self.retry_backoff_seconds >= 0, "sms.retry_backoff_seconds must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -167,6 +195,7 @@ class ServiceConfig:
     sms: SmsSection = field(default_factory=SmsSection)
     policy: AppPolicy = field(default_factory=AppPolicy)
     metrics: MetricsSection = field(default_factory=MetricsSection)
+    ratelimit: RateLimitSection = field(default_factory=RateLimitSection)
 
 
 _SECTIONS: dict[str, type[Any]] = {
@@ -178,12 +207,13 @@ _SECTIONS: dict[str, type[Any]] = {
     "policy": AppPolicy,
     "verification": VerificationPolicy,
     "metrics": MetricsSection,
+    "ratelimit": RateLimitSection,
 }
 _PATH_KEYS = {
     "server": ("tls_cert", "tls_key", "tls_client_ca"),
     "hsm": ("user_pin_file",),
     "card": ("trusted_ca", "crls"),
-    "sms": ("outbox",),
+    "sms": ("outbox", "bearer_token_file", "push_outbox"),
 }
 
 

@@ -5,7 +5,8 @@ categories keep their message (it was written for the caller and names no secret
 else becomes INTERNAL with a generic message, and its details go only to the log.
 
 Trailing metadata the caller can rely on:
-- `retry-after-seconds`: a wait is running (FailedPrecondition with retry_after).
+- `retry-after-seconds`: a wait is running (FailedPrecondition with retry_after), or a quota
+  is used up (RateLimited, RESOURCE_EXHAUSTED).
 - `otphsm-reason`: a machine-readable reason (the card check that failed, or the category).
 """
 
@@ -24,8 +25,10 @@ from otphsm.core.errors import (
     FailedPrecondition,
     InvalidInput,
     NotFound,
+    RateLimited,
 )
 from otphsm.core.ports import Conflict
+from otphsm.pskc_checks import PskcRefused
 
 RETRY_AFTER_KEY = "retry-after-seconds"
 REASON_KEY = "otphsm-reason"
@@ -41,6 +44,7 @@ STATUS_TABLE: tuple[tuple[type[BaseException], grpc.StatusCode, str], ...] = (
     (DeviceUnavailable, grpc.StatusCode.UNAVAILABLE, "DEVICE_UNAVAILABLE"),
     (DeviceRefused, grpc.StatusCode.FAILED_PRECONDITION, "DEVICE_REFUSED"),
     (Conflict, grpc.StatusCode.ABORTED, "CONFLICT"),
+    (RateLimited, grpc.StatusCode.RESOURCE_EXHAUSTED, "RATE_LIMITED"),
 )
 
 
@@ -67,6 +71,8 @@ def status_for(exc: BaseException) -> MappedStatus:
 def _reason(exc: BaseException, default: str) -> str:
     if isinstance(exc, CardCheckFailed):
         return exc.reason.name
+    if isinstance(exc, PskcRefused):
+        return exc.problem.name
     return default
 
 

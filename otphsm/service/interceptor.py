@@ -17,11 +17,12 @@ import grpc
 from google.protobuf.message import Message
 
 from otphsm.core.app.context import Actor
-from otphsm.core.errors import InvalidInput
+from otphsm.core.errors import InvalidInput, RateLimited
 from otphsm.hsm.errors import HsmError
 from otphsm.service.auth import Authenticator, CallerRefused
 from otphsm.service.errors import status_for
 from otphsm.service.metrics import Metrics
+from otphsm.service.ratelimit import FailureRateLimiter, RateLimitSection
 from otphsm.v1 import common_pb2
 
 log = logging.getLogger("otphsm.rpc")
@@ -104,9 +105,15 @@ class _CallRecord:
 
 
 class ServiceInterceptor(grpc.ServerInterceptor):
-    def __init__(self, authenticator: Authenticator, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        authenticator: Authenticator,
+        metrics: Metrics,
+        limiter: FailureRateLimiter | None = None,
+    ) -> None:
         self._auth = authenticator
         self._metrics = metrics
+        self._limiter = limiter or FailureRateLimiter(RateLimitSection(enabled=False))
 
     def intercept_service(
         self,
@@ -144,13 +151,19 @@ class ServiceInterceptor(grpc.ServerInterceptor):
             record = _CallRecord(method, self._metrics)
             record.note_request(request)
             token = self._enter(record, context)
+            actor = _actor.get()
+            caller = actor.name if actor is not None else ""
             try:
+                self._limiter.admit(method, caller)
                 response = behaviour(_decoded(request), context)
             except Exception as exc:
+                if not isinstance(exc, RateLimited):
+                    self._limiter.record(method, caller, None)
                 self._abort(record, context, exc)
                 raise  # not reached: _abort raises
             finally:
                 _actor.reset(token)
+            self._limiter.record(method, caller, response)
             record.succeeded(response)
             return response
 

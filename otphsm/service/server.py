@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,12 +23,15 @@ from otphsm.service.health import HealthMonitor
 from otphsm.service.interceptor import ServiceInterceptor
 from otphsm.service.logs import configure_logging
 from otphsm.service.metrics import Metrics
+from otphsm.service.ratelimit import FailureRateLimiter
 from otphsm.service.servicers import (
     AdminServicer,
     DeviceServicer,
     EnrolmentServicer,
     ValidationServicer,
 )
+from otphsm.service.servicers.grid import GridCardServicer
+from otphsm.service.servicers.oob import OobServicer
 from otphsm.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -35,6 +39,10 @@ from otphsm.v1 import (
     device_pb2_grpc,
     enrolment_pb2,
     enrolment_pb2_grpc,
+    grid_pb2,
+    grid_pb2_grpc,
+    oob_pb2,
+    oob_pb2_grpc,
     validation_pb2,
     validation_pb2_grpc,
 )
@@ -48,6 +56,8 @@ SERVICE_NAMES = tuple(
         (device_pb2, "DeviceService"),
         (validation_pb2, "ValidationService"),
         (admin_pb2, "AdminService"),
+        (oob_pb2, "OobService"),
+        (grid_pb2, "GridCardService"),
     )
 )
 
@@ -89,12 +99,14 @@ def start_server(
             "INSECURE MODE: no TLS, no client certificates; roles come from request metadata. "
             "For local development only."
         )
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=section.max_workers, thread_name_prefix="rpc"),
-        interceptors=[ServiceInterceptor(Authenticator(insecure=section.insecure), metrics)],
-        options=[
-            ("grpc.max_receive_message_length", section.max_message_bytes),
-            ("grpc.so_reuseport", 0),
+    server = new_grpc_server(
+        section,
+        [
+            ServiceInterceptor(
+                Authenticator(insecure=section.insecure),
+                metrics,
+                FailureRateLimiter(config.ratelimit),
+            )
         ],
     )
     app = assembly.app
@@ -103,6 +115,8 @@ def start_server(
     device_pb2_grpc.add_DeviceServiceServicer_to_server(DeviceServicer(app), server)
     validation_pb2_grpc.add_ValidationServiceServicer_to_server(ValidationServicer(app), server)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(app), server)
+    oob_pb2_grpc.add_OobServiceServicer_to_server(OobServicer(app), server)
+    grid_pb2_grpc.add_GridCardServiceServicer_to_server(GridCardServicer(app), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -117,7 +131,7 @@ def start_server(
         interval_seconds=section.health_interval_seconds,
         metrics=metrics,
     )
-    port = _bind(server, section)
+    port = bind(server, section)
     metrics_port = None
     if config.metrics.enabled:
         metrics_port = metrics.serve_http(config.metrics.address, config.metrics.port)
@@ -137,13 +151,29 @@ def start_server(
     return RunningServer(server, port, assembly, monitor, metrics, enrolment, metrics_port)
 
 
+def new_grpc_server(
+    section: ServerSection, interceptors: Sequence[grpc.ServerInterceptor]
+) -> grpc.Server:
+    """The gRPC server every otphsm endpoint runs on (the benchmark's do-nothing servicer too,
+    so the two are served the same way): a thread pool of `max_workers`, the message limit."""
+    return grpc.server(
+        futures.ThreadPoolExecutor(max_workers=section.max_workers, thread_name_prefix="rpc"),
+        interceptors=list(interceptors),
+        options=[
+            ("grpc.max_receive_message_length", section.max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+
+
 def _probe_hsm(assembly: Assembly) -> None:
     """A real operation with the pepper key: a cached key handle alone would not notice a
     token that was removed."""
     assembly.vault.keyed_digest(b"otphsm health probe")
 
 
-def _bind(server: grpc.Server, section: ServerSection) -> int:
+def bind(server: grpc.Server, section: ServerSection) -> int:
+    """Listen on the configured address: mTLS (client certificates required) unless insecure."""
     target = f"{section.address}:{section.port}"
     if section.insecure:
         port = server.add_insecure_port(target)

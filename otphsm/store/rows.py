@@ -39,6 +39,7 @@ CITIZEN_COLUMNS = (
     "enrolled_at",
     "updated_at",
     "phone_number",
+    "code_prefix_mac",
 )
 
 TOKEN_COLUMNS = (
@@ -130,11 +131,41 @@ def citizen_row(citizen: Citizen) -> Row:
         citizen.enrolled_at,
         citizen.updated_at,
         citizen.phone_number,
+        citizen.code_prefix_mac,
     )
 
 
 def citizen_from_row(row: Sequence[Any]) -> Citizen:
-    return Citizen(*row)
+    (
+        codice_fiscale,
+        given_name,
+        surname,
+        birth_date,
+        sex,
+        birth_place,
+        card_id,
+        certificate_serial,
+        certificate_issuer,
+        enrolled_at,
+        updated_at,
+        phone_number,
+        code_prefix_mac,
+    ) = row
+    return Citizen(
+        codice_fiscale=codice_fiscale,
+        given_name=given_name,
+        surname=surname,
+        birth_date=birth_date,
+        sex=sex,
+        birth_place=birth_place,
+        card_id=card_id,
+        certificate_serial=certificate_serial,
+        certificate_issuer=certificate_issuer,
+        enrolled_at=enrolled_at,
+        updated_at=updated_at,
+        phone_number=phone_number,
+        code_prefix_mac=bytes(code_prefix_mac) if code_prefix_mac is not None else None,
+    )
 
 
 def token_row(token: Token) -> Row:

@@ -137,6 +137,43 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        2,
+        "login code prefixes, rate limits, Security Cards",
+        (
+            "ALTER TABLE citizens ADD COLUMN code_prefix_mac {blob}",
+            """
+            CREATE TABLE rate_limits (
+                bucket {text} PRIMARY KEY,
+                events {text} NOT NULL
+            )""",
+            """
+            CREATE TABLE grid_cards (
+                serial {text} PRIMARY KEY,
+                codice_fiscale {text} NOT NULL,
+                key_storage {text} NOT NULL,
+                key_data {blob} NOT NULL,
+                cells {int} NOT NULL,
+                cell_digits {int} NOT NULL,
+                state {text} NOT NULL,
+                created_at {bigint} NOT NULL,
+                revoked_at {bigint},
+                challenge_first {int},
+                challenge_second {int},
+                challenge_expires_at {bigint} NOT NULL,
+                last_first {int},
+                last_second {int},
+                failures {int} NOT NULL,
+                lock_level {int} NOT NULL,
+                locked_until {bigint} NOT NULL,
+                version {bigint} NOT NULL
+            )""",
+            "CREATE INDEX grid_cards_by_citizen ON grid_cards (codice_fiscale, created_at, serial)",
+            # One active card per citizen, whatever the writers do.
+            "CREATE UNIQUE INDEX grid_cards_one_active ON grid_cards (codice_fiscale) "
+            "WHERE state = 'active'",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
-from otphsm.store import rows
+from otphsm.store import rows, rows_grid
 from otphsm.store.rows import Row
 
 R = TypeVar("R")
@@ -177,6 +177,16 @@ OOB_CODES = Table(
     rows.oob_code_from_row,
 )
 AUDIT_LOG = Table("audit_log", rows.AUDIT_COLUMNS, "seq", rows.audit_row, rows.audit_from_row)
+GRID_CARDS = Table(
+    "grid_cards",
+    rows_grid.GRID_CARD_COLUMNS,
+    "serial",
+    rows_grid.grid_card_row,
+    rows_grid.grid_card_from_row,
+)
+RATE_LIMITS: Table[tuple[str, str]] = Table(
+    "rate_limits", ("bucket", "events"), "bucket", lambda pair: pair, lambda row: (row[0], row[1])
+)
 
 DATA_TABLES: tuple[Table[Any], ...] = (
     CITIZENS,
@@ -186,6 +196,8 @@ DATA_TABLES: tuple[Table[Any], ...] = (
     ACTIVATIONS,
     OOB_CODES,
     AUDIT_LOG,
+    GRID_CARDS,
+    RATE_LIMITS,
 )
 
 _CITIZEN_FIELDS_REFRESHED = [
@@ -226,6 +238,24 @@ CURRENT_OOB_CODE = (
     f"{OOB_CODES.select} WHERE codice_fiscale = ? AND purpose = ? AND NOT superseded "
     "ORDER BY created_at DESC, CASE WHEN used_at IS NULL THEN 0 ELSE 1 END, oob_id DESC LIMIT 1"
 )
+
+# Creates the bucket if it is new and, on PostgreSQL, locks its row (ON CONFLICT DO UPDATE
+# always does) until the transaction ends, so writers of one bucket queue; SQLite writers are
+# serialised already.
+LOCK_RATE_BUCKET = (
+    "INSERT INTO rate_limits (bucket, events) VALUES (?, '') "
+    "ON CONFLICT (bucket) DO UPDATE SET events = rate_limits.events"
+)
+RATE_BUCKET_EVENTS = "SELECT events FROM rate_limits WHERE bucket = ?"
+SET_RATE_BUCKET_EVENTS = "UPDATE rate_limits SET events = ? WHERE bucket = ?"
+
+GRID_CARDS_OF = f"{GRID_CARDS.select} WHERE codice_fiscale = ? ORDER BY created_at, serial"
+REVOKE_ACTIVE_GRID_CARDS = (
+    "UPDATE grid_cards SET state = 'revoked', revoked_at = ?, challenge_first = NULL, "
+    "challenge_second = NULL, challenge_expires_at = 0, version = version + 1 "
+    "WHERE codice_fiscale = ? AND state = 'active'"
+)
+ACTIVE_GRID_CARDS_OF = f"{GRID_CARDS.select} WHERE codice_fiscale = ? AND state = 'active'"
 
 LAST_AUDIT_ENTRY = f"{AUDIT_LOG.select} ORDER BY seq DESC LIMIT 1"
 AUDIT_PAGE = f"{AUDIT_LOG.select} WHERE seq > ? ORDER BY seq LIMIT ?"

@@ -6,7 +6,7 @@ therefore differ only in how they connect, begin, lock and translate driver erro
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
 from otphsm.core.ports import Conflict
@@ -16,13 +16,16 @@ from otphsm.core.records import (
     Authorisation,
     Challenge,
     Citizen,
+    GridCard,
     OobCode,
     OobPurpose,
+    RateLimit,
 )
 from otphsm.core.tokens import Token
 from otphsm.store import sql
 from otphsm.store.errors import StoreUnavailable
 from otphsm.store.rows import Row
+from otphsm.store.rows_grid import rate_events, rate_events_text
 from otphsm.store.schema import APPLIED_MIGRATIONS, LATEST_VERSION, apply_migrations
 from otphsm.store.sql import Dialect, Table, Transaction
 
@@ -163,6 +166,56 @@ class SqlStore:
     def update_oob_code(self, code: OobCode) -> bool:
         return self._versioned_update(sql.OOB_CODES, code)
 
+    # quotas
+    def take_rate_slots(self, limits: Sequence[RateLimit], now: int) -> int:
+        """Buckets are locked in name order (no deadlock between two multi-bucket takers); a
+        refusal rolls the transaction back, so it leaves no trace."""
+
+        def take(tx: Transaction) -> None:
+            updates: list[tuple[str, str]] = []
+            waits: list[int] = []
+            for limit in sorted((lim for lim in limits if lim.limit > 0), key=_bucket):
+                tx.execute(sql.LOCK_RATE_BUCKET, (limit.bucket,))
+                row = tx.fetch_one(sql.RATE_BUCKET_EVENTS, (limit.bucket,))
+                since = now - limit.window_seconds
+                recent = sorted(t for t in rate_events(row[0] if row else "") if t > since)
+                if len(recent) >= limit.limit:
+                    waits.append(max(1, recent[-limit.limit] + limit.window_seconds - now))
+                else:
+                    updates.append((rate_events_text([*recent, now]), limit.bucket))
+            if waits:
+                raise _Refused(max(waits))
+            for update in updates:
+                tx.execute(sql.SET_RATE_BUCKET_EVENTS, update)
+
+        try:
+            self._engine.run(take, write=True)
+        except _Refused as refused:
+            return refused.retry_after
+        return 0
+
+    # Security Cards
+    def insert_grid_card(self, card: GridCard) -> list[GridCard]:
+        def revoke_and_insert(tx: Transaction) -> list[GridCard]:
+            found = tx.fetch_all(sql.ACTIVE_GRID_CARDS_OF, (card.codice_fiscale,))
+            tx.execute(sql.REVOKE_ACTIVE_GRID_CARDS, (card.created_at, card.codice_fiscale))
+            tx.execute(sql.GRID_CARDS.insert, sql.GRID_CARDS.to_row(card))
+            return [sql.GRID_CARDS.from_row(row) for row in found]
+
+        try:
+            return self._engine.run(revoke_and_insert, write=True)
+        except Conflict as exc:
+            raise Conflict(f"a Security Card with serial {card.serial} already exists") from exc
+
+    def get_grid_card(self, serial: str) -> GridCard | None:
+        return self._get(sql.GRID_CARDS, serial)
+
+    def grid_cards_of(self, codice_fiscale: str) -> list[GridCard]:
+        return self._list(sql.GRID_CARDS, sql.GRID_CARDS_OF, codice_fiscale)
+
+    def update_grid_card(self, card: GridCard) -> bool:
+        return self._versioned_update(sql.GRID_CARDS, card)
+
     # audit
     def append_audit(self, build: Callable[[AuditEntry | None], AuditEntry]) -> AuditEntry:
         """`build` runs inside the locked transaction and may run again if the engine retries
@@ -239,6 +292,18 @@ class SqlStore:
     def _consume(self, table: Table[R], statement: str, key: str, now: int) -> R | None:
         row = self._engine.run(lambda tx: tx.fetch_one(statement, (now, key, now)), write=True)
         return table.from_row(row) if row else None
+
+
+class _Refused(Exception):
+    """Ends a rate-limit transaction without writing (the engine rolls back)."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"retry after {retry_after} s")
+        self.retry_after = retry_after
+
+
+def _bucket(limit: RateLimit) -> str:
+    return limit.bucket
 
 
 def _plain(row: Row) -> tuple[Any, ...]:

@@ -77,6 +77,7 @@ class SqliteEngine:
         self._closed = False
         self._shared: sqlite3.Connection | None = None
         self._shared_lock = threading.RLock()
+        self._write_lock = threading.Lock()
         with self._translated():
             first = self._connect()
             if path == MEMORY:
@@ -86,7 +87,7 @@ class SqliteEngine:
                 self._enable_wal(first)
 
     def run(self, work: Callable[[Transaction], T], *, write: bool) -> T:
-        with self._translated(), self._exclusive() as connection:
+        with self._writer_turn(write), self._translated(), self._exclusive() as connection:
             connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
                 result = work(_SqliteTransaction(connection))
@@ -141,6 +142,25 @@ class SqliteEngine:
         with self._opened_lock:
             self._opened.add(connection)
         return connection
+
+    @contextmanager
+    def _writer_turn(self, write: bool) -> Iterator[None]:
+        """Writers of this process queue here, in order, rather than in SQLite's busy handler,
+        which polls with sleeps of up to 100 ms (the lock itself is still SQLite's, for other
+        processes). Waiting is bounded by the same busy timeout."""
+        if not write or self._shared is not None:
+            yield
+            return
+        if not self._write_lock.acquire(timeout=self._busy_timeout):
+            raise StoreUnavailable(
+                f"the SQLite database {self._path} is unusable: no write turn within "
+                f"{self._busy_timeout:g} s",
+                code="SQLITE_BUSY",
+            )
+        try:
+            yield
+        finally:
+            self._write_lock.release()
 
     @contextmanager
     def _exclusive(self) -> Iterator[sqlite3.Connection]:

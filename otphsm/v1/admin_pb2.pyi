@@ -52,3 +52,19 @@ class VerifyAuditResponse(_message.Message):
     intact: bool
     findings: _containers.RepeatedCompositeFieldContainer[AuditFinding]
     def __init__(self, entries: _Optional[int] = ..., intact: _Optional[bool] = ..., findings: _Optional[_Iterable[_Union[AuditFinding, _Mapping]]] = ...) -> None: ...
+
+class ImportPskcRequest(_message.Message):
+    __slots__ = ("pskc", "pre_shared_key", "password")
+    PSKC_FIELD_NUMBER: _ClassVar[int]
+    PRE_SHARED_KEY_FIELD_NUMBER: _ClassVar[int]
+    PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    pskc: bytes
+    pre_shared_key: bytes
+    password: str
+    def __init__(self, pskc: _Optional[bytes] = ..., pre_shared_key: _Optional[bytes] = ..., password: _Optional[str] = ...) -> None: ...
+
+class ImportPskcResponse(_message.Message):
+    __slots__ = ("tokens",)
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    tokens: _containers.RepeatedCompositeFieldContainer[_common_pb2.Token]
+    def __init__(self, tokens: _Optional[_Iterable[_Union[_common_pb2.Token, _Mapping]]] = ...) -> None: ...

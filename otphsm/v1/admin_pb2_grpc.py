@@ -69,6 +69,11 @@ class AdminServiceStub:
                 request_serializer=otphsm_dot_v1_dot_admin__pb2.VerifyAuditRequest.SerializeToString,
                 response_deserializer=otphsm_dot_v1_dot_admin__pb2.VerifyAuditResponse.FromString,
                 _registered_method=True)
+        self.ImportPskc = channel.unary_unary(
+                '/otphsm.v1.AdminService/ImportPskc',
+                request_serializer=otphsm_dot_v1_dot_admin__pb2.ImportPskcRequest.SerializeToString,
+                response_deserializer=otphsm_dot_v1_dot_admin__pb2.ImportPskcResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -122,6 +127,16 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ImportPskc(self, request, context):
+        """Imports a vendor's PSKC file (RFC 6030) of key fobs as unassigned inventory, all or nothing.
+        A refused file imports nothing: INVALID_ARGUMENT with otphsm-reason naming the problem
+        (MALFORMED, WRONG_KEY, BAD_MAC, PROTECTION, DUPLICATE_SERIAL, …); serials already imported
+        are FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -159,6 +174,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.VerifyAudit,
                     request_deserializer=otphsm_dot_v1_dot_admin__pb2.VerifyAuditRequest.FromString,
                     response_serializer=otphsm_dot_v1_dot_admin__pb2.VerifyAuditResponse.SerializeToString,
+            ),
+            'ImportPskc': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportPskc,
+                    request_deserializer=otphsm_dot_v1_dot_admin__pb2.ImportPskcRequest.FromString,
+                    response_serializer=otphsm_dot_v1_dot_admin__pb2.ImportPskcResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -350,6 +370,33 @@ class AdminService:
             '/otphsm.v1.AdminService/VerifyAudit',
             otphsm_dot_v1_dot_admin__pb2.VerifyAuditRequest.SerializeToString,
             otphsm_dot_v1_dot_admin__pb2.VerifyAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportPskc(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/otphsm.v1.AdminService/ImportPskc',
+            otphsm_dot_v1_dot_admin__pb2.ImportPskcRequest.SerializeToString,
+            otphsm_dot_v1_dot_admin__pb2.ImportPskcResponse.FromString,
             options,
             channel_credentials,
             insecure,

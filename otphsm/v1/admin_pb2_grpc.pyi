@@ -44,6 +44,12 @@ class AdminServiceStub:
     GetToken: _grpc.UnaryUnaryMultiCallable[_admin_pb2.TokenRequest, _admin_pb2.TokenResponse]
     VerifyAudit: _grpc.UnaryUnaryMultiCallable[_admin_pb2.VerifyAuditRequest, _admin_pb2.VerifyAuditResponse]
     """Walks the audit chain: every entry's hash link and its HSM MAC."""
+    ImportPskc: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ImportPskcRequest, _admin_pb2.ImportPskcResponse]
+    """Imports a vendor's PSKC file (RFC 6030) of key fobs as unassigned inventory, all or nothing.
+    A refused file imports nothing: INVALID_ARGUMENT with otphsm-reason naming the problem
+    (MALFORMED, WRONG_KEY, BAD_MAC, PROTECTION, DUPLICATE_SERIAL, …); serials already imported
+    are FAILED_PRECONDITION.
+    """
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
@@ -61,6 +67,12 @@ class AdminServiceAsyncStub(AdminServiceStub):
     GetToken: _aio.UnaryUnaryMultiCallable[_admin_pb2.TokenRequest, _admin_pb2.TokenResponse]  # type: ignore[assignment]
     VerifyAudit: _aio.UnaryUnaryMultiCallable[_admin_pb2.VerifyAuditRequest, _admin_pb2.VerifyAuditResponse]  # type: ignore[assignment]
     """Walks the audit chain: every entry's hash link and its HSM MAC."""
+    ImportPskc: _aio.UnaryUnaryMultiCallable[_admin_pb2.ImportPskcRequest, _admin_pb2.ImportPskcResponse]  # type: ignore[assignment]
+    """Imports a vendor's PSKC file (RFC 6030) of key fobs as unassigned inventory, all or nothing.
+    A refused file imports nothing: INVALID_ARGUMENT with otphsm-reason naming the problem
+    (MALFORMED, WRONG_KEY, BAD_MAC, PROTECTION, DUPLICATE_SERIAL, …); serials already imported
+    are FAILED_PRECONDITION.
+    """
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -117,5 +129,17 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.VerifyAuditResponse, _abc.Awaitable[_admin_pb2.VerifyAuditResponse]]:
         """Walks the audit chain: every entry's hash link and its HSM MAC."""
+
+    @_abc_1.abstractmethod
+    def ImportPskc(
+        self,
+        request: _admin_pb2.ImportPskcRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ImportPskcResponse, _abc.Awaitable[_admin_pb2.ImportPskcResponse]]:
+        """Imports a vendor's PSKC file (RFC 6030) of key fobs as unassigned inventory, all or nothing.
+        A refused file imports nothing: INVALID_ARGUMENT with otphsm-reason naming the problem
+        (MALFORMED, WRONG_KEY, BAD_MAC, PROTECTION, DUPLICATE_SERIAL, …); serials already imported
+        are FAILED_PRECONDITION.
+        """
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

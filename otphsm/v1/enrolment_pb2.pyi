@@ -153,3 +153,21 @@ class AuthoriseWithSmsCodeRequest(_message.Message):
     codice_fiscale: str
     code: str
     def __init__(self, codice_fiscale: _Optional[str] = ..., code: _Optional[str] = ...) -> None: ...
+
+class AssignFobRequest(_message.Message):
+    __slots__ = ("authorisation_id", "serial", "first_code")
+    AUTHORISATION_ID_FIELD_NUMBER: _ClassVar[int]
+    SERIAL_FIELD_NUMBER: _ClassVar[int]
+    FIRST_CODE_FIELD_NUMBER: _ClassVar[int]
+    authorisation_id: str
+    serial: str
+    first_code: str
+    def __init__(self, authorisation_id: _Optional[str] = ..., serial: _Optional[str] = ..., first_code: _Optional[str] = ...) -> None: ...
+
+class AssignFobResponse(_message.Message):
+    __slots__ = ("token", "proof")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PROOF_FIELD_NUMBER: _ClassVar[int]
+    token: _common_pb2.Token
+    proof: _common_pb2.VerifyResponse
+    def __init__(self, token: _Optional[_Union[_common_pb2.Token, _Mapping]] = ..., proof: _Optional[_Union[_common_pb2.VerifyResponse, _Mapping]] = ...) -> None: ...

@@ -74,6 +74,11 @@ class EnrolmentServiceStub:
                 request_serializer=otphsm_dot_v1_dot_enrolment__pb2.AuthoriseWithSmsCodeRequest.SerializeToString,
                 response_deserializer=otphsm_dot_v1_dot_enrolment__pb2.AuthorisationResponse.FromString,
                 _registered_method=True)
+        self.AssignFob = channel.unary_unary(
+                '/otphsm.v1.EnrolmentService/AssignFob',
+                request_serializer=otphsm_dot_v1_dot_enrolment__pb2.AssignFobRequest.SerializeToString,
+                response_deserializer=otphsm_dot_v1_dot_enrolment__pb2.AssignFobResponse.FromString,
+                _registered_method=True)
 
 
 class EnrolmentServiceServicer:
@@ -142,6 +147,16 @@ class EnrolmentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AssignFob(self, request, context):
+        """Gives a key fob from the inventory (AdminService.ImportPskc) to the citizen an authorisation
+        names, consuming it. With first_code, the code the fob shows now proves possession at once
+        (the fob turns ACTIVE); without it, or if that code is refused, the fob stays PENDING until
+        a first valid code through DeviceService.ProvePossession.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EnrolmentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -184,6 +199,11 @@ def add_EnrolmentServiceServicer_to_server(servicer, server):
                     servicer.AuthoriseWithSmsCode,
                     request_deserializer=otphsm_dot_v1_dot_enrolment__pb2.AuthoriseWithSmsCodeRequest.FromString,
                     response_serializer=otphsm_dot_v1_dot_enrolment__pb2.AuthorisationResponse.SerializeToString,
+            ),
+            'AssignFob': grpc.unary_unary_rpc_method_handler(
+                    servicer.AssignFob,
+                    request_deserializer=otphsm_dot_v1_dot_enrolment__pb2.AssignFobRequest.FromString,
+                    response_serializer=otphsm_dot_v1_dot_enrolment__pb2.AssignFobResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -402,6 +422,33 @@ class EnrolmentService:
             '/otphsm.v1.EnrolmentService/AuthoriseWithSmsCode',
             otphsm_dot_v1_dot_enrolment__pb2.AuthoriseWithSmsCodeRequest.SerializeToString,
             otphsm_dot_v1_dot_enrolment__pb2.AuthorisationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AssignFob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/otphsm.v1.EnrolmentService/AssignFob',
+            otphsm_dot_v1_dot_enrolment__pb2.AssignFobRequest.SerializeToString,
+            otphsm_dot_v1_dot_enrolment__pb2.AssignFobResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -66,6 +66,12 @@ class EnrolmentServiceStub:
     """A right SMS code earns an authorisation, as a card does. 3 wrong codes → 60 s wait
     (FAILED_PRECONDITION with retry-after-seconds in the trailing metadata).
     """
+    AssignFob: _grpc.UnaryUnaryMultiCallable[_enrolment_pb2.AssignFobRequest, _enrolment_pb2.AssignFobResponse]
+    """Gives a key fob from the inventory (AdminService.ImportPskc) to the citizen an authorisation
+    names, consuming it. With first_code, the code the fob shows now proves possession at once
+    (the fob turns ACTIVE); without it, or if that code is refused, the fob stays PENDING until
+    a first valid code through DeviceService.ProvePossession.
+    """
 
 @_typing.type_check_only
 class EnrolmentServiceAsyncStub(EnrolmentServiceStub):
@@ -97,6 +103,12 @@ class EnrolmentServiceAsyncStub(EnrolmentServiceStub):
     AuthoriseWithSmsCode: _aio.UnaryUnaryMultiCallable[_enrolment_pb2.AuthoriseWithSmsCodeRequest, _enrolment_pb2.AuthorisationResponse]  # type: ignore[assignment]
     """A right SMS code earns an authorisation, as a card does. 3 wrong codes → 60 s wait
     (FAILED_PRECONDITION with retry-after-seconds in the trailing metadata).
+    """
+    AssignFob: _aio.UnaryUnaryMultiCallable[_enrolment_pb2.AssignFobRequest, _enrolment_pb2.AssignFobResponse]  # type: ignore[assignment]
+    """Gives a key fob from the inventory (AdminService.ImportPskc) to the citizen an authorisation
+    names, consuming it. With first_code, the code the fob shows now proves possession at once
+    (the fob turns ACTIVE); without it, or if that code is refused, the fob stays PENDING until
+    a first valid code through DeviceService.ProvePossession.
     """
 
 class EnrolmentServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -174,6 +186,18 @@ class EnrolmentServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_enrolment_pb2.AuthorisationResponse, _abc.Awaitable[_enrolment_pb2.AuthorisationResponse]]:
         """A right SMS code earns an authorisation, as a card does. 3 wrong codes → 60 s wait
         (FAILED_PRECONDITION with retry-after-seconds in the trailing metadata).
+        """
+
+    @_abc_1.abstractmethod
+    def AssignFob(
+        self,
+        request: _enrolment_pb2.AssignFobRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_enrolment_pb2.AssignFobResponse, _abc.Awaitable[_enrolment_pb2.AssignFobResponse]]:
+        """Gives a key fob from the inventory (AdminService.ImportPskc) to the citizen an authorisation
+        names, consuming it. With first_code, the code the fob shows now proves possession at once
+        (the fob turns ACTIVE); without it, or if that code is refused, the fob stays PENDING until
+        a first valid code through DeviceService.ProvePossession.
         """
 
 def add_EnrolmentServiceServicer_to_server(servicer: EnrolmentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from otphsm.core.audit import seal
 from otphsm.core.certificates import TrustStore
 from otphsm.core.clock import Clock
-from otphsm.core.ports import OtpHsm, SmsGateway, Store
+from otphsm.core.ports import OtpHsm, PushGateway, SmsGateway, Store
 from otphsm.core.records import AuditEntry
 from otphsm.core.verification import VerificationPolicy
 
@@ -45,7 +45,27 @@ class AppPolicy:
     sms_code_digits: int = 6
     write_attempts: int = 8
     """Conditional writes retried (re-read, re-decide) this many times under contention."""
+    login_codes_per_citizen: int = 3
+    """Out-of-band login codes sent to one citizen per `login_code_citizen_window_seconds`
+    (0: no limit)."""
+    login_code_citizen_window_seconds: int = 600
+    login_codes_per_caller: int = 30
+    """Out-of-band login codes one relying party may have sent per
+    `login_code_caller_window_seconds` (0: no limit)."""
+    login_code_caller_window_seconds: int = 60
+    grid_cells: int = 50
+    """Cells on a new Security Card (10..100)."""
+    grid_cell_digits: int = 3
+    """Digits per cell (2..6)."""
+    grid_challenge_seconds: int = 300
+    """How long a Security Card challenge (two cells) may be answered."""
     verification: VerificationPolicy = field(default_factory=VerificationPolicy)
+
+    def __post_init__(self) -> None:
+        if not 10 <= self.grid_cells <= 100:
+            raise ValueError(f"grid_cells must be 10..100, got {self.grid_cells}")
+        if not 2 <= self.grid_cell_digits <= 6:
+            raise ValueError(f"grid_cell_digits must be 2..6, got {self.grid_cell_digits}")
 
 
 @dataclass
@@ -56,6 +76,8 @@ class App:
     trust: TrustStore
     sms: SmsGateway
     policy: AppPolicy = field(default_factory=AppPolicy)
+    push: PushGateway | None = None
+    """Notifications to the token app (out-of-band codes by push); None: not offered."""
 
     def now(self) -> int:
         return int(self.clock.now())

@@ -77,6 +77,7 @@ def authorise_with_card(
         enrolled_at=existing.enrolled_at if existing else now,
         updated_at=now,
         phone_number=existing.phone_number if existing else None,
+        code_prefix_mac=existing.code_prefix_mac if existing else None,
     )
     app.store.upsert_citizen(citizen)
     authorisation = Authorisation(

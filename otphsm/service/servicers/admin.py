@@ -7,6 +7,7 @@ import grpc
 from otphsm.core.app import lifecycle
 from otphsm.core.app.audit import verify_audit
 from otphsm.core.app.context import App
+from otphsm.pskc_import import import_pskc
 from otphsm.service import convert
 from otphsm.service.interceptor import current_actor
 from otphsm.v1 import admin_pb2 as pb
@@ -51,3 +52,16 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         return pb.VerifyAuditResponse(
             entries=report.entries, intact=report.intact, findings=findings
         )
+
+    def ImportPskc(
+        self, request: pb.ImportPskcRequest, context: grpc.ServicerContext
+    ) -> pb.ImportPskcResponse:
+        protection = request.WhichOneof("protection")
+        tokens = import_pskc(
+            self._app,
+            current_actor(),
+            request.pskc,
+            psk=request.pre_shared_key if protection == "pre_shared_key" else None,
+            password=request.password if protection == "password" else None,
+        )
+        return pb.ImportPskcResponse(tokens=[convert.token_message(t) for t in tokens])

@@ -7,11 +7,12 @@ from collections.abc import Iterator
 
 import grpc
 
-from otphsm.core.app import enrolment, issuance, lifecycle
+from otphsm.core.app import enrolment, fobs, issuance, lifecycle, validation
 from otphsm.core.app.context import App
 from otphsm.core.app.enrolment import CardEvidence
 from otphsm.core.errors import InvalidInput
 from otphsm.core.records import Authorisation, Citizen
+from otphsm.core.verification import check_code_format
 from otphsm.service import convert, kiosk
 from otphsm.service.interceptor import current_actor
 from otphsm.service.qr import activation_payload, make_qr
@@ -155,6 +156,27 @@ class EnrolmentServicer(enrolment_pb2_grpc.EnrolmentServiceServicer):
             request.code,
         )
         return _authorised(authorisation, None)
+
+    def AssignFob(
+        self, request: pb.AssignFobRequest, context: grpc.ServicerContext
+    ) -> pb.AssignFobResponse:
+        actor = current_actor()
+        if request.first_code:  # a malformed code is refused before anything changes
+            fob = lifecycle.get_token(self._app, request.serial)
+            check_code_format(request.first_code, fob.params.digits)
+        token = fobs.assign_fob(
+            self._app,
+            actor,
+            convert.record_id(request.authorisation_id, "authorisation_id"),
+            request.serial,
+        )
+        if not request.first_code:
+            return pb.AssignFobResponse(token=convert.token_message(token))
+        outcome = validation.prove_possession(self._app, actor, token.serial, request.first_code)
+        token = lifecycle.get_token(self._app, token.serial)
+        return pb.AssignFobResponse(
+            token=convert.token_message(token), proof=convert.verify_response(outcome)
+        )
 
 
 def _authorised(authorisation: Authorisation, citizen: Citizen | None) -> pb.AuthorisationResponse:

@@ -1,1 +1,1 @@
-"""SMS gateway simulator (an outbox on disk)."""
+"""Out-of-band delivery simulators: an SMS gateway outbox and per-device push outboxes."""

@@ -1,0 +1,220 @@
+"""The load generator: separate processes (multiprocessing, spawn), each with its own channel per
+target and several client threads calling ValidationService.Verify over mTLS.
+
+Closed loop (`rate=None`): every thread sends its next request as soon as the last answered —
+the peak rate. Open loop (`rate=R`): requests are due at a fixed schedule and each latency is
+measured from when the request was due, so a server falling behind shows up in the figures
+(no coordinated omission).
+
+Tokens are HOTP: each thread owns its tokens and their counters, so a valid code is always the
+next one and no two threads race on a token. A wrong code is a well-formed code outside the
+token's whole window (look-ahead and look-back), found once per token.
+"""
+
+from __future__ import annotations
+
+import hmac
+import multiprocessing
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from otphsm.core.otp import hotp
+from otphsm.v1 import common_pb2, validation_pb2, validation_pb2_grpc
+
+WINDOW = 10
+"""The server's HOTP look-ahead and look-back: a wrong code must be outside both."""
+
+BenchToken = tuple[str, bytes, int]
+"""(serial, secret known to the benchmark, next counter)."""
+
+
+@dataclass
+class LoadSpec:
+    targets: list[str]
+    tls: tuple[str, str, str]
+    kind: str
+    """"valid" or "wrong"."""
+    tokens: list[BenchToken]
+    threads: int
+    warmup: float
+    duration: float
+    rate: float | None = None
+    """Requests per second for this process (open loop); None: as fast as answered."""
+    start_at: float = 0.0
+
+
+@dataclass
+class LoadResult:
+    completed: int = 0
+    """Answers to requests due inside the measured window."""
+    answered: int = 0
+    """Every answer, warm-up included (for CPU per request)."""
+    duration: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    results: Counter[str] = field(default_factory=Counter)
+    counters: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.completed / self.duration if self.duration else 0.0
+
+    def percentile(self, fraction: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+    def merge(self, other: LoadResult) -> None:
+        self.completed += other.completed
+        self.answered += other.answered
+        self.duration = max(self.duration, other.duration)
+        self.latencies.extend(other.latencies)
+        self.results.update(other.results)
+        self.counters.update(other.counters)
+
+
+def _mac(secret: bytes) -> Any:
+    return lambda message: hmac.new(secret, message, "sha1").digest()
+
+
+def wrong_code(secret: bytes, counter: int) -> str:
+    mac = _mac(secret)
+    window = {hotp(mac, c, 6) for c in range(max(0, counter - WINDOW), counter + WINDOW + 1)}
+    candidate = 0
+    while f"{candidate:06d}" in window:
+        candidate += 1
+    return f"{candidate:06d}"
+
+
+def _client_thread(
+    stub: validation_pb2_grpc.ValidationServiceStub,
+    spec: LoadSpec,
+    tokens: list[list[Any]],
+    begin: float,
+    rate: float | None,
+    out: LoadResult,
+    lock: threading.Lock,
+) -> None:
+    measure_from = begin + spec.warmup
+    end = measure_from + spec.duration
+    wrong: dict[str, str] = {}
+    latencies: list[float] = []
+    results: Counter[str] = Counter()
+    completed = 0
+    answered = 0
+    index = 0
+    sent = 0
+    while True:
+        due = begin + sent / rate if rate else time.perf_counter()
+        if due >= end:
+            break
+        if rate:
+            pause = due - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+        token = tokens[index % len(tokens)]
+        index += 1
+        serial, secret, counter = token
+        if spec.kind == "valid":
+            code = hotp(_mac(secret), counter, 6)
+            token[2] = counter + 1  # sent: advance whatever the answer (look-ahead covers it)
+        else:
+            code = wrong.get(serial) or wrong.setdefault(serial, wrong_code(secret, counter))
+        started = time.perf_counter()
+        try:
+            answer = stub.Verify(validation_pb2.VerifyRequest(serial=serial, code=code), timeout=30)
+            outcome = common_pb2.VerifyResult.Name(answer.result)
+        except grpc.RpcError as error:
+            outcome = f"rpc:{error.code().name}"
+        finished = time.perf_counter()
+        sent += 1
+        answered += 1
+        if due >= measure_from and finished <= end:
+            completed += 1
+            latencies.append(finished - (due if rate else started))
+            results[outcome] += 1
+    with lock:
+        out.completed += completed
+        out.answered += answered
+        out.latencies.extend(latencies)
+        out.results.update(results)
+
+
+def _worker(spec: LoadSpec, queue: Any) -> None:
+    ca, cert, key = (Path(p).read_bytes() for p in spec.tls)
+    credentials = grpc.ssl_channel_credentials(ca, key, cert)
+    channels = [grpc.secure_channel(target, credentials) for target in spec.targets]
+    for channel in channels:
+        grpc.channel_ready_future(channel).result(timeout=30)
+    stubs = [validation_pb2_grpc.ValidationServiceStub(c) for c in channels]
+    owned: list[list[list[Any]]] = [[] for _ in range(spec.threads)]
+    for i, token in enumerate(spec.tokens):
+        owned[i % spec.threads].append(list(token))
+    out = LoadResult(duration=spec.duration)
+    lock = threading.Lock()
+    per_thread = spec.rate / spec.threads if spec.rate else None
+    time.sleep(max(0.0, spec.start_at - time.time()))
+    begin = time.perf_counter()
+    threads = [
+        threading.Thread(
+            target=_client_thread,
+            args=(stubs[i % len(stubs)], spec, owned[i], begin, per_thread, out, lock),
+        )
+        for i in range(spec.threads)
+        if owned[i]
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    out.counters = {t[0]: t[2] for part in owned for t in part}
+    for channel in channels:
+        channel.close()
+    queue.put(out)
+
+
+def run_load(
+    targets: list[str],
+    tls: tuple[str, str, str],
+    kind: str,
+    tokens: list[BenchToken],
+    *,
+    processes: int,
+    threads: int,
+    warmup: float,
+    duration: float,
+    rate: float | None = None,
+) -> LoadResult:
+    """Spread `tokens` over `processes` x `threads` clients; the merged result."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    start_at = time.time() + 1.5 + 0.3 * processes  # after every process is up
+    specs = [
+        LoadSpec(
+            targets=targets[p % len(targets) :] + targets[: p % len(targets)],
+            tls=tls,
+            kind=kind,
+            tokens=tokens[p::processes],
+            threads=threads,
+            warmup=warmup,
+            duration=duration,
+            rate=rate / processes if rate else None,
+            start_at=start_at,
+        )
+        for p in range(processes)
+    ]
+    workers = [context.Process(target=_worker, args=(spec, queue)) for spec in specs]
+    for worker in workers:
+        worker.start()
+    total = LoadResult(duration=duration)
+    for _ in workers:
+        total.merge(queue.get(timeout=warmup + duration + 120))
+    for worker in workers:
+        worker.join(30)
+    return total

@@ -1,0 +1,50 @@
+"""The do-nothing baseline: ValidationService.Verify answering OK at once, with the request and
+response messages of the real service, built by the same `new_grpc_server` and `bind` from the
+same `[server]` section (thread pool size, message limit, mTLS with client certificates).
+
+    python bench/noop_server.py --config FILE
+
+It has no interceptor: the ratio of the real service to it is the cost of everything otphsm
+adds (authentication, the store, the HSM, logging, metrics) over bare gRPC serving.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from pathlib import Path
+
+import grpc
+
+from otphsm.service.config import load_config
+from otphsm.service.server import bind, new_grpc_server
+from otphsm.v1 import common_pb2, validation_pb2, validation_pb2_grpc
+
+
+class NoopValidation(validation_pb2_grpc.ValidationServiceServicer):
+    def Verify(
+        self, request: validation_pb2.VerifyRequest, context: grpc.ServicerContext
+    ) -> common_pb2.VerifyResponse:
+        return common_pb2.VerifyResponse(result=common_pb2.VERIFY_RESULT_OK, serial=request.serial)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--config", type=Path, required=True)
+    args = parser.parse_args()
+    section = load_config(args.config, env={}).server
+    server = new_grpc_server(section, [])
+    validation_pb2_grpc.add_ValidationServiceServicer_to_server(NoopValidation(), server)
+    bind(server, section)
+    server.start()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    server.stop(1).wait()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

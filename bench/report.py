@@ -1,0 +1,153 @@
+"""The benchmark's outputs: the printed table, the JSON file, the PNG chart, the README text."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "cpu": model, "python": platform.python_version()}
+
+
+def _ms(value: float) -> str:
+    return f"{value:.2f}"
+
+
+def verify_table(results: dict[str, Any]) -> list[str]:
+    lines = [
+        "| tokens | server | codes | peak verif./s | vs do-nothing | p50 ms (peak) "
+        "| p99 ms at ½ peak | server CPU µs/verif. |",
+        "|---:|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in results["verify"]:
+        lines.append(
+            f"| {row['tokens']:,} | {row['server']} | {row['codes']} | {row['peak_rps']:,.0f} "
+            f"| {row['vs_noop']:.0%} | {_ms(row['peak_p50_ms'])} | {_ms(row['half_p99_ms'])} "
+            f"| {row['server_cpu_us']:,.0f} |"
+        )
+    return lines
+
+
+def replica_table(results: dict[str, Any]) -> list[str]:
+    lines = [
+        "| replicas (PostgreSQL + one SoftHSM token) | peak verif./s | p99 ms at ½ peak |",
+        "|---|---:|---:|",
+    ]
+    for row in results.get("replicas", []):
+        lines.append(f"| {row['replicas']} | {row['peak_rps']:,.0f} | {_ms(row['half_p99_ms'])} |")
+    return lines
+
+
+def hsm_table(results: dict[str, Any]) -> list[str]:
+    rows = results.get("hsm", [])
+    if not rows:
+        return []
+    baseline = rows[0]["ops"]
+    lines = ["| HSM path (in process) | ops/s | vs stdlib |", "|---|---:|---:|"]
+    lines += [f"| {r['path']} | {r['ops']:,.0f} | {r['ops'] / baseline:.1%} |" for r in rows]
+    return lines
+
+
+def enrol_table(results: dict[str, Any]) -> list[str]:
+    enrol = results.get("enrolment")
+    if not enrol:
+        return []
+    return [
+        f"| enrolment through pcscd (median of {enrol['rounds']}) | ms |",
+        "|---|---:|",
+        f"| station: read card, verify PIN, sign challenge (RSA-2048) | "
+        f"{_ms(enrol['station_card_ms'])} |",
+        "| server: GetChallenge + AuthoriseWithCard + IssueToken + ActivateWithCode + "
+        f"ProvePossession | {_ms(enrol['server_rpcs_ms'])} |",
+        f"| device: P-256 key pair | {_ms(enrol['device_ms'])} |",
+        f"| total | {_ms(enrol['total_ms'])} |",
+    ]
+
+
+def targets_lines(results: dict[str, Any]) -> list[str]:
+    lines = []
+    for target in results.get("targets", []):
+        mark = "met" if target["met"] else "NOT met"
+        lines.append(f"- {target['name']}: {target['measured']} — {mark}")
+    return lines
+
+
+def text(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    head = [
+        f"otphsm benchmark, {results['date']}, {m['nproc']} cores ({m['cpu']}), "
+        f"Python {m['python']}; {results['settings']}",
+        "",
+    ]
+    parts = [head, verify_table(results), [""], replica_table(results), [""]]
+    parts += [enrol_table(results), [""], hsm_table(results), [""], targets_lines(results)]
+    return "\n".join(line for part in parts for line in part)
+
+
+def write_json(results: dict[str, Any], directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"bench-{results['date']}.json"
+    path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    (directory / "latest.json").write_text(path.read_text())
+    return path
+
+
+def write_chart(results: dict[str, Any], directory: Path) -> Path | None:
+    """Throughput and p99 against token count, and against replicas (needs matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("no chart: matplotlib is missing (pip install -e '.[bench]')")
+        return None
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    series: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in results["verify"]:
+        series.setdefault((row["server"], row["codes"]), []).append(row)
+    for (server, codes), rows in series.items():
+        x = [r["tokens"] for r in rows]
+        style = "--" if codes == "wrong" else "-"
+        axes[0].plot(x, [r["peak_rps"] for r in rows], style, marker="o", label=f"{server} {codes}")
+        axes[1].plot(
+            x, [r["half_p99_ms"] for r in rows], style, marker="o", label=server + f" {codes}"
+        )
+    noop = results.get("noop", [])
+    if noop:
+        axes[0].plot([n["tokens"] for n in noop], [n["peak_rps"] for n in noop], ":", marker="s",
+                     label="do-nothing servicer")  # fmt: skip
+    for ax, title in ((axes[0], "peak verifications/s"), (axes[1], "p99 ms at half the peak rate")):
+        ax.set_xscale("log")
+        ax.set_xlabel("tokens in the database")
+        ax.set_title(title)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    replicas = results.get("replicas", [])
+    if replicas:
+        names = [f"{r['replicas']} replica(s)" for r in replicas]
+        axes[2].bar(names, [r["peak_rps"] for r in replicas], color="tab:blue")
+        axes[2].set_ylabel("peak verifications/s (PostgreSQL)")
+        twin = axes[2].twinx()
+        twin.plot(names, [r["half_p99_ms"] for r in replicas], "o-", color="tab:red")
+        twin.set_ylabel("p99 ms at half peak", color="tab:red")
+        axes[2].set_title("replicas sharing PostgreSQL and the SoftHSM token")
+    m = results["machine"]
+    fig.suptitle(f"otphsm {results['date']} — {m['nproc']} cores, {m['cpu']}")
+    fig.tight_layout()
+    path = directory / f"bench-{results['date']}.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,238 @@
+"""The otphsm benchmark: `make bench` or `otphsm bench [--quick]`.
+
+Starts everything on loopback (a private SoftHSM2, a private PostgreSQL database, `otphsm
+serve` on SQLite and on PostgreSQL, the do-nothing servicer), then measures:
+
+- the HSM paths in process (bench_hsm.py: unwrap-cache hit vs miss, threads vs processes);
+- Verify over gRPC with mTLS from a load generator in separate processes: peak rate (closed
+  loop), then p50/p99 at half that rate (open loop), valid and wrong codes, SQLite and
+  PostgreSQL, at each fleet size, beside the do-nothing servicer measured in the same run;
+- two `otphsm serve` replicas sharing PostgreSQL and the SoftHSM token, vs one;
+- one card-authorised enrolment + secure activation through pcscd.
+
+Prints the table, writes bench/results/bench-DATE.json (and latest.json) and a PNG chart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_hsm
+import report
+from enrol_flow import measure_enrolment
+from fleet import Fleet, grow
+from harness import BenchEnv, ServerProcess, bench_env
+from load import LoadResult, run_load
+
+from otphsm.hsm import open_vault
+
+RESULTS = Path(__file__).resolve().parent / "results"
+FULL = {"sizes": (1_000, 100_000, 1_000_000), "known": (1_000, 20_000, 20_000),
+        "warmup": 1.0, "duration": 4.0, "hsm_seconds": 1.0, "enrol_rounds": 5}  # fmt: skip
+QUICK = {"sizes": (1_000, 10_000), "known": (1_000, 2_000),
+         "warmup": 0.5, "duration": 1.5, "hsm_seconds": 0.2, "enrol_rounds": 1}  # fmt: skip
+
+
+class Bench:
+    def __init__(self, env: BenchEnv, args: argparse.Namespace, plan: dict[str, Any]) -> None:
+        self.env = env
+        self.args = args
+        self.plan = plan
+        self.tls = env.client_tls("verifier")
+        self.fleet = Fleet()
+        self.results: dict[str, Any] = {"verify": [], "noop": [], "replicas": []}
+        server = {"server": {"max_workers": args.workers}}
+        self.noop = env.noop("noop", **server)
+        self.stores = {
+            "sqlite": env.serve("sqlite", env.sqlite_url, **server),
+            "postgresql": env.serve("postgresql", env.pg_url, **server),
+        }
+
+    def load(
+        self, servers: list[ServerProcess], kind: str, rate: float | None = None
+    ) -> tuple[LoadResult, float]:
+        """One run; the servers' CPU time per answered request (µs)."""
+        before = sum(s.cpu_seconds() for s in servers)
+        result = run_load(
+            [s.target for s in servers], self.tls, kind, self.fleet.known,
+            processes=self.args.processes, threads=self.args.threads,
+            warmup=self.plan["warmup"], duration=self.plan["duration"], rate=rate,
+        )  # fmt: skip
+        cpu = sum(s.cpu_seconds() for s in servers) - before
+        if servers[0] is not self.noop:
+            self.fleet.update_counters(result.counters)
+        errors = {k: v for k, v in result.results.items() if k.startswith("rpc:")}
+        if errors:
+            print(f"  errors: {errors}")
+        return result, cpu / max(1, result.answered) * 1e6
+
+    def peak_and_half(
+        self, servers: list[ServerProcess], kind: str
+    ) -> tuple[LoadResult, LoadResult, float]:
+        peak, cpu = self.load(servers, kind)
+        half, _ = self.load(servers, kind, rate=peak.rate / 2)
+        return peak, half, cpu
+
+    def verify_at(self, size: int) -> None:
+        peak, half, cpu = self.peak_and_half([self.noop], "valid")
+        noop = {"tokens": size, "peak_rps": peak.rate, "peak_p50_ms": peak.percentile(0.5) * 1e3,
+                "half_p99_ms": half.percentile(0.99) * 1e3, "server_cpu_us": cpu}  # fmt: skip
+        self.results["noop"].append(noop)
+        self.say(f"{size:>9,} do-nothing  {peak.rate:8,.0f}/s  p99@½ {noop['half_p99_ms']:.2f} ms")
+        for name, server in self.stores.items():
+            for kind in ("valid", "wrong"):
+                peak, half, cpu = self.peak_and_half([server], kind)
+                row = {
+                    "tokens": size, "server": name, "codes": kind, "peak_rps": peak.rate,
+                    "vs_noop": peak.rate / noop["peak_rps"],
+                    "peak_p50_ms": peak.percentile(0.5) * 1e3,
+                    "peak_p99_ms": peak.percentile(0.99) * 1e3,
+                    "half_rate": half.rate, "half_p50_ms": half.percentile(0.5) * 1e3,
+                    "half_p99_ms": half.percentile(0.99) * 1e3, "server_cpu_us": cpu,
+                    "results": dict(peak.results + half.results),
+                }  # fmt: skip
+                self.results["verify"].append(row)
+                self.say(
+                    f"{size:>9,} {name:<10} {kind:<5} {peak.rate:8,.0f}/s "
+                    f"({row['vs_noop']:.0%})  p50 {row['peak_p50_ms']:.2f} ms  "
+                    f"p99@½ {row['half_p99_ms']:.2f} ms  cpu {cpu:,.0f} µs"
+                )
+
+    def replicas(self) -> None:
+        first = self.stores["postgresql"]
+        second = self.env.serve(
+            "postgresql-b", self.env.pg_url, server={"max_workers": self.args.workers}
+        )
+        try:
+            for servers in ([first], [first, second]):
+                peak, half, cpu = self.peak_and_half(servers, "valid")
+                row = {
+                    "replicas": len(servers),
+                    "peak_rps": peak.rate,
+                    "half_p99_ms": half.percentile(0.99) * 1e3,
+                    "server_cpu_us": cpu,
+                }
+                self.results["replicas"].append(row)
+                self.say(f"replicas {len(servers)}  {peak.rate:8,.0f}/s  p99@½ "
+                         f"{row['half_p99_ms']:.2f} ms")  # fmt: skip
+        finally:
+            second.stop()
+
+    def say(self, line: str) -> None:
+        print(line, flush=True)
+
+    def run(self) -> dict[str, Any]:
+        sections = set(self.args.sections.split(","))
+        if "hsm" in sections:
+            rows = hsm_rows(self.plan["hsm_seconds"])
+            self.results["hsm"] = [{"path": path, "ops": ops} for path, ops in rows]
+            bench_hsm.print_rows(rows, self.plan["hsm_seconds"])
+        vault = open_vault(self.env.softhsm.hsm_config())
+        urls = [self.env.sqlite_url, self.env.pg_url]
+        try:
+            for size, known in zip(self.plan["sizes"], self.plan["known"], strict=True):
+                started = time.monotonic()
+                grow(self.fleet, vault, urls, size, known, int(time.time()))
+                self.say(f"fleet of {size:,} tokens ({len(self.fleet.known):,} verified) "
+                         f"in {time.monotonic() - started:.1f} s")  # fmt: skip
+                if "verify" in sections:
+                    self.verify_at(size)
+                if size == self.plan["sizes"][0] and "replicas" in sections:
+                    self.replicas()
+                if size == self.plan["sizes"][0] and "enrol" in sections:
+                    target = self.stores["postgresql"].target
+                    self.results["enrolment"] = measure_enrolment(
+                        self.env, target, self.plan["enrol_rounds"]
+                    )
+                    self.say(f"enrolment {self.results['enrolment']}")
+        finally:
+            vault.close()
+        return self.results
+
+
+def hsm_rows(seconds: float) -> list[tuple[str, float]]:
+    """bench_hsm.py in its own process: SoftHSM2 reads its config once per process."""
+    script = Path(__file__).resolve().parent / "bench_hsm.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--seconds", str(seconds), "--json"],
+        capture_output=True, text=True, check=True, timeout=600,
+    )  # fmt: skip
+    return [(str(path), float(ops)) for path, ops in json.loads(done.stdout.splitlines()[-1])]
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = {(r["tokens"], r["server"], r["codes"]): r for r in results["verify"]}
+    sizes = sorted({r["tokens"] for r in results["verify"]})
+    found: list[dict[str, Any]] = []
+    if not sizes:
+        return found
+    small, large = sizes[0], sizes[-1]
+    for server in ("sqlite", "postgresql"):
+        row = rows.get((small, server, "valid"))
+        if row is None:
+            continue
+        found.append(
+            {
+                "name": f"{server}: verify ≥ 60% of the do-nothing servicer",
+                "measured": f"{row['vs_noop']:.0%}",
+                "met": row["vs_noop"] >= 0.6,
+            }
+        )
+        found.append({"name": f"{server}: p99 ≤ 10 ms at half the peak rate",
+                      "measured": f"{row['half_p99_ms']:.2f} ms",
+                      "met": row["half_p99_ms"] <= 10})  # fmt: skip
+        big = rows.get((large, server, "valid"))
+        if big is not None and large > small:
+            ratio = big["peak_rps"] / row["peak_rps"]
+            found.append({"name": f"{server}: {large:,} tokens ≥ 80% of {small:,}",
+                          "measured": f"{ratio:.0%}", "met": ratio >= 0.8})  # fmt: skip
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="a CI-size smoke run (~1.5 min)")
+    parser.add_argument("--sections", default="hsm,verify,replicas,enrol")
+    parser.add_argument("--processes", type=int, default=2, help="load generator processes")
+    parser.add_argument("--threads", type=int, default=4, help="client threads per process")
+    parser.add_argument("--workers", type=int, default=4, help="server.max_workers")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    started = time.monotonic()
+    date = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H%M%SZ")
+    with bench_env(keep=args.keep) as env:
+        results = Bench(env, args, plan).run()
+    results["date"] = date
+    results["machine"] = report.machine()
+    results["settings"] = (
+        f"load: {args.processes} processes x {args.threads} threads, server.max_workers "
+        f"{args.workers}, {plan['duration']:g} s per run after {plan['warmup']:g} s warm-up, "
+        "HOTP SHA-1 6 digits, mTLS"
+    )
+    results["targets"] = targets(results)
+    results["seconds"] = round(time.monotonic() - started, 1)
+    print()
+    print(report.text(results))
+    print(f"\nwritten: {report.write_json(results, args.out)}")
+    chart = report.write_chart(results, args.out)
+    if chart:
+        print(f"written: {chart}")
+    print(f"the benchmark took {results['seconds']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

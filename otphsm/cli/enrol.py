@@ -1,0 +1,339 @@
+"""`otphsm enrol …`: the technician at the counter, with the citizen's card in a PC/SC reader.
+
+    otphsm enrol readers
+    otphsm enrol new        [--reader R] [--phone +39…] [--temporary-secret | --otpauth] …
+    otphsm enrol replace    (--card | --sms --codice-fiscale CF) [issuing options]
+    otphsm enrol assign-fob SERIAL [--sms --codice-fiscale CF] [--code CODE]
+
+Every command but `readers` calls the service as `enroller` (see `--help` for the options).
+The card PIN, the temporary secret and the SMS code are asked without echo; with
+`--pin-from-stdin` they are read from stdin instead, one per line, in the order asked.
+Exit codes: see `otphsm.cli.ui` (3 = the card or reader, 4 = refused, 5 = unreachable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from otphsm.cli.commands import CommandTree
+from otphsm.cli.connection import add_connection_arguments, connect
+from otphsm.cli.ui import ExitCode, Prompter, console, guarded
+
+if TYPE_CHECKING:
+    from rich.status import Status
+
+    from otphsm.smartcard.cns import CardContents
+    from otphsm.station import Authorised, Station
+
+DEFAULT_CARD_TIMEOUT = 60.0
+SMS_ATTEMPTS = 3
+
+
+def register(tree: CommandTree) -> None:
+    tree.group("enrol", help="the technician's station: card authorisation, tokens, fobs")
+    tree.command("enrol", "readers", handler=guarded(_readers), help="list the card readers")
+
+    new = tree.command(
+        "enrol", "new", handler=guarded(_new),
+        help="authorise with the citizen's card, then hand out an activation",
+    )  # fmt: skip
+    _card_arguments(new)
+    new.add_argument("--phone", metavar="E164", help="record the citizen's phone for SMS codes")
+    _issue_arguments(new)
+
+    replace = tree.command(
+        "enrol", "replace", handler=guarded(_replace),
+        help="a lost phone: authorise by SMS code or card, then activate the new phone",
+    )  # fmt: skip
+    how = replace.add_mutually_exclusive_group(required=True)
+    how.add_argument("--sms", action="store_true", help="send a code to the recorded phone")
+    how.add_argument("--card", action="store_true", help="a fresh card authorisation")
+    replace.add_argument("--codice-fiscale", metavar="CF", help="with --sms: whose phone")
+    _card_arguments(replace)
+    _issue_arguments(replace)
+
+    fob = tree.command(
+        "enrol", "assign-fob", handler=guarded(_assign_fob),
+        help="give a key fob from the inventory to the citizen (card or SMS authorisation)",
+    )  # fmt: skip
+    fob.add_argument("serial", metavar="SERIAL", help="as printed on the fob")
+    fob.add_argument("--sms", action="store_true", help="authorise by SMS code, not the card")
+    fob.add_argument("--codice-fiscale", metavar="CF", help="with --sms: whose phone")
+    fob.add_argument("--code", help="the code the fob shows now: it turns ACTIVE at once")
+    _card_arguments(fob)
+
+
+def _card_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("the card")
+    group.add_argument("--reader", help="the reader whose name contains this (default: any)")
+    group.add_argument(
+        "--timeout", type=float, default=DEFAULT_CARD_TIMEOUT, metavar="SECONDS",
+        help=f"how long to wait for the card (default {DEFAULT_CARD_TIMEOUT:g})",
+    )  # fmt: skip
+    group.add_argument(
+        "--pin-from-stdin", action="store_true",
+        help="read the PIN, secret or SMS code from stdin, one per line, without prompting",
+    )  # fmt: skip
+    add_connection_arguments(parser, "enroller")
+
+
+def _issue_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("the activation handed out")
+    method = group.add_mutually_exclusive_group()
+    method.add_argument(
+        "--temporary-secret", action="store_true",
+        help="the citizen types a 5-digit secret here, then in the app (valid 5 min)",
+    )  # fmt: skip
+    method.add_argument(
+        "--otpauth", action="store_true",
+        help="compatibility: an otpauth:// QR for any authenticator app (shows the seed once)",
+    )  # fmt: skip
+    group.add_argument("--png", type=Path, metavar="FILE",
+                       help="where to save the QR (default: activation-SERIAL.png)")  # fmt: skip
+    group.add_argument("--show-uri", action="store_true", help="with --otpauth: print the URI")
+    group.add_argument("--period", type=int, default=0, metavar="SECONDS",
+                       help="TOTP step (default: the service's, 30)")  # fmt: skip
+    group.add_argument("--digits", type=int, default=0, choices=(0, 6, 7, 8))
+
+
+# --- the card at the counter ------------------------------------------------------------
+
+
+class ConsoleCardEvents:
+    """`station.CardEvents` on the terminal."""
+
+    def __init__(self, prompter: Prompter) -> None:
+        self.prompter = prompter
+        self._status: Status | None = None
+        self._announced = False
+
+    def waiting_for_card(self, reader: str | None, seconds_left: float) -> None:
+        out = console()
+        where = f"in {reader}" if reader else "in a reader"
+        text = f"Insert the citizen's card {where}… ({seconds_left:.0f} s left)"
+        if not out.is_terminal:
+            if not self._announced:
+                out.print(f"Waiting for the citizen's card {where}…")
+                self._announced = True
+            return
+        if self._status is None:
+            self._status = out.status(text)
+            self._status.start()
+        else:
+            self._status.update(text)
+
+    def stop_waiting(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+    def card_read(self, reader: str, contents: CardContents) -> None:
+        self.stop_waiting()
+        data = contents.personal_data
+        out = console()
+        out.print(f"Card in [bold]{reader}[/bold]")
+        _table(
+            ("Name", f"{data.given_name} {data.surname}"),
+            ("Codice fiscale", data.codice_fiscale or "-"),
+            ("Card", contents.card_id),
+        )
+
+    def ask_pin(self, tries_left: int | None) -> str:
+        if tries_left is not None:
+            plural = "try" if tries_left == 1 else "tries"
+            last = " (the last one before the card blocks)" if tries_left == 1 else ""
+            console().print(f"[red]Wrong PIN[/red]: {tries_left} {plural} left{last}")
+        return self.prompter.secret("Card PIN (the citizen types it): ", "card PIN")
+
+    def signing(self) -> None:
+        console().print("PIN correct; the card signs the service's challenge…")
+
+
+def _card_authorisation(station: Station, args: argparse.Namespace) -> Authorised:
+    from otphsm.station import wait_for_card
+
+    events = ConsoleCardEvents(Prompter(from_stdin=args.pin_from_stdin))
+    try:
+        reader = wait_for_card(args.reader, args.timeout, events)
+    finally:
+        events.stop_waiting()
+    authorised = station.authorise_with_card(reader, events)
+    console().print(
+        f"[green]Authorised[/green]: {authorised.codice_fiscale} ({authorised.holder}); "
+        f"the card may be removed. Authorisation valid until {_time(authorised.expires_at)}"
+    )
+    return authorised
+
+
+def _sms_authorisation(station: Station, args: argparse.Namespace) -> Authorised:
+    from otphsm.client import ServiceRefused
+
+    if not args.codice_fiscale:
+        from otphsm.core.errors import InvalidInput
+
+        raise InvalidInput("--sms needs --codice-fiscale")
+    cf = args.codice_fiscale.strip().upper()
+    expires = station.send_sms_code(cf)
+    console().print(f"A code was sent by SMS to the phone on record (valid until {_time(expires)})")
+    prompter = Prompter(from_stdin=args.pin_from_stdin)
+    for attempt in range(1, SMS_ATTEMPTS + 1):
+        code = prompter.secret("Code received by SMS: ", "SMS code")
+        try:
+            authorised = station.authorise_with_sms_code(cf, code)
+        except ServiceRefused as exc:
+            if exc.retry_after or exc.reason != "AUTHORISATION_REFUSED" or attempt == SMS_ATTEMPTS:
+                raise
+            console().print(f"[red]{exc}[/red]")
+            continue
+        console().print(f"[green]Authorised[/green] by SMS code: {cf}")
+        return authorised
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+# --- commands -----------------------------------------------------------------------------
+
+
+def _readers(args: argparse.Namespace) -> int:
+    from otphsm.station import reader_statuses
+
+    statuses = reader_statuses()
+    if not statuses:
+        console().print("No card reader is connected.")
+        return ExitCode.CARD
+    _table(*((s.name, "card inserted" if s.card_present else "empty") for s in statuses),
+           header=("Reader", "State"))  # fmt: skip
+    return ExitCode.OK
+
+
+def _new(args: argparse.Namespace) -> int:
+    from otphsm.station import Station
+
+    with connect(args) as client:
+        station = Station(client)
+        authorised = _card_authorisation(station, args)
+        if args.phone:
+            station.set_phone_number(authorised.codice_fiscale, args.phone)
+            console().print(f"Phone number recorded for SMS codes: {_masked(args.phone)}")
+        return _issue_and_show(station, authorised, args)
+
+
+def _replace(args: argparse.Namespace) -> int:
+    from otphsm.station import Station
+
+    with connect(args) as client:
+        station = Station(client)
+        if args.sms:
+            authorised = _sms_authorisation(station, args)
+        else:
+            authorised = _card_authorisation(station, args)
+        return _issue_and_show(station, authorised, args)
+
+
+def _assign_fob(args: argparse.Namespace) -> int:
+    from otphsm.station import Station
+
+    code = args.code or ""
+    if not code and not args.pin_from_stdin and sys.stdin.isatty():
+        code = input("Code the fob shows now (press its button; empty to skip): ").strip()
+    with connect(args) as client:
+        station = Station(client)
+        if args.sms:
+            authorised = _sms_authorisation(station, args)
+        else:
+            authorised = _card_authorisation(station, args)
+        token, proof = station.assign_fob(authorised.authorisation_id, args.serial, code)
+    from otphsm.v1 import common_pb2
+
+    state = common_pb2.TokenState.Name(token.state).removeprefix("TOKEN_STATE_").lower()
+    console().print(f"Key fob [bold]{token.serial}[/bold] assigned to {token.codice_fiscale}")
+    if proof is None:
+        console().print("It stays pending until its first code proves the citizen holds it.")
+        return ExitCode.OK
+    result = common_pb2.VerifyResult.Name(proof.result).removeprefix("VERIFY_RESULT_").lower()
+    if proof.result == common_pb2.VERIFY_RESULT_OK:
+        console().print(f"First code accepted: the fob is {state}.")
+        return ExitCode.OK
+    console().print(
+        f"[red]The first code was not accepted ({result})[/red]: the fob is {state}; its first "
+        "valid code through the citizen's portal (DeviceService.ProvePossession) activates it."
+    )
+    return ExitCode.NOT_ACCEPTED
+
+
+# --- handing out the activation -----------------------------------------------------------
+
+
+def _issue_and_show(station: Station, authorised: Authorised, args: argparse.Namespace) -> int:
+    from otphsm.core.records import ActivationMethod
+
+    secret = ""
+    if args.temporary_secret:
+        method = ActivationMethod.TEMPORARY_SECRET
+        secret = Prompter(from_stdin=args.pin_from_stdin).new_secret(
+            "The citizen chooses a 5-digit secret: ", "temporary secret"
+        )
+    elif args.otpauth:
+        method = ActivationMethod.OTPAUTH
+    else:
+        method = ActivationMethod.CODE
+    issued = station.issue_token(
+        authorised.authorisation_id,
+        method,
+        temporary_secret=secret,
+        period=args.period,
+        digits=args.digits,
+    )
+    token = issued.token
+    out = console()
+    out.print(f"Token [bold]{token.serial}[/bold] created for {token.codice_fiscale}: pending "
+              "until the app proves possession with its first code")  # fmt: skip
+    if token.replaces_serial:
+        out.print(f"It replaces {token.replaces_serial}, revoked when the new phone proves "
+                  "possession")  # fmt: skip
+    until = _time(issued.activation_expires_at)
+    if method is ActivationMethod.TEMPORARY_SECRET:
+        out.print(f"Temporary-secret session open until {until}: in the app, the citizen "
+                  "enters their codice fiscale and the secret they chose")  # fmt: skip
+        return ExitCode.OK
+    if method is ActivationMethod.CODE:
+        out.print(f"Activation code: [bold]{issued.activation_code}[/bold]  (valid until {until})")
+    else:
+        out.print("Scan this QR with any authenticator app (it holds the seed: show it once)")
+        if args.show_uri:
+            out.print(issued.otpauth_uri, markup=False, soft_wrap=True)
+    out.print(issued.qr_text, markup=False, highlight=False, soft_wrap=True)
+    png = args.png or Path(f"activation-{token.serial}.png")
+    _write_private(png, issued.qr_png)
+    out.print(f"QR saved to {png} (owner-only: it holds the activation)")
+    return ExitCode.OK
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as stream:
+        stream.write(data)
+    os.chmod(path, 0o600)
+
+
+def _table(*rows: tuple[str, str], header: tuple[str, str] | None = None) -> None:
+    from rich.table import Table
+
+    table = Table(show_header=header is not None, box=None, padding=(0, 2, 0, 2))
+    for title in header or ("", ""):
+        table.add_column(title)
+    for row in rows:
+        table.add_row(*row)
+    console().print(table)
+
+
+def _time(unix: int) -> str:
+    return dt.datetime.fromtimestamp(unix).strftime("%H:%M:%S")
+
+
+def _masked(phone: str) -> str:
+    return phone[:3] + "…" + phone[-3:] if len(phone) > 6 else "…"

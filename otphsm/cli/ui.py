@@ -1,0 +1,133 @@
+"""What the interactive commands (`otphsm enrol`, `otphsm token`, `otphsm admin import-pskc`)
+share: exit codes, one clear line per typed error, secret prompts, and a rich console.
+
+Exit codes:
+
+    0   done
+    1   done, but what was checked did not pass (e.g. the service refused the first code)
+    2   invalid input or configuration (also argparse's usage errors, and what the service
+        refused as INVALID_ARGUMENT, e.g. a PSKC file)
+    3   the card or the reader: no reader, no card, card removed, timeout, PIN wrong or blocked
+    4   refused: by the service (authorisation, state, not found, role) or by the app (its PIN)
+    5   the service cannot be reached (network, TLS, timeout)
+    130 interrupted (Ctrl-C)
+
+rich is imported when a command first prints, not when `otphsm` starts.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import getpass
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from otphsm.core.errors import (
+    AuthorisationRefused,
+    DeviceRefused,
+    DeviceUnavailable,
+    FailedPrecondition,
+    InvalidInput,
+    NotFound,
+    OtpHsmError,
+)
+
+if TYPE_CHECKING:
+    import argparse
+
+    from rich.console import Console
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0
+    NOT_ACCEPTED = 1
+    INVALID = 2
+    CARD = 3
+    REFUSED = 4
+    UNREACHABLE = 5
+    INTERRUPTED = 130
+
+
+def exit_code_for(exc: OtpHsmError) -> ExitCode:
+    from otphsm.client import ServiceRefused, ServiceUnavailable
+    from otphsm.smartcard.errors import SmartcardError
+
+    if isinstance(exc, SmartcardError):
+        return ExitCode.CARD
+    if isinstance(exc, ServiceUnavailable):
+        return ExitCode.UNREACHABLE
+    if isinstance(exc, ServiceRefused) and exc.code == "INVALID_ARGUMENT":
+        return ExitCode.INVALID
+    if isinstance(
+        exc, ServiceRefused | AuthorisationRefused | FailedPrecondition | NotFound | DeviceRefused
+    ):
+        return ExitCode.REFUSED
+    if isinstance(exc, DeviceUnavailable):
+        return ExitCode.UNREACHABLE
+    return ExitCode.INVALID
+
+
+Handler = Callable[["argparse.Namespace"], int]
+
+
+def guarded(handler: Handler) -> Handler:
+    """Typed errors become one line on stderr and their exit code; Ctrl-C exits 130."""
+
+    @functools.wraps(handler)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except OtpHsmError as exc:
+            print(f"otphsm: error: {exc}", file=sys.stderr)
+            return exit_code_for(exc)
+        except KeyboardInterrupt:
+            print("\notphsm: interrupted", file=sys.stderr)
+            return ExitCode.INTERRUPTED
+
+    return run
+
+
+_console: Console | None = None
+
+
+def console() -> Console:
+    global _console  # noqa: PLW0603 (one console per process, made on first use)
+    if _console is None:
+        from rich.console import Console
+
+        _console = Console(highlight=False)
+    return _console
+
+
+def reset_console() -> None:
+    """Forget the console (tests swap sys.stdout between commands)."""
+    global _console  # noqa: PLW0603
+    _console = None
+
+
+class Prompter:
+    """Asks for secrets without echo (getpass), or reads them from stdin, one per line, with
+    `from_stdin` (for tests and scripts). Never echoes or logs what it reads."""
+
+    def __init__(self, *, from_stdin: bool = False) -> None:
+        self.from_stdin = from_stdin
+
+    def secret(self, prompt: str, what: str) -> str:
+        if self.from_stdin:
+            line = sys.stdin.readline()
+            if not line:
+                raise InvalidInput(f"stdin ended before the {what}")
+            return line.strip()
+        return getpass.getpass(prompt).strip()
+
+    def new_secret(self, prompt: str, what: str) -> str:
+        """A secret chosen now: asked twice when interactive."""
+        first = self.secret(prompt, what)
+        if self.from_stdin:
+            return first
+        again = self.secret("Again: ", what)
+        if again != first:
+            raise InvalidInput(f"the two {what}s differ")
+        return first

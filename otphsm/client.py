@@ -1,0 +1,197 @@
+"""The client side of the gRPC API, as the CLIs use it: an mTLS channel from a client config
+(a TOML file, a development PKI directory, or flags) and one typed error per failed call.
+
+A client config file:
+
+    [client]
+    server = "otphsm.example.org:50051"
+    ca = "pki/ca.pem"              # the CA that signed the server's certificate
+    cert = "pki/enroller.pem"      # this client's certificate (its role is in its URI SAN)
+    key = "pki/enroller-key.pem"
+    timeout_seconds = 15
+
+Relative paths are relative to the file. `otphsm admin dev-pki DIR` writes a directory that
+`--pki DIR` reads directly: `ca.pem`, `<role>.pem`, `<role>-key.pem`.
+
+Errors: a failed call raises `ServiceRefused` (the service answered no: its message, the
+`otphsm-reason` and `retry-after-seconds` metadata) or `ServiceUnavailable` (it could not be
+reached, TLS failed, or it did not answer in time). Neither message carries anything the
+caller sent, so no PIN, code or secret can leak through them.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+
+from otphsm.core.errors import ConfigurationError, DeviceUnavailable, OtpHsmError
+
+DEFAULT_TIMEOUT = 15.0
+RETRY_AFTER_KEY = "retry-after-seconds"
+REASON_KEY = "otphsm-reason"
+_UNREACHABLE = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED"})
+
+Resp = TypeVar("Resp")
+
+
+class ServiceError(OtpHsmError):
+    """A call to the service failed; `code` is the gRPC status name."""
+
+    def __init__(self, message: str, *, code: str, reason: str = "", retry_after: int = 0) -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class ServiceRefused(ServiceError):
+    """The service answered, and refused (invalid input, not found, a precondition, a role)."""
+
+
+class ServiceUnavailable(ServiceError, DeviceUnavailable):
+    """The service could not be reached, the TLS handshake failed, or it timed out."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig:
+    server: str
+    ca: Path
+    cert: Path
+    key: Path
+    timeout: float = DEFAULT_TIMEOUT
+
+    def __post_init__(self) -> None:
+        if ":" not in self.server:
+            raise ConfigurationError(f"the server is HOST:PORT, got {self.server!r}")
+        if self.timeout <= 0:
+            raise ConfigurationError("the timeout must be positive")
+
+
+def client_config(
+    role: str,
+    *,
+    config_file: Path | None = None,
+    pki: Path | None = None,
+    server: str | None = None,
+    ca: Path | None = None,
+    cert: Path | None = None,
+    key: Path | None = None,
+    timeout: float | None = None,
+) -> ClientConfig:
+    """The file first, then a development PKI directory for `role`, then single flags."""
+    values: dict[str, Any] = _read_file(config_file) if config_file else {}
+    if pki is not None:
+        values.update(ca=pki / "ca.pem", cert=pki / f"{role}.pem", key=pki / f"{role}-key.pem")
+    flags = {"server": server, "ca": ca, "cert": cert, "key": key, "timeout": timeout}
+    values.update({name: value for name, value in flags.items() if value is not None})
+    missing = [name for name in ("server", "ca", "cert", "key") if not values.get(name)]
+    if missing:
+        options = ", ".join(f"--{name}" for name in missing)
+        raise ConfigurationError(
+            f"how to reach the service is missing ({options}): give --config FILE, "
+            f"--pki DIR with --server, or each option"
+        )
+    return ClientConfig(
+        server=str(values["server"]),
+        ca=Path(values["ca"]),
+        cert=Path(values["cert"]),
+        key=Path(values["key"]),
+        timeout=float(values.get("timeout", DEFAULT_TIMEOUT)),
+    )
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"{path} is not valid TOML: {exc}") from None
+    section = raw.get("client")
+    if not isinstance(section, dict):
+        raise ConfigurationError(f"{path} has no [client] table")
+    known = {"server", "ca", "cert", "key", "timeout_seconds"}
+    unknown = sorted(set(section) - known)
+    if unknown:
+        raise ConfigurationError(f"unknown key(s) {unknown} in [client]; known: {sorted(known)}")
+    values: dict[str, Any] = {}
+    for name in ("ca", "cert", "key"):
+        if name in section:
+            values[name] = path.parent / str(section[name])
+    if "server" in section:
+        values["server"] = str(section["server"])
+    if "timeout_seconds" in section:
+        values["timeout"] = float(section["timeout_seconds"])
+    return values
+
+
+def _read_pem(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read the {what} {path}: {exc.strerror}") from None
+
+
+def open_channel(config: ClientConfig) -> grpc.Channel:
+    """An mTLS channel to the service (not yet connected: the first call connects)."""
+    credentials = grpc.ssl_channel_credentials(
+        _read_pem(config.ca, "CA certificate"),
+        _read_pem(config.key, "client key"),
+        _read_pem(config.cert, "client certificate"),
+    )
+    return grpc.secure_channel(config.server, credentials)
+
+
+class Client:
+    """A channel and the timeout its calls use; `call` turns gRPC failures into typed errors."""
+
+    def __init__(self, config: ClientConfig) -> None:
+        self.config = config
+        self.channel = open_channel(config)
+
+    def call(self, method: Callable[..., Resp], request: object) -> Resp:
+        try:
+            return method(request, timeout=self.config.timeout)
+        except grpc.RpcError as exc:
+            raise service_error(exc, self.config.server) from None
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def service_error(exc: Any, server: str) -> ServiceError:
+    """The typed error for a failed call (`exc` is a `grpc.RpcError` that is also a `Call`)."""
+    code = exc.code().name if callable(getattr(exc, "code", None)) else "UNKNOWN"
+    details = str(exc.details() or "") if callable(getattr(exc, "details", None)) else ""
+    metadata: Mapping[str, str] = {}
+    trailing = getattr(exc, "trailing_metadata", None)
+    if callable(trailing):
+        metadata = {key: value for key, value in trailing() or () if isinstance(value, str)}
+    reason = metadata.get(REASON_KEY, "")
+    retry_text = metadata.get(RETRY_AFTER_KEY, "")
+    retry_after = int(retry_text) if retry_text.isdigit() else 0
+    if code in _UNREACHABLE:
+        what = "did not answer in time" if code == "DEADLINE_EXCEEDED" else "cannot be reached"
+        return ServiceUnavailable(
+            f"the service at {server} {what} ({code}): {_first_line(details)}", code=code
+        )
+    message = f"the service refused: {details or code.lower()}"
+    if retry_after:
+        message += f" (try again in {retry_after} s)"
+    return ServiceRefused(message, code=code, reason=reason, retry_after=retry_after)
+
+
+def _first_line(text: str) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else "no details"
+    return line[:300]

@@ -1,0 +1,117 @@
+"""Per-caller limits on failed code checks, so a lockout cannot be farmed.
+
+A caller (a relying party, keyed by its certificate subject) that floods wrong codes can lock
+any citizen's token for a while; the lock expires (`verification.lock_max_seconds` bounds it),
+but the flood must not go on at line rate. Each caller has a token bucket that only *failed*
+checks drain (a wrong, replayed or expired code, a locked or inactive token, or a refused
+call such as an unknown serial); a busy portal whose citizens type right codes is never
+slowed. While a caller's bucket is empty its code checks are refused before anything is read
+or written: RESOURCE_EXHAUSTED with `retry-after-seconds`.
+
+    [ratelimit]  enabled, failures_per_second, burst
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from otphsm.core.errors import ConfigurationError, RateLimited
+from otphsm.v1 import common_pb2
+
+CODE_CHECK_RPCS = frozenset(
+    {
+        "/otphsm.v1.ValidationService/Verify",
+        "/otphsm.v1.ValidationService/TestDevice",
+        "/otphsm.v1.ValidationService/Resync",
+        "/otphsm.v1.DeviceService/ProvePossession",
+    }
+)
+"""The RPCs that check a code against a token and answer a VerifyResponse."""
+
+MAX_CALLERS = 10_000
+"""Buckets kept (least recently used dropped first): callers come from the client CA."""
+
+
+@dataclass(frozen=True)
+class RateLimitSection:
+    enabled: bool = True
+    failures_per_second: float = 10.0
+    """Failed code checks a caller may sustain, per second."""
+    burst: int = 100
+    """Failed code checks a caller may make at once after a quiet spell."""
+
+    def __post_init__(self) -> None:
+        if self.failures_per_second <= 0:
+            raise ConfigurationError("ratelimit.failures_per_second must be > 0")
+        if self.burst < 1:
+            raise ConfigurationError("ratelimit.burst must be at least 1")
+
+
+class _Bucket:
+    __slots__ = ("level", "updated")
+
+    def __init__(self, level: float, updated: float) -> None:
+        self.level = level
+        self.updated = updated
+
+
+class FailureRateLimiter:
+    """Thread-safe token buckets of failed code checks, one per caller."""
+
+    def __init__(
+        self,
+        section: RateLimitSection,
+        clock: Callable[[], float] = time.monotonic,
+        max_callers: int = MAX_CALLERS,
+    ) -> None:
+        self._rate = section.failures_per_second
+        self._burst = float(section.burst)
+        self._enabled = section.enabled
+        self._clock = clock
+        self._max_callers = max_callers
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def admit(self, method: str, caller: str) -> None:
+        """Raise `RateLimited` if `caller` may not check a code now."""
+        if not self._enabled or method not in CODE_CHECK_RPCS:
+            return
+        with self._lock:
+            bucket = self._refilled(caller)
+            if bucket.level >= 1:
+                return
+            wait = math.ceil((1 - bucket.level) / self._rate)
+        raise RateLimited(
+            f"too many failed code checks from this caller; retry in {wait} s", retry_after=wait
+        )
+
+    def record(self, method: str, caller: str, response: object | None) -> None:
+        """Charge one failure unless `response` accepted the code (None: the call failed)."""
+        if not self._enabled or method not in CODE_CHECK_RPCS:
+            return
+        if (
+            isinstance(response, common_pb2.VerifyResponse)
+            and response.result == common_pb2.VERIFY_RESULT_OK
+        ):
+            return
+        with self._lock:
+            bucket = self._refilled(caller)
+            bucket.level = max(-self._burst, bucket.level - 1)
+
+    def _refilled(self, caller: str) -> _Bucket:
+        now = self._clock()
+        bucket = self._buckets.get(caller)
+        if bucket is None:
+            bucket = self._buckets[caller] = _Bucket(self._burst, now)
+            while len(self._buckets) > self._max_callers:
+                self._buckets.popitem(last=False)
+        else:
+            self._buckets.move_to_end(caller)
+            bucket.level = min(self._burst, bucket.level + (now - bucket.updated) * self._rate)
+            bucket.updated = now
+        return bucket
