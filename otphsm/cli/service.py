@@ -6,11 +6,6 @@ import argparse
 from pathlib import Path
 
 from otphsm.cli.commands import CommandTree
-from otphsm.core.app.audit import verify_audit
-from otphsm.service.assembly import assemble
-from otphsm.service.config import load_config
-from otphsm.service.devpki import write_dev_pki
-from otphsm.service.server import serve
 
 
 def register(tree: CommandTree) -> None:
@@ -36,11 +31,19 @@ def register(tree: CommandTree) -> None:
     parser.add_argument("--config", type=Path, required=True, help="TOML configuration file")
 
 
+# The service's modules (grpc, the servicers, fpdf, …) load only when a command needs them,
+# so `otphsm --help` and the station and token commands start fast.
+
+
 def _serve(args: argparse.Namespace) -> int:
+    from otphsm.service.server import serve
+
     return serve(args.config)
 
 
 def _dev_pki(args: argparse.Namespace) -> int:
+    from otphsm.service.devpki import write_dev_pki
+
     pki = write_dev_pki(args.dir)
     print(f"development PKI in {pki.directory} (NOT FOR PRODUCTION)")
     print(f"  CA:      {pki.ca}")
@@ -51,6 +54,10 @@ def _dev_pki(args: argparse.Namespace) -> int:
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
+    from otphsm.core.app.audit import verify_audit
+    from otphsm.service.assembly import assemble
+    from otphsm.service.config import load_config
+
     assembly = assemble(load_config(args.config))
     try:
         report = verify_audit(assembly.app)
