@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import base64
 import io
-import logging
 import urllib.parse
-from collections.abc import Iterator
 
 import grpc
 import pyotp
@@ -19,7 +17,6 @@ from support.service_devices import TokenApp
 from support.service_fixtures import ServiceUnderTest
 from test_service_health import scrape
 
-from otphsm.service.logs import JsonFormatter
 from otphsm.simulators.card.cns_card import CnsCard
 from otphsm.v1 import admin_pb2, common_pb2, device_pb2, enrolment_pb2, validation_pb2
 
@@ -28,21 +25,6 @@ pytestmark = pytest.mark.softhsm
 PHONE = "+393331234567"
 OK = common_pb2.VERIFY_RESULT_OK
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture
-def captured_logs() -> Iterator[io.StringIO]:
-    """Everything logged during the test, formatted as `otphsm serve` would (JSON lines)."""
-    out = io.StringIO()
-    handler = logging.StreamHandler(out)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    previous = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    yield out
-    root.removeHandler(handler)
-    root.setLevel(previous)
 
 
 def issue_and_activate(
