@@ -33,7 +33,7 @@ def test_a_replica_killed_under_load_and_restarted_accepts_no_code_twice(
     request: pytest.FixtureRequest, tmp_path: Path, postgres_store_url: str
 ) -> None:
     configs = serve_configs(request, tmp_path, postgres_store_url, ("a", "b"))
-    softhsm, pki = request.getfixturevalue("softhsm"), request.getfixturevalue("dev_pki")
+    softhsm, pki = request.getfixturevalue("serve_softhsm"), request.getfixturevalue("dev_pki")
     replicas = [Replica(config, softhsm, pki) for config in configs]
     assembly = assemble(load_config(configs[0], env={}))
     try:

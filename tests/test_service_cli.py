@@ -78,7 +78,7 @@ def test_audit_verify_detects_a_changed_entry(
 def serve_process(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[tuple[ServeProcess, int, DevPki]]:
-    softhsm = request.getfixturevalue("softhsm")
+    softhsm = request.getfixturevalue("serve_softhsm")
     pki = request.getfixturevalue("dev_pki")
     raw = service_config(
         tmp_path, softhsm, pki, request.getfixturevalue("card_ca_files"),

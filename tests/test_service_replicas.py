@@ -48,7 +48,7 @@ def channel(pki: DevPki, port: int, role: str) -> grpc.Channel:
 def replicas(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[tuple[Path, list[int], DevPki]]:
-    softhsm = request.getfixturevalue("softhsm")
+    softhsm = request.getfixturevalue("serve_softhsm")
     pki: DevPki = request.getfixturevalue("dev_pki")
     url: str = request.getfixturevalue("postgres_store_url")
     ca_files = request.getfixturevalue("card_ca_files")

@@ -34,6 +34,16 @@ def softhsm(tmp_path_factory: pytest.TempPathFactory) -> SoftHsm:
 
 
 @pytest.fixture
+def serve_softhsm(softhsm: SoftHsm, tmp_path: Path) -> SoftHsm:
+    """For `otphsm serve` processes that a test starts (and kills): a clone of the run's SoftHSM
+    (same keys, so the test process's own HSM calls interoperate), so that a process killed
+    while it logs in cannot leave the run's token unreadable for the tests after it."""
+    from otphsm.simulators.hsm.softhsm import clone_softhsm
+
+    return clone_softhsm(softhsm, tmp_path / "serve-softhsm")
+
+
+@pytest.fixture
 def vault(softhsm: SoftHsm) -> Iterator[HsmSeedVault]:
     from otphsm.hsm import open_vault
 

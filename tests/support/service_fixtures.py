@@ -301,7 +301,12 @@ class ServeProcess:
         return port
 
     def close(self) -> None:
+        """Stop it as an operator would (SIGTERM: graceful); SIGKILL only if it does not stop."""
         if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
         self._reader.join(5)

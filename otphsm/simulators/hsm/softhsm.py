@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import subprocess
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -76,12 +77,7 @@ def create_softhsm(
         user_pin=user_pin or secrets.token_hex(8),
         so_pin=so_pin or secrets.token_hex(8),
     )
-    softhsm.conf_path.write_text(
-        f"directories.tokendir = {tokens}\n"
-        "objectstore.backend = file\n"
-        "log.level = ERROR\n"
-        "slots.removable = false\n"
-    )
+    _write_conf(softhsm)
     present = existing_token_labels(softhsm)
     for label in token_labels:
         if label not in present:
@@ -91,6 +87,30 @@ def create_softhsm(
                 "--so-pin", softhsm.so_pin, "--pin", softhsm.user_pin,
             )  # fmt: skip
     return softhsm
+
+
+def clone_softhsm(softhsm: SoftHsm, directory: Path) -> SoftHsm:
+    """A copy of `softhsm`'s tokens under `directory`, with its own config: the same keys, PINs
+    and labels, as two members of an HSM cluster hold. Copy only while no process writes to it.
+
+    SoftHSM rewrites a token's token.object at every C_Login (truncate, then write), so a
+    process killed at that moment leaves the token unreadable; work that kills processes can run
+    on a clone and keep that damage to itself.
+    """
+    directory = directory.resolve()
+    shutil.copytree(softhsm.directory / "tokens", directory / "tokens")
+    clone = replace(softhsm, directory=directory)
+    _write_conf(clone)
+    return clone
+
+
+def _write_conf(softhsm: SoftHsm) -> None:
+    softhsm.conf_path.write_text(
+        f"directories.tokendir = {softhsm.directory / 'tokens'}\n"
+        "objectstore.backend = file\n"
+        "log.level = ERROR\n"
+        "slots.removable = false\n"
+    )
 
 
 def existing_token_labels(softhsm: SoftHsm) -> set[str]:
