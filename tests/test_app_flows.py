@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import re
 import threading
+from dataclasses import replace
 
 import pyotp
 import pytest
@@ -380,3 +381,79 @@ def test_a_second_unfinished_enrolment_supersedes_the_first(
     assert [(e.subject, e.details.get("via")) for e in revoked] == [
         (first.token.serial, "superseded")
     ]
+
+
+def test_a_suspended_phone_is_replaced_too_and_never_comes_back(
+    app: App, cns_card_1024: CnsCard
+) -> None:
+    clock: ManualClock = app.clock  # type: ignore[assignment]
+    old_phone, new_phone = Phone.new(), Phone.new()
+    old = enrol_phone(app, cns_card_1024, old_phone)
+    lifecycle.change_state(app, OPERATOR, old, "suspend")
+    clock.advance(30)
+    new = enrol_phone(app, cns_card_1024, new_phone)
+    assert lifecycle.get_token(app, new).replaces_serial == old
+    assert lifecycle.get_token(app, old).state is TokenState.REVOKED
+    with pytest.raises(FailedPrecondition, match="cannot resume"):
+        lifecycle.change_state(app, OPERATOR, old, "resume")
+    states = {t.serial: t.state for t in lifecycle.list_tokens(app, CF)}
+    assert states == {old: TokenState.REVOKED, new: TokenState.ACTIVE}
+    revoked = [e for e in app.store.audit_entries() if e.action == "token_revoked"]
+    assert [(e.subject, e.details.get("via")) for e in revoked] == [(old, f"replaced_by:{new}")]
+
+
+def test_resuming_a_phone_beside_an_active_one_is_refused(app: App, cns_card_1024: CnsCard) -> None:
+    active = enrol_phone(app, cns_card_1024, Phone.new())
+    app.clock.advance(30)  # type: ignore[attr-defined]
+    suspended = replace(
+        lifecycle.get_token(app, active), serial="MOB-0000000002", state=TokenState.SUSPENDED
+    )
+    app.store.insert_token(replace(suspended, version=0))  # as a database from before the rule
+    before = app.store.snapshot()
+    with pytest.raises(FailedPrecondition, match="another active phone"):
+        lifecycle.change_state(app, OPERATOR, suspended.serial, "resume")
+    assert app.store.snapshot() == before
+
+
+def test_racing_proofs_of_two_phones_leave_one_active(app: App, cns_card_1024: CnsCard) -> None:
+    """Two phones activated for one citizen (as two concurrent enrolments at two counters
+    can leave them) prove possession at the same moment: exactly one phone ends up active."""
+    clock: ManualClock = app.clock  # type: ignore[assignment]
+    for _ in range(4):
+        phones: dict[str, Phone] = {}
+        for _ in range(2):
+            issued = issuance.issue_token(
+                app, STATION, authorise(app, cns_card_1024),
+                method=ActivationMethod.CODE, params=OtpParameters(),
+            )  # fmt: skip
+            phone = Phone.new()
+            phone.complete(
+                activation.activate_with_code(
+                    app, PHONE_GATEWAY, issued.activation_code, phone.public_point
+                )
+            )
+            phones[issued.token.serial] = phone
+        first = lifecycle.get_token(app, next(iter(phones)))  # superseded by the second issue
+        app.store.update_token(replace(first, state=TokenState.PENDING))
+        barrier = threading.Barrier(2)
+        results: list[VerifyResult] = []
+
+        def prove(
+            serial: str, phone: Phone, barrier: threading.Barrier, results: list[VerifyResult]
+        ) -> None:
+            barrier.wait()
+            proof = validation.prove_possession(app, PHONE_GATEWAY, serial, phone.code(clock.now()))
+            results.append(proof.result)
+
+        threads = [
+            threading.Thread(target=prove, args=(*item, barrier, results))
+            for item in phones.items()
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert VerifyResult.OK in results
+        active = [t for t in lifecycle.list_tokens(app, CF) if t.state is TokenState.ACTIVE]
+        assert len(active) == 1 and active[0].serial in phones
+        clock.advance(30)

@@ -60,6 +60,7 @@ def test_migrate_twice_is_a_no_op(store: SqlStore) -> None:
     assert store.applied_migrations() == [
         (1, "citizens, tokens, single-use records, audit chain"),
         (2, "login code prefixes, rate limits, Security Cards"),
+        (3, "one active mobile token per citizen"),
     ]
     assert store.snapshot() == before
 
@@ -103,7 +104,7 @@ def test_concurrent_migrations_from_two_processes_apply_once(
 ) -> None:
     assert run_processes(migrate_concurrently, 3, shared_store_url) == ["migrated"] * 3
     migrated = open_test_store(shared_store_url)
-    assert [version for version, _ in migrated.applied_migrations()] == [1, 2]
+    assert [version for version, _ in migrated.applied_migrations()] == [1, 2, 3]
 
 
 # citizens
@@ -175,6 +176,49 @@ def test_update_token_is_conditional_on_the_version(store: SqlStore) -> None:
     assert store.update_token(replace(original, moving_factor=43)) is False
     assert store.update_token(token("TOK-MISSING")) is False
     assert store.snapshot() == before
+
+
+def test_update_tokens_writes_all_or_nothing(store: SqlStore) -> None:
+    first, second = token("TOK-A"), token("TOK-B", LAURA)
+    store.insert_token(first)
+    store.insert_token(second)
+    store.update_token(replace(second, failures=1))
+    before = store.snapshot()
+    stale_pair = [replace(first, failures=5), replace(second, failures=5)]
+    assert store.update_tokens(stale_pair) is False
+    assert store.snapshot() == before
+
+    current = store.get_token("TOK-B")
+    assert current is not None
+    assert store.update_tokens([replace(first, failures=5), replace(current, failures=5)])
+    assert [t.failures for t in (store.get_token("TOK-A"), store.get_token("TOK-B")) if t] == [
+        5, 5,
+    ]  # fmt: skip
+
+
+def test_the_database_refuses_a_second_active_phone(store: SqlStore) -> None:
+    active = TokenState.ACTIVE
+    store.insert_token(token("TOK-PHONE-1", state=active))
+    store.insert_token(token("TOK-FOB", state=active, kind=TokenKind.PHYSICAL))
+    store.insert_token(token("TOK-PHONE-3", LAURA, state=active))
+    second = token("TOK-PHONE-2")
+    store.insert_token(second)
+    before = store.snapshot()
+    with pytest.raises(Conflict):
+        store.update_token(replace(second, state=active))
+    with pytest.raises(Conflict):
+        store.insert_token(token("TOK-PHONE-4", state=active))
+    assert store.snapshot() == before
+
+    first = store.get_token("TOK-PHONE-1")
+    assert first is not None
+    # Revoking the old phone first, in the same transaction, lets the new one turn active.
+    assert store.update_tokens(
+        [replace(first, state=TokenState.REVOKED), replace(second, state=active)]
+    )
+    assert [t.state for t in store.tokens_of(MARIO) if t.kind is TokenKind.MOBILE] == [
+        TokenState.REVOKED, TokenState.ACTIVE,
+    ]  # fmt: skip
 
 
 def test_racing_threads_with_one_version_have_one_winner(store: SqlStore) -> None:

@@ -81,6 +81,12 @@ class Store(Protocol):
 
     def update_token(self, token: Token) -> bool: ...
 
+    def update_tokens(self, tokens: Sequence[Token]) -> bool:
+        """Conditional writes of several tokens, in the order given, in one transaction: all
+        of them, or none (False) if any has changed since it was read. Raise `Conflict` if a
+        write would give a citizen two active mobile tokens."""
+        ...
+
     # single-use records
     def insert_challenge(self, challenge: Challenge) -> None: ...
 

@@ -174,6 +174,14 @@ MIGRATIONS: tuple[Migration, ...] = (
             "WHERE state = 'active'",
         ),
     ),
+    Migration(
+        3,
+        "one active mobile token per citizen",
+        (
+            "CREATE UNIQUE INDEX tokens_one_active_mobile ON tokens (codice_fiscale) "
+            "WHERE kind = 'mobile' AND state = 'active'",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

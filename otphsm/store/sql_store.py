@@ -102,6 +102,19 @@ class SqlStore:
     def update_token(self, token: Token) -> bool:
         return self._versioned_update(sql.TOKENS, token)
 
+    def update_tokens(self, tokens: Sequence[Token]) -> bool:
+        def write_all(tx: Transaction) -> None:
+            for token in tokens:
+                params = sql.TOKENS.versioned_update_params(token)
+                if tx.execute(sql.TOKENS.versioned_update, params) != 1:
+                    raise _Refused(0)
+
+        try:
+            self._engine.run(write_all, write=True)
+        except _Refused:
+            return False
+        return True
+
     # single-use records
     def insert_challenge(self, challenge: Challenge) -> None:
         self._insert(sql.CHALLENGES, challenge, f"challenge {challenge.challenge_id} exists")
@@ -295,7 +308,7 @@ class SqlStore:
 
 
 class _Refused(Exception):
-    """Ends a rate-limit transaction without writing (the engine rolls back)."""
+    """Ends a transaction without writing (the engine rolls back)."""
 
     def __init__(self, retry_after: int) -> None:
         super().__init__(f"retry after {retry_after} s")

@@ -50,7 +50,7 @@ def issue_token(
 ) -> IssuedToken:
     """Create a mobile token for the authorised citizen. It stays PENDING until the device
     activates and proves possession with a first valid code; if the citizen has an active
-    mobile device, the new one replaces it at that moment."""
+    or suspended mobile device, the new one replaces it at that moment."""
     if method is ActivationMethod.TEMPORARY_SECRET:
         check_temporary_secret(temporary_secret)
     elif temporary_secret:
@@ -63,8 +63,9 @@ def issue_token(
     cf = authorisation.codice_fiscale
     now = app.now()
     existing = app.store.tokens_of(cf)
-    replaced = next(
-        (t for t in existing if t.kind is TokenKind.MOBILE and t.state is TokenState.ACTIVE), None
+    phones = [t for t in existing if t.kind is TokenKind.MOBILE]
+    replaced = next((t for t in phones if t.state is TokenState.ACTIVE), None) or next(
+        (t for t in phones if t.state is TokenState.SUSPENDED), None
     )
     for stale in existing:  # an earlier activation that never completed is superseded
         if stale.kind is TokenKind.MOBILE and stale.state is TokenState.PENDING:

@@ -11,8 +11,9 @@ from otphsm.core.app.validation import decide_and_store
 from otphsm.core.codice_fiscale import validate as validate_codice_fiscale
 from otphsm.core.errors import AuthorisationRefused, FailedPrecondition, NotFound
 from otphsm.core.otp import HmacFn
+from otphsm.core.ports import Conflict
 from otphsm.core.records import Authorisation, OobCode, OobPurpose
-from otphsm.core.tokens import Token, TokenState, check_serial
+from otphsm.core.tokens import Token, TokenKind, TokenState, check_serial
 from otphsm.core.verification import Verdict, VerifyResult
 
 _TRANSITIONS: dict[str, tuple[frozenset[TokenState], TokenState | None]] = {
@@ -42,10 +43,30 @@ def change_state(app: App, actor: Actor, serial: str, operation: str) -> Token:
             changed = replace(token, state=target)
         return Verdict(VerifyResult.OK, changed)
 
-    verdict = decide_and_store(app, actor, serial, decide, operation)
+    if operation == "resume":
+        _refuse_a_second_active_phone(app, serial)
+    try:
+        verdict = decide_and_store(app, actor, serial, decide, operation)
+    except Conflict as exc:  # a phone turned active between the check and the write
+        raise FailedPrecondition(_SECOND_PHONE) from exc
     if operation == "unlock":
         app.audit(actor, "token_unlocked", serial)
     return verdict.token
+
+
+_SECOND_PHONE = "the citizen has another active phone: revoke or suspend it first"
+
+
+def _refuse_a_second_active_phone(app: App, serial: str) -> None:
+    token = get_token(app, serial)
+    if token.kind is not TokenKind.MOBILE or token.state is not TokenState.SUSPENDED:
+        return
+    if any(
+        other.serial != serial and other.kind is TokenKind.MOBILE
+        and other.state is TokenState.ACTIVE
+        for other in app.store.tokens_of(token.codice_fiscale)
+    ):  # fmt: skip
+        raise FailedPrecondition(_SECOND_PHONE)
 
 
 def list_tokens(app: App, codice_fiscale: str) -> list[Token]:

@@ -11,7 +11,8 @@ from otphsm.core.app.context import Actor, App
 from otphsm.core.codice_fiscale import validate as validate_codice_fiscale
 from otphsm.core.errors import DeviceUnavailable, NotFound
 from otphsm.core.otp import HmacFn
-from otphsm.core.tokens import Token, TokenState, check_serial
+from otphsm.core.ports import Conflict
+from otphsm.core.tokens import Token, TokenKind, TokenState, check_serial
 from otphsm.core.verification import Verdict, VerifyResult, resync, verify
 
 # When a citizen has several tokens and none accepts the code, the answer names the most
@@ -102,20 +103,47 @@ def check_device(app: App, actor: Actor, serial: str, code: str) -> VerifyOutcom
 
 
 def prove_possession(app: App, actor: Actor, serial: str, code: str) -> VerifyOutcome:
-    """The first valid code turns a PENDING token ACTIVE; a device it replaces is revoked."""
+    """The first valid code turns a PENDING token ACTIVE. A mobile token turning active
+    revokes the citizen's other phones (active or suspended) in the same transaction, so a
+    citizen never has two active phones, whatever the order of concurrent callers."""
     check_serial(serial)
     now = app.clock.now()
     policy = app.policy.verification
-    verdict = decide_and_store(
-        app,
-        actor,
-        serial,
-        lambda t, fn: verify(t, code, now, fn, policy, allow_pending=True),
-        "prove_possession",
-    )
-    if verdict.result is VerifyResult.OK and verdict.token.replaces_serial:
-        revoke_replaced(app, actor, verdict.token)
-    return VerifyOutcome(verdict.result, serial, verdict.retry_after)
+    for _ in range(app.policy.write_attempts):
+        token = app.store.get_token(serial)
+        if token is None:
+            raise NotFound(f"no token with serial {serial}")
+        verdict = verify(token, code, now, hmac_for(app, token), policy, allow_pending=True)
+        if verdict.token is token:
+            return VerifyOutcome(verdict.result, serial, verdict.retry_after)
+        retired = _phones_retired_by(app, token, verdict.token)
+        try:
+            written = app.store.update_tokens([*retired, verdict.token])
+        except Conflict:  # another phone turned active meanwhile: decide again
+            continue
+        if written:
+            _audit_transition(app, actor, token, verdict, "prove_possession")
+            for old in retired:
+                app.audit(actor, "token_revoked", old.serial, via=f"replaced_by:{serial}")
+            return VerifyOutcome(verdict.result, serial, verdict.retry_after)
+    raise DeviceUnavailable(f"token {serial} is being written by too many callers; try again")
+
+
+def _phones_retired_by(app: App, before: Token, after: Token) -> list[Token]:
+    """The citizen's other phones, revoked, if `after` is a phone turning active."""
+    if not (
+        after.kind is TokenKind.MOBILE
+        and before.state is not TokenState.ACTIVE
+        and after.state is TokenState.ACTIVE
+    ):
+        return []
+    return [
+        replace(other, state=TokenState.REVOKED)
+        for other in app.store.tokens_of(after.codice_fiscale)
+        if other.serial != after.serial
+        and other.kind is TokenKind.MOBILE
+        and other.state in (TokenState.ACTIVE, TokenState.SUSPENDED)
+    ]
 
 
 def resync_serial(app: App, actor: Actor, serial: str, first: str, second: str) -> VerifyOutcome:
@@ -126,11 +154,6 @@ def resync_serial(app: App, actor: Actor, serial: str, first: str, second: str) 
         app, actor, serial, lambda t, fn: resync(t, first, second, now, fn, policy), "resync"
     )
     return VerifyOutcome(verdict.result, serial, verdict.retry_after)
-
-
-def revoke_replaced(app: App, actor: Actor, new_token: Token) -> None:
-    if new_token.replaces_serial is not None:
-        revoke_token(app, actor, new_token.replaces_serial, f"replaced_by:{new_token.serial}")
 
 
 def revoke_token(app: App, actor: Actor, serial: str, reason: str) -> None:
