@@ -6,15 +6,16 @@ import hmac
 
 import pkcs11.exceptions as p11e
 import pytest
-from pkcs11 import Attribute, KeyType, Mechanism
-from support.hsm_fixtures import OTHER_TOKEN
+from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
+from support.hsm_fixtures import LEGACY_TOKEN, OTHER_TOKEN
 
 from otphsm.core.errors import InvalidInput
 from otphsm.core.otp import HashAlgorithm
 from otphsm.core.seeds import SeedStorage
 from otphsm.hsm import HsmSeedVault, open_vault, templates
-from otphsm.hsm.errors import HsmOperationRefused
+from otphsm.hsm.errors import HsmKeyUnsafe, HsmOperationRefused
 from otphsm.hsm.provision import provision
+from otphsm.hsm.session import HsmSessionOwner
 
 pytestmark = pytest.mark.softhsm
 SEED = b"\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f\x10\x11\x12\x13\x14"
@@ -106,6 +107,73 @@ def test_a_stored_blob_is_useless_without_the_hsm(vault: HsmSeedVault, softhsm) 
         other.close()
     # And it still works on its own HSM.
     assert vault.hmac(seed, HashAlgorithm.SHA1, b"x") == hmac.new(SEED, b"x", "sha1").digest()
+
+
+def test_a_stored_blob_unwraps_into_nothing_but_a_sign_only_session_key(
+    vault: HsmSeedVault,
+) -> None:
+    """Whoever holds the user PIN and a copy of the database still cannot read a seed: the
+    KEK's unwrap template makes the HSM refuse every other shape of unwrapped key."""
+    seed = vault.import_seed(SEED, HashAlgorithm.SHA1)
+    allowed = templates.without_class_and_type(templates.SEED_UNWRAPPED)
+    attempts = {
+        "readable": {**allowed, Attribute.SENSITIVE: False, Attribute.EXTRACTABLE: True},
+        "extractable, to wrap elsewhere": {**allowed, Attribute.EXTRACTABLE: True},
+        "usable to derive": {**allowed, Attribute.DERIVE: True},
+        "usable to encrypt": {**allowed, Attribute.ENCRYPT: True},
+        "kept on the token": {**allowed, Attribute.TOKEN: True},
+        "unstated (the HSM's defaults)": {Attribute.SIGN: True},
+    }
+
+    def unwrap(ctx, template):  # type: ignore[no-untyped-def]
+        kek = ctx.session.get_key(label=vault.owner.config.kek_label)
+        return kek.unwrap_key(
+            ObjectClass.SECRET_KEY, KeyType.GENERIC_SECRET, seed.data,
+            mechanism=Mechanism.AES_KEY_WRAP_PAD, template=template,
+        )  # fmt: skip
+
+    def op(ctx):  # type: ignore[no-untyped-def]
+        refused = []
+        for name, template in attempts.items():
+            with pytest.raises(p11e.TemplateInconsistent):
+                unwrap(ctx, template)
+            refused.append(name)
+        key = unwrap(ctx, allowed)
+        try:
+            mac = bytes(key.sign(b"x", mechanism=Mechanism.SHA_1_HMAC))
+        finally:
+            key.destroy()
+        return refused, mac
+
+    refused, mac = _raw(vault, op)
+    assert refused == list(attempts)
+    assert mac == hmac.new(SEED, b"x", "sha1").digest()
+
+
+def test_a_kek_that_unwraps_into_readable_keys_is_refused_at_start_up(softhsm) -> None:  # type: ignore[no-untyped-def]
+    legacy = softhsm.token(LEGACY_TOKEN).hsm_config()
+    unconfined_kek = {k: v for k, v in templates.KEK.items() if k is not Attribute.UNWRAP_TEMPLATE}
+    with HsmSessionOwner(legacy) as owner:
+        owner.run_as_security_officer(
+            softhsm.so_pin,
+            "making a KEK as otphsm did before the unwrap template",
+            lambda session: session.generate_key(
+                KeyType.AES, 256, label=legacy.kek_label, store=True, template=unconfined_kek
+            ),
+        )
+        owner.run(
+            "making the pepper key",
+            lambda ctx: ctx.session.generate_key(
+                KeyType.GENERIC_SECRET, 256, label=legacy.pepper_label, store=True,
+                template=templates.PEPPER,
+            ),
+        )  # fmt: skip
+    with pytest.raises(HsmKeyUnsafe) as refused:
+        open_vault(legacy)
+    message = str(refused.value)
+    assert (
+        "'otphsm-kek'" in message and "readable" in message and "provision a new token" in message
+    )
 
 
 def test_a_tampered_blob_is_refused(vault: HsmSeedVault) -> None:

@@ -4,8 +4,11 @@ health, SIGTERM → graceful stop)."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,6 +45,45 @@ def test_dev_pki_writes_a_ca_a_server_and_one_client_per_role(
         ]
         assert (directory / f"{role}-key.pem").stat().st_mode & 0o777 == 0o600
     assert "NOT FOR PRODUCTION" in capsys.readouterr().out
+
+
+@pytest.mark.softhsm
+def test_hsm_init_provisions_the_configured_token_once(
+    tmp_path: Path, dev_pki: DevPki, request: pytest.FixtureRequest
+) -> None:
+    """The operator's provisioning, from the service's own configuration, in a fresh process
+    (an SO login cannot share a process with the test's user sessions)."""
+    from otphsm.simulators.hsm.softhsm import create_softhsm
+
+    fresh = create_softhsm(tmp_path / "hsm", ("production",))
+    raw = service_config(
+        tmp_path, fresh, dev_pki, request.getfixturevalue("card_ca_files"),
+        f"sqlite://{tmp_path / 'otphsm.db'}",
+    )  # fmt: skip
+    config = write_config(tmp_path / "otphsm.toml", raw)
+    env = {**os.environ, **fresh.settings()}
+    env.pop("OTPHSM_HSM_SO_PIN", None)
+
+    def hsm_init(so_pin: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "otphsm.cli.main", "admin", "hsm-init", "--config",
+             str(config), "--so-pin-from-stdin"],
+            input=so_pin + "\n", env=env, capture_output=True, text=True, timeout=60,
+            check=False,
+        )  # fmt: skip
+
+    wrong = hsm_init("not-the-so-pin")
+    assert wrong.returncode == 2 and "Traceback" not in wrong.stderr
+    assert "PIN" in wrong.stderr and "not-the-so-pin" not in wrong.stderr
+
+    first = hsm_init(fresh.so_pin)
+    assert first.returncode == 0, first.stderr
+    assert "KEK 'otphsm-kek' created, pepper key 'otphsm-pepper' created" in first.stdout
+    assert "unwraps only into a sign-only key" in first.stdout
+    again = hsm_init(fresh.so_pin)
+    assert again.returncode == 0, again.stderr
+    assert "KEK 'otphsm-kek' kept, pepper key 'otphsm-pepper' kept" in again.stdout
+    assert fresh.so_pin not in first.stdout + first.stderr + again.stdout + again.stderr
 
 
 @pytest.mark.softhsm

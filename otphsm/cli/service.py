@@ -23,6 +23,19 @@ def register(tree: CommandTree) -> None:
         "certificate per role (PEM)",
     )
     parser.add_argument("dir", type=Path, help="directory for the PEM files")
+    parser = tree.command(
+        "admin",
+        "hsm-init",
+        handler=_hsm_init,
+        help="provision the HSM token of a configuration: the trusted KEK (as Security "
+        "Officer) and the pepper MAC key; keeps keys that exist",
+    )
+    parser.add_argument("--config", type=Path, required=True, help="TOML configuration file")
+    parser.add_argument(
+        "--so-pin-from-stdin",
+        action="store_true",
+        help="read the SO PIN from stdin (default: $OTPHSM_HSM_SO_PIN, else asked without echo)",
+    )
 
     tree.group("audit", help="the audit chain")
     parser = tree.command(
@@ -50,6 +63,35 @@ def _dev_pki(args: argparse.Namespace) -> int:
     print(f"  server:  {pki.server_cert} + {pki.server_key.name} (localhost, 127.0.0.1, ::1)")
     for role, (cert, key) in pki.clients.items():
         print(f"  {role.value + ':':10}{cert} + {key.name} (urn:otphsm:role:{role.value})")
+    return 0
+
+
+def _hsm_init(args: argparse.Namespace) -> int:
+    import getpass
+    import os
+    import sys
+
+    from otphsm.hsm import open_vault
+    from otphsm.hsm.provision import provision
+    from otphsm.hsm.session import HsmSessionOwner
+    from otphsm.service.assembly import hsm_config
+    from otphsm.service.config import load_config
+
+    config = hsm_config(load_config(args.config).hsm)
+    if args.so_pin_from_stdin:
+        so_pin = sys.stdin.readline().rstrip("\n")
+    else:
+        so_pin = os.environ.get("OTPHSM_HSM_SO_PIN") or getpass.getpass(
+            "HSM Security Officer PIN: "
+        )
+    with HsmSessionOwner(config) as owner:
+        report = provision(owner, so_pin)
+    kek = "created" if report.kek_created else "kept"
+    pepper = "created" if report.pepper_created else "kept"
+    print(f"token {config.token_label!r}: KEK {config.kek_label!r} {kek}, "
+          f"pepper key {config.pepper_label!r} {pepper}")  # fmt: skip
+    open_vault(config).close()  # the same checks as at start-up
+    print("checked: the keys are usable and a stored seed unwraps only into a sign-only key")
     return 0
 
 

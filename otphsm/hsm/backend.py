@@ -17,6 +17,7 @@ import pkcs11
 import pkcs11.exceptions as p11e
 from pkcs11 import UserType
 
+from otphsm.hsm.attributes import ATTRIBUTE_MAPPER
 from otphsm.hsm.errors import EXCEPTION_FOR_CODE, HsmLibraryNotFound, HsmTokenNotFound, ckr_of
 
 if TYPE_CHECKING:
@@ -92,7 +93,7 @@ class ModuleSessionSource:
                     f"{present or 'none'}): create it (`otphsm sim hsm init DIR` for SoftHSM2) "
                     "or fix hsm.token_label"
                 ) from None
-            session: pkcs11.Session = token.open(rw=True)
+            session: pkcs11.Session = token.open(rw=True, attribute_mapper=ATTRIBUTE_MAPPER)
             self._login(session, pin, UserType.SO if security_officer else UserType.USER)
             return session
 

@@ -121,6 +121,10 @@ class HsmKeyMissing(HsmError, ConfigurationError):
     pass
 
 
+class HsmKeyUnsafe(HsmError, ConfigurationError):
+    """A provisioned key lacks a protection otphsm relies on."""
+
+
 class HsmUnavailable(HsmError, DeviceUnavailable):
     """The session or device was lost and did not come back within the retry budget."""
 

@@ -18,19 +18,6 @@ _NO_OTHER_USES: Template = {
     Attribute.DERIVE: False,
 }
 
-KEK: Template = {
-    **_NO_OTHER_USES,
-    Attribute.TOKEN: True,
-    Attribute.PRIVATE: False,  # the SO creates it; user sessions must find it
-    Attribute.TRUSTED: True,
-    Attribute.SENSITIVE: True,
-    Attribute.EXTRACTABLE: False,
-    Attribute.MODIFIABLE: False,
-    Attribute.WRAP: True,
-    Attribute.UNWRAP: True,
-    Attribute.SIGN: False,
-}
-
 PEPPER: Template = {
     **_NO_OTHER_USES,
     Attribute.TOKEN: True,
@@ -72,6 +59,31 @@ SEED_UNWRAPPED: Template = {
     Attribute.EXTRACTABLE: False,
 }
 """What an unwrapped seed becomes: a session object that can only sign."""
+
+
+KEK: Template = {
+    **_NO_OTHER_USES,
+    Attribute.TOKEN: True,
+    Attribute.PRIVATE: False,  # the SO creates it; user sessions must find it
+    Attribute.TRUSTED: True,
+    Attribute.SENSITIVE: True,
+    Attribute.EXTRACTABLE: False,
+    Attribute.MODIFIABLE: False,
+    Attribute.WRAP: True,
+    Attribute.UNWRAP: True,
+    Attribute.SIGN: False,
+    # The HSM unwraps a seed into nothing but this: a user-PIN holder cannot unwrap a stored
+    # blob into a readable or re-wrappable key.
+    Attribute.UNWRAP_TEMPLATE: SEED_UNWRAPPED,
+}
+
+PROBE_UNWRAP_READABLE: Template = {
+    Attribute.TOKEN: False,
+    Attribute.SENSITIVE: False,
+    Attribute.EXTRACTABLE: True,
+    Attribute.SIGN: True,
+}
+"""What the start-up check asks the KEK for, and must be refused."""
 
 
 def without_class_and_type(template: Template) -> Template:

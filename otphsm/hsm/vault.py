@@ -23,6 +23,7 @@ from otphsm.hsm.errors import (
     RECOVERABLE,
     HsmCapacityExceeded,
     HsmKeyMissing,
+    HsmKeyUnsafe,
     HsmOperationRefused,
     ckr_of,
 )
@@ -220,10 +221,37 @@ class HsmSeedVault:
         """Fail with an actionable error now if the KEK or the pepper key is missing."""
 
         def op(ctx: SessionContext) -> None:
-            self._named_key(ctx, self._config.kek_label, KeyType.AES)
+            kek = self._named_key(ctx, self._config.kek_label, KeyType.AES)
             self._named_key(ctx, self._config.pepper_label, KeyType.GENERIC_SECRET)
+            self._check_unwrap_is_confined(ctx, kek)
 
         self._owner.run("checking the provisioned keys", op)
+
+    def _check_unwrap_is_confined(self, ctx: SessionContext, kek: Key) -> None:
+        """Ask the KEK to unwrap a throw-away seed into a readable key: it must refuse, or
+        whoever holds the user PIN could read every stored seed."""
+        probe = ctx.session.generate_key(
+            KeyType.GENERIC_SECRET, 160,
+            template=templates.without_class_and_type(templates.SEED_TO_WRAP),
+        )  # fmt: skip
+        blob = self._wrap_and_destroy(ctx, probe).data
+        try:
+            readable = kek.unwrap_key(
+                ObjectClass.SECRET_KEY,
+                KeyType.GENERIC_SECRET,
+                blob,
+                mechanism=self._wrap_mechanism,
+                mechanism_param=self._wrap_param,
+                template=templates.PROBE_UNWRAP_READABLE,
+            )
+        except (p11e.TemplateInconsistent, p11e.TemplateIncomplete, p11e.AttributeValueInvalid):
+            return
+        readable.destroy()
+        raise HsmKeyUnsafe(
+            f"the KEK {self._config.kek_label!r} on token {self._config.token_label!r} unwraps a "
+            "seed into a readable key (it has no CKA_UNWRAP_TEMPLATE, or the HSM ignores it): "
+            "provision a new token with this version of otphsm and re-issue its tokens"
+        )
 
     def _wrap_and_destroy(self, ctx: SessionContext, key: Key) -> SeedRef:
         try:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 MAIN_TOKEN = "otphsm"
 OTHER_TOKEN = "other"  # provisioned with its own KEK: blobs from MAIN must not open there
 BARE_TOKEN = "bare"  # initialised, never provisioned: no KEK
+LEGACY_TOKEN = "legacy"  # initialised only; a test gives it a KEK without an unwrap template
 
 
 @pytest.fixture(scope="session")
@@ -25,7 +26,8 @@ def softhsm(tmp_path_factory: pytest.TempPathFactory) -> SoftHsm:
     from otphsm.simulators.hsm.softhsm import create_softhsm, provision_softhsm
 
     hsm = create_softhsm(
-        Path(tmp_path_factory.mktemp("softhsm")), (MAIN_TOKEN, OTHER_TOKEN, BARE_TOKEN)
+        Path(tmp_path_factory.mktemp("softhsm")),
+        (MAIN_TOKEN, OTHER_TOKEN, BARE_TOKEN, LEGACY_TOKEN),
     )
     hsm.activate()
     provision_softhsm(hsm)
