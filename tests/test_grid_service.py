@@ -13,6 +13,7 @@ import pytest
 from support.factor_fixtures import (
     StartService,
     assert_nowhere,
+    enrol,
     grid_stub,
     observable_text,
     rpc_error,
@@ -23,7 +24,7 @@ from support.service_fixtures import ServiceUnderTest
 
 from otphsm.core.records import GridCardState
 from otphsm.simulators.card.cns_card import CnsCard
-from otphsm.v1 import common_pb2, grid_pb2
+from otphsm.v1 import common_pb2, enrolment_pb2, grid_pb2
 
 pytestmark = pytest.mark.softhsm
 
@@ -31,6 +32,7 @@ OK = common_pb2.VERIFY_RESULT_OK
 WRONG = common_pb2.VERIFY_RESULT_WRONG_CODE
 LOCKED = common_pb2.VERIFY_RESULT_LOCKED
 EXPIRED = common_pb2.VERIFY_RESULT_EXPIRED
+PHONE = "+393331234567"
 
 
 class Citizen:
@@ -221,6 +223,37 @@ def test_revocation_and_reissue(
     assert latest.log_in().result == OK
     actions = [e.action for e in service.store.audit_entries() if e.action.startswith("grid")]
     assert actions.count("grid_card_issued") == 3 and actions.count("grid_card_revoked") == 2
+
+
+def test_an_sms_code_cannot_stand_in_for_the_card(
+    start_factor_service: StartService, cns_card_1024: CnsCard, tmp_path: Path
+) -> None:
+    """An SMS code earns a phone replacement, never a Security Card: the card is a second
+    factor on its own, so it is handed out only on the strength of the CNS card."""
+    service = start_factor_service()
+    cf = enrol(service, cns_card_1024, phone_number=PHONE)
+    station = service.enrolment()
+    station.SendReplacementCode(enrolment_pb2.SendReplacementCodeRequest(codice_fiscale=cf))
+    by_sms = station.AuthoriseWithSmsCode(
+        enrolment_pb2.AuthoriseWithSmsCodeRequest(codice_fiscale=cf, code=service.sms_code(PHONE))
+    )
+    before = service.store.snapshot()
+    refused = rpc_error(
+        lambda: grid_stub(service, "enroller").IssueGridCard(
+            grid_pb2.IssueGridCardRequest(authorisation_id=by_sms.authorisation_id)
+        )
+    )
+    assert refused.code() is grpc.StatusCode.FAILED_PRECONDITION  # type: ignore[attr-defined]
+    assert "card" in (refused.details() or "")  # type: ignore[attr-defined]
+    assert service.store.snapshot() == before
+    assert service.store.grid_cards_of(cf) == []
+    # The authorisation is still there for what it is good for: a replacement phone.
+    reissued = station.IssueToken(
+        enrolment_pb2.IssueTokenRequest(
+            authorisation_id=by_sms.authorisation_id, method=enrolment_pb2.ACTIVATION_METHOD_CODE
+        )
+    )
+    assert reissued.token.serial
 
 
 def test_no_cell_value_reaches_logs_audit_metrics_or_errors(

@@ -19,7 +19,18 @@ from otphsm.simulators.card.cns_card import CnsCard
 from otphsm.simulators.card.factory import issue_card
 from otphsm.simulators.card.pki import make_test_ca
 from otphsm.simulators.card.spec import CardSpec
-from otphsm.v1 import admin_pb2, common_pb2, device_pb2, enrolment_pb2, validation_pb2
+from otphsm.simulators.token.pskc_factory import BatchSpec, make_fobs, pskc_document
+from otphsm.v1 import (
+    admin_pb2,
+    common_pb2,
+    device_pb2,
+    enrolment_pb2,
+    grid_pb2,
+    grid_pb2_grpc,
+    oob_pb2,
+    oob_pb2_grpc,
+    validation_pb2,
+)
 
 pytestmark = pytest.mark.softhsm
 
@@ -42,6 +53,7 @@ class World:
     challenge_id: str
     nonce: bytes
     phone: TokenApp
+    used_code: str
 
 
 @dataclass(frozen=True)
@@ -79,7 +91,7 @@ def world(service: ServiceUnderTest, cns_card_1024: CnsCard) -> World:
     challenge = service.enrolment().GetChallenge(enrolment_pb2.GetChallengeRequest())
     return World(
         service, cf, phone.serial, pending.activation_code, challenge.challenge_id,
-        challenge.nonce, phone,
+        challenge.nonce, phone, issued.activation_code,
     )  # fmt: skip
 
 
@@ -230,6 +242,8 @@ def test_device_refusals(world: World) -> None:
         Case("activate: oversized", lambda w: activate("1" * 5000), INVALID, "activation_code"),
         Case("activate: one digit wrong", lambda w: activate(typo), INVALID, "check digit"),
         Case("activate: no key", lambda w: activate(w.pending_code, b""), INVALID, "P-256"),
+        Case("activate: code already used", lambda w: activate(w.used_code), PRECONDITION,
+             "already used"),
         Case("activate: compressed key", lambda w: activate(
             w.pending_code, b"\x02" + b"\x11" * 32), INVALID, "P-256"),
         Case("activate: point off the curve", lambda w: activate(
@@ -304,6 +318,83 @@ def test_validation_and_admin_refusals(world: World) -> None:
         Case("list: bad codice fiscale", lambda w: admin().ListTokens(
             admin_pb2.ListTokensRequest(codice_fiscale="RSSMRA80A01L378")), INVALID,
             "codice fiscale"),
+    ]  # fmt: skip
+    check_refusals(world, cases)
+
+
+def test_fob_pskc_login_code_and_grid_refusals(world: World) -> None:
+    channel = world.service.channel
+    station, admin = world.service.enrolment, world.service.admin
+    oob = lambda: oob_pb2_grpc.OobServiceStub(channel("verifier"))  # noqa: E731
+    oob_station = lambda: oob_pb2_grpc.OobServiceStub(channel("enroller"))  # noqa: E731
+    grid = lambda role="verifier": grid_pb2_grpc.GridCardServiceStub(channel(role))  # noqa: E731
+    pskc = lambda **f: admin().ImportPskc(admin_pb2.ImportPskcRequest(**f))  # noqa: E731
+    psk = bytes(range(16))
+    fob_file = pskc_document(make_fobs(BatchSpec(2, 1)), psk=psk)
+    cases = [
+        Case("assign fob: empty", lambda w: station().AssignFob(
+            enrolment_pb2.AssignFobRequest()), INVALID, "authorisation_id is required"),
+        Case("assign fob: bad serial", lambda w: station().AssignFob(
+            enrolment_pb2.AssignFobRequest(authorisation_id="au-1", serial="fob 1")),
+            INVALID, "serial"),
+        Case("assign fob: unknown fob", lambda w: station().AssignFob(
+            enrolment_pb2.AssignFobRequest(authorisation_id="au-000000000000000000000000",
+                                           serial="FOB-00000001")), NOT_FOUND, "no key fob"),
+        Case("assign fob: first code with letters", lambda w: station().AssignFob(
+            enrolment_pb2.AssignFobRequest(authorisation_id="au-1", serial="FOB-00000001",
+                                           first_code="12ab56")), INVALID, "digits"),
+        Case("pskc: empty", lambda w: pskc(), INVALID, "pskc"),
+        Case("pskc: no key or password", lambda w: pskc(pskc=b"<KeyContainer/>"), INVALID,
+             "pre-shared key or the password"),
+        Case("pskc: key of 8 bytes", lambda w: pskc(pskc=fob_file, pre_shared_key=psk[:8]),
+             INVALID, "needs a key of 16 bytes"),
+        Case("pskc: wrong key", lambda w: pskc(pskc=fob_file, pre_shared_key=psk[::-1]),
+             INVALID, "password is wrong"),
+        Case("pskc: not XML", lambda w: pskc(pskc=b"\x00garbage", pre_shared_key=b"k" * 16),
+             INVALID, "PSKC"),
+        Case("login code: empty", lambda w: oob().RequestLoginCode(
+            oob_pb2.RequestLoginCodeRequest()), INVALID, "codice_fiscale is required"),
+        Case("login code: unknown channel", lambda w: oob().RequestLoginCode(
+            oob_pb2.RequestLoginCodeRequest(codice_fiscale=w.cf, channel=9)), INVALID,
+            "channel"),
+        Case("login code: unknown citizen", lambda w: oob().RequestLoginCode(
+            oob_pb2.RequestLoginCodeRequest(codice_fiscale=UNKNOWN_CF,
+                                            channel=oob_pb2.DELIVERY_CHANNEL_SMS)),
+            NOT_FOUND, "citizen"),
+        Case("login code: no phone number", lambda w: oob().RequestLoginCode(
+            oob_pb2.RequestLoginCodeRequest(codice_fiscale=w.cf,
+                                            channel=oob_pb2.DELIVERY_CHANNEL_SMS)),
+            PRECONDITION, "phone"),
+        Case("verify login code: oversized", lambda w: oob().VerifyLoginCode(
+            oob_pb2.VerifyLoginCodeRequest(codice_fiscale=w.cf, code="1" * 33)), INVALID,
+            "32"),
+        Case("verify login code: none requested", lambda w: oob().VerifyLoginCode(
+            oob_pb2.VerifyLoginCodeRequest(codice_fiscale=w.cf, code="123456")), NOT_FOUND,
+            "no login code"),
+        Case("prefix: 3 characters", lambda w: oob_station().SetCodePrefix(
+            oob_pb2.SetCodePrefixRequest(codice_fiscale=w.cf, prefix="AB1")), INVALID, "4"),
+        Case("prefix: punctuation", lambda w: oob_station().SetCodePrefix(
+            oob_pb2.SetCodePrefixRequest(codice_fiscale=w.cf, prefix="AB-1")), INVALID, "A-Z"),
+        Case("prefix: unknown citizen", lambda w: oob_station().SetCodePrefix(
+            oob_pb2.SetCodePrefixRequest(codice_fiscale=UNKNOWN_CF, prefix="AB12")), NOT_FOUND,
+            "citizen"),
+        Case("grid: issue without authorisation", lambda w: grid("enroller").IssueGridCard(
+            grid_pb2.IssueGridCardRequest()), INVALID, "authorisation_id is required"),
+        Case("grid: issue, unknown authorisation", lambda w: grid("enroller").IssueGridCard(
+            grid_pb2.IssueGridCardRequest(authorisation_id="au-000000000000000000000000")),
+            NOT_FOUND, "authorisation"),
+        Case("grid: challenge, bad codice fiscale", lambda w: grid().GridChallenge(
+            grid_pb2.GridChallengeRequest(codice_fiscale="RSS")), INVALID, "codice fiscale"),
+        Case("grid: challenge, no card", lambda w: grid().GridChallenge(
+            grid_pb2.GridChallengeRequest(codice_fiscale=w.cf)), NOT_FOUND, "Security Card"),
+        Case("grid: answer with letters", lambda w: grid().VerifyGridAnswer(
+            grid_pb2.VerifyGridAnswerRequest(codice_fiscale=w.cf, first_value="12a",
+                                             second_value="123")), INVALID, "digits"),
+        Case("grid: revoke, bad serial", lambda w: grid("admin").RevokeGridCard(
+            grid_pb2.RevokeGridCardRequest(serial="grid 1")), INVALID, "serial"),
+        Case("grid: revoke, unknown", lambda w: grid("admin").RevokeGridCard(
+            grid_pb2.RevokeGridCardRequest(serial="GRID-FFFFFFFFFF")), NOT_FOUND,
+            "GRID-FFFFFFFFFF"),
     ]  # fmt: skip
     check_refusals(world, cases)
 

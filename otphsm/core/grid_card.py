@@ -47,6 +47,16 @@ def choose_pair(
             return pair
 
 
+MAX_CELL_DIGITS = 6
+
+
+def check_answer_shape(answer: str) -> str:
+    """What any cell value looks like, for checks made before the card is known."""
+    if not (0 < len(answer) <= MAX_CELL_DIGITS and answer.isascii() and answer.isdigit()):
+        raise InvalidInput(f"a cell value is 1 to {MAX_CELL_DIGITS} digits, as printed")
+    return answer
+
+
 def check_answer(answer: str, digits: int) -> str:
     if len(answer) != digits or not answer.isascii() or not answer.isdigit():
         raise InvalidInput(f"a cell value is exactly {digits} digits")

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from otphsm.core.errors import InvalidInput
-from otphsm.core.otp import HmacFn, hotp, totp_counter
+from otphsm.core.otp import MAX_DIGITS, MIN_DIGITS, HmacFn, hotp, totp_counter
 from otphsm.core.tokens import OtpMode, Token, TokenState
 
 
@@ -60,6 +60,13 @@ class Verdict:
     retry_after: int = 0
     """Seconds until a locked token may be tried again."""
     matched_factor: int | None = None
+
+
+def check_code_shape(code: str) -> str:
+    """What any code looks like, for checks made before the token (its digits) is known."""
+    if not (MIN_DIGITS <= len(code) <= MAX_DIGITS and code.isascii() and code.isdigit()):
+        raise InvalidInput(f"a code is {MIN_DIGITS} to {MAX_DIGITS} digits")
+    return code
 
 
 def check_code_format(code: str, digits: int) -> str:

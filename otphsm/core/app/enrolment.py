@@ -113,11 +113,20 @@ def grant_authorisation(app: App, actor: Actor, codice_fiscale: str, reason: str
     return authorisation
 
 
-def consume_authorisation(app: App, authorisation_id: str) -> Authorisation:
+def consume_authorisation(
+    app: App, authorisation_id: str, *, by_card_only: str = ""
+) -> Authorisation:
+    """Use up an authorisation. With `by_card_only` (what is being issued), one earned by an
+    out-of-band code is refused, and left unused."""
     now = app.now()
     found = app.store.get_authorisation(authorisation_id)
     if found is None:
         raise NotFound("unknown authorisation")
+    if by_card_only and not found.card_id:
+        raise FailedPrecondition(
+            f"{by_card_only} is issued only after the citizen's card authorised it, "
+            "not after an SMS code"
+        )
     if found.used_at is not None:
         raise FailedPrecondition("this authorisation was already used: authorise again")
     if found.expires_at <= now:

@@ -22,7 +22,13 @@ from otphsm.core.app.enrolment import consume_authorisation
 from otphsm.core.app.validation import VerifyOutcome
 from otphsm.core.codice_fiscale import validate as validate_codice_fiscale
 from otphsm.core.errors import DeviceUnavailable, FailedPrecondition, NotFound
-from otphsm.core.grid_card import GridVerdict, all_cells, answer_challenge, choose_pair
+from otphsm.core.grid_card import (
+    GridVerdict,
+    all_cells,
+    answer_challenge,
+    check_answer_shape,
+    choose_pair,
+)
 from otphsm.core.otp import HashAlgorithm, HmacFn
 from otphsm.core.records import Citizen, GridCard, GridCardState
 from otphsm.core.tokens import check_serial
@@ -55,7 +61,7 @@ class GridChallenge:
 def issue_grid_card(app: App, actor: Actor, authorisation_id: str) -> IssuedGridCard:
     """A new card for the authorised citizen (consuming the authorisation); the citizen's
     active card, if any, is revoked in the same transaction."""
-    authorisation = consume_authorisation(app, authorisation_id)
+    authorisation = consume_authorisation(app, authorisation_id, by_card_only="a Security Card")
     cf = authorisation.codice_fiscale
     holder = app.store.get_citizen(cf)
     if holder is None:
@@ -116,6 +122,8 @@ def verify_grid_answer(
     """OK, WRONG_CODE (counted; the third in a row locks), LOCKED (with retry_after) or
     EXPIRED (the challenge timed out: ask for a new one). Answering with no pending challenge
     (never asked, or already answered) is refused as FailedPrecondition."""
+    check_answer_shape(first)
+    check_answer_shape(second)
     verdicts: list[GridVerdict] = []
 
     def answer(card: GridCard) -> GridCard:

@@ -10,9 +10,9 @@ import grpc
 from otphsm.core.app import enrolment, fobs, issuance, lifecycle, validation
 from otphsm.core.app.context import App
 from otphsm.core.app.enrolment import CardEvidence
-from otphsm.core.errors import InvalidInput
+from otphsm.core.errors import InvalidInput, NotFound
 from otphsm.core.records import Authorisation, Citizen
-from otphsm.core.verification import check_code_format
+from otphsm.core.verification import check_code_format, check_code_shape
 from otphsm.service import convert, kiosk
 from otphsm.service.interceptor import current_actor
 from otphsm.service.qr import activation_payload, make_qr
@@ -162,7 +162,11 @@ class EnrolmentServicer(enrolment_pb2_grpc.EnrolmentServiceServicer):
     ) -> pb.AssignFobResponse:
         actor = current_actor()
         if request.first_code:  # a malformed code is refused before anything changes
-            fob = lifecycle.get_token(self._app, request.serial)
+            try:
+                fob = lifecycle.get_token(self._app, request.serial)
+            except NotFound:
+                check_code_shape(request.first_code)
+                raise
             check_code_format(request.first_code, fob.params.digits)
         token = fobs.assign_fob(
             self._app,
