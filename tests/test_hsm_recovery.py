@@ -3,17 +3,22 @@ SoftHSM2 path: every answer is right or a clear error, and the engine heals by i
 
 from __future__ import annotations
 
+import ctypes
 import hmac
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
 
 from otphsm.core.otp import HashAlgorithm
-from otphsm.core.seeds import SeedRef
-from otphsm.hsm import HsmSeedVault, HsmSessionOwner, ModuleSessionSource
-from otphsm.hsm.errors import HsmCapacityExceeded, HsmOperationRefused, HsmUnavailable
+from otphsm.core.seeds import SeedRef, SeedStorage
+from otphsm.hsm import HsmSeedVault, HsmSessionOwner, ModuleSessionSource, open_vault
+from otphsm.hsm.errors import (
+    HsmCapacityExceeded,
+    HsmOperationRefused,
+    HsmUnavailable,
+)
 from otphsm.simulators.hsm.faults import (
     CKR_DEVICE_REMOVED,
     CKR_SESSION_HANDLE_INVALID,
@@ -21,9 +26,20 @@ from otphsm.simulators.hsm.faults import (
     FaultInjectingSource,
     FaultPlan,
 )
+from otphsm.simulators.hsm.softhsm import SoftHsm
 
 pytestmark = pytest.mark.softhsm
 SHA1 = HashAlgorithm.SHA1
+CKR_SESSION_CLOSED = 0xB0
+CKR_USER_NOT_LOGGED_IN = 0x101
+LOGIN_OR_SESSION_LOST = pytest.mark.parametrize(
+    ("ckr", "name"),
+    [
+        (CKR_USER_NOT_LOGGED_IN, "CKR_USER_NOT_LOGGED_IN"),
+        (CKR_SESSION_CLOSED, "CKR_SESSION_CLOSED"),
+    ],
+    ids=["user-not-logged-in", "session-closed"],
+)
 
 
 @dataclass
@@ -96,6 +112,106 @@ def test_a_loss_that_outlasts_the_retries_is_unavailable_then_heals(rig: Rig) ->
     assert err.value.ckr == CKR_TOKEN_NOT_PRESENT
     assert "CKR_TOKEN_NOT_PRESENT" in str(err.value)
     rig.check(seed)  # no restart needed
+
+
+@LOGIN_OR_SESSION_LOST
+def test_a_lost_login_or_closed_session_is_reopened_and_logged_in(
+    rig: Rig, ckr: int, name: str
+) -> None:
+    seeds = list(rig.seeds)
+    for seed in seeds:
+        rig.check(seed)  # a live, logged-in session with every seed's handle cached
+    opened, epoch = rig.source.sessions_opened, rig.source.epoch
+    rig.plan.fail_next(1, ckr)
+    rig.check(seeds[0])
+    assert rig.plan.injected == 1
+    assert rig.vault.owner.recoveries == 1
+    assert rig.source.sessions_opened == opened + 1  # one new session, logged in by the owner
+    assert rig.source.epoch == epoch  # a session fault, not a device one: no module reload
+    assert rig.sleeps == [0.05]  # one retry after the first backoff step
+    for seed in reversed(seeds):  # the old session's handles are not reused
+        rig.check(seed)
+    assert rig.vault.owner.recoveries == 1
+
+
+@LOGIN_OR_SESSION_LOST
+def test_a_lost_login_or_closed_session_is_retried_a_bounded_number_of_times(
+    rig: Rig, ckr: int, name: str
+) -> None:
+    seed = next(iter(rig.seeds))
+    rig.check(seed)
+    attempts = rig.vault.owner.config.max_attempts
+    opened = rig.source.sessions_opened
+    rig.plan.fail_next(attempts, ckr)
+    with pytest.raises(HsmUnavailable) as err:
+        rig.vault.hmac(seed, SHA1, b"msg")
+    assert err.value.ckr == ckr
+    assert name in str(err.value)
+    assert rig.plan.injected == attempts  # every attempt hit the fault, none more were made
+    assert rig.source.sessions_opened == opened + attempts - 1
+    assert rig.sleeps == [0.05 * 2**i for i in range(attempts - 1)]
+    rig.check(seed)  # heals on the next call
+    assert rig.plan.injected == attempts
+
+
+LogOut = Callable[[], None]
+
+
+@pytest.fixture
+def log_out(softhsm: SoftHsm) -> Iterator[LogOut]:
+    """A real C_Logout, from a session of the test's own. Login state is per application and
+    token, so every session this process has on the token becomes a public session: SoftHSM
+    then voids the handles of private objects (CKR_OBJECT_HANDLE_INVALID), hides private
+    objects from searches and answers CKR_USER_NOT_LOGGED_IN to creating one."""
+    source = ModuleSessionSource.for_module(softhsm.module)
+    c_logout = ctypes.CDLL(softhsm.module).C_Logout
+    c_logout.argtypes = (ctypes.c_ulong,)
+    c_logout.restype = ctypes.c_ulong
+
+    def log_out_now() -> None:
+        session = source.open_session(softhsm.token_label, softhsm.user_pin)
+        try:
+            handle = session.handle  # type: ignore[attr-defined]  # not in the stubs
+            assert c_logout(handle) == 0  # CKR_OK
+        finally:
+            session.close()
+
+    yield log_out_now
+    # Logged in again whatever the test did, for the sessions of the tests after it.
+    source.open_session(softhsm.token_label, softhsm.user_pin).close()
+
+
+@pytest.mark.parametrize(
+    "storage",
+    [SeedStorage.WRAPPED, SeedStorage.RESIDENT],
+    ids=["wrapped", "resident"],
+)
+def test_a_real_logout_is_healed_by_logging_in_again(
+    softhsm: SoftHsm, log_out: LogOut, storage: SeedStorage
+) -> None:
+    """Not injected: the module itself loses the login under the engine's live session."""
+    made = make_rig(softhsm, count=2, seed_storage=storage)
+    try:
+        seeds = list(made.seeds)
+        for seed in seeds:
+            made.check(seed)
+        log_out()
+        for seed in seeds:
+            made.check(seed)
+        assert made.plan.injected == 0
+        assert made.vault.owner.recoveries == 1
+    finally:
+        made.vault.close()
+
+
+def test_a_real_logout_does_not_break_the_keyed_digest(softhsm: SoftHsm, log_out: LogOut) -> None:
+    vault = open_vault(softhsm.hsm_config())
+    try:
+        before = vault.keyed_digest(b"subscriber 42")
+        log_out()
+        assert vault.keyed_digest(b"subscriber 42") == before
+    finally:
+        vault.close()
 
 
 def test_device_removal_reloads_the_module(rig: Rig) -> None:

@@ -25,6 +25,17 @@ if TYPE_CHECKING:
 
 CKR_OK = 0x0
 CKR_USER_ALREADY_LOGGED_IN = 0x100
+CKS_RO_USER_FUNCTIONS = 1
+CKS_RW_USER_FUNCTIONS = 3
+
+
+class _CkSessionInfo(ctypes.Structure):
+    _fields_ = (
+        ("slotID", ctypes.c_ulong),
+        ("state", ctypes.c_ulong),
+        ("flags", ctypes.c_ulong),
+        ("ulDeviceError", ctypes.c_ulong),
+    )
 
 
 class SessionSource(Protocol):
@@ -48,6 +59,10 @@ class SessionSource(Protocol):
         """Finalize and re-initialise the module so it rescans its slots."""
         ...
 
+    def logged_in(self, session: pkcs11.Session) -> bool:
+        """Whether `session` is still in a user-functions state (C_GetSessionInfo)."""
+        ...
+
 
 class ModuleSessionSource:
     """The real thing: one per module path per process (see `for_module`)."""
@@ -61,6 +76,7 @@ class ModuleSessionSource:
         self._epoch = 0
         self._lib: Pkcs11Library | None = None
         self._c_login: Any = None
+        self._c_get_session_info: Any = None
         self._pid = os.getpid()
 
     @classmethod
@@ -130,6 +146,19 @@ class ModuleSessionSource:
                     ckr_name=name,
                 ) from exc
         return self._lib
+
+    def logged_in(self, session: pkcs11.Session) -> bool:
+        with self._lock:
+            if self._c_get_session_info is None:
+                function = ctypes.CDLL(self.module_path).C_GetSessionInfo
+                function.argtypes = (ctypes.c_ulong, ctypes.POINTER(_CkSessionInfo))
+                function.restype = ctypes.c_ulong
+                self._c_get_session_info = function
+            info = _CkSessionInfo()
+            handle = session.handle  # type: ignore[attr-defined]  # not in python-pkcs11's stubs
+            if self._c_get_session_info(handle, ctypes.byref(info)) != CKR_OK:
+                return False
+            return info.state in (CKS_RO_USER_FUNCTIONS, CKS_RW_USER_FUNCTIONS)
 
     def _login(self, session: pkcs11.Session, pin: str, user_type: UserType) -> None:
         """C_Login through the module's own entry point.

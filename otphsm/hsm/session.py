@@ -24,6 +24,7 @@ from otphsm.hsm.config import HsmConfig
 from otphsm.hsm.errors import (
     DEVICE_LOST,
     RECOVERABLE,
+    HsmKeyMissing,
     HsmTokenNotFound,
     HsmUnavailable,
     ckr_of,
@@ -84,8 +85,16 @@ class HsmSessionOwner:
                 except RECOVERABLE as exc:
                     last = exc
                     self._drop_session(reload_module=isinstance(exc, DEVICE_LOST))
-                except p11e.PKCS11Error as exc:
-                    raise translate(exc, action) from exc
+                except (p11e.PKCS11Error, HsmKeyMissing) as exc:
+                    # The module may have dropped the login under a live session (a logout
+                    # elsewhere in the process, a token reset): its private objects then read
+                    # as invalid handles or as missing keys. Log in again rather than report it.
+                    if not self._login_lost():
+                        if isinstance(exc, HsmKeyMissing):
+                            raise
+                        raise translate(exc, action) from exc
+                    last = exc
+                    self._drop_session(reload_module=False)
             code, name = ckr_of(last) if last is not None else (None, None)
             log.warning("HSM unavailable after %d attempts while %s (%s)", attempts, action, name)
             raise HsmUnavailable(
@@ -139,6 +148,12 @@ class HsmSessionOwner:
                 log.info("HSM session re-established on token %r", self.config.token_label)
             self._ever_connected = True
         return SessionContext(self._session, self._generation)
+
+    def _login_lost(self) -> bool:
+        session = self._session
+        if session is None or self._session_epoch != self._source.epoch:
+            return False
+        return not self._source.logged_in(session)
 
     def _drop_session(self, *, reload_module: bool) -> None:
         if self._session is not None:

@@ -185,3 +185,6 @@ class FaultInjectingSource:
 
     def reload(self) -> None:
         self.inner.reload()
+
+    def logged_in(self, session: pkcs11.Session) -> bool:
+        return self.inner.logged_in(_unproxy(session))
