@@ -1,11 +1,11 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
-export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: setup test test-fast lint typecheck check bench demo clean proto proto-check
 
 setup:
-	@bash scripts/setup.sh
+	@VENV='$(VENV)' bash scripts/setup.sh
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -36,4 +36,4 @@ demo: setup
 	$(PY) -m otphsm.cli.main demo
 
 clean:
-	rm -rf $(VENV) .setup-stamp .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -45,18 +45,32 @@ else
     problems+=("not a Debian/Ubuntu system: install SoftHSM2, pcscd with vpcd, OpenSC, oathtool and the PC/SC headers by hand")
 fi
 
+# The stamp lives inside the venv, so a new venv (the old one deleted, or VENV pointed
+# elsewhere) always gets the package; the import check catches a venv whose packages were
+# removed under an old stamp. -I: the import must not find ./otphsm through the current
+# directory.
+STAMP="$VENV/.otphsm-setup-stamp"
+if [ -f .setup-stamp ]; then  # where older versions kept it: move it into an existing venv
+    if [ -x "$VENV/bin/python" ] && [ ! -f "$STAMP" ]; then mv .setup-stamp "$STAMP"; else rm -f .setup-stamp; fi
+fi
+
+installed() {
+    [ -f "$STAMP" ] && [ ! pyproject.toml -nt "$STAMP" ] \
+        && "$VENV/bin/python" -I -c 'import otphsm, pytest' >/dev/null 2>&1
+}
+
 if [ ! -x "$VENV/bin/python" ]; then
     echo "setup: creating $VENV"
     "$PYTHON" -m venv "$VENV" || { echo "setup: FAILED to create the venv with $PYTHON" >&2; exit 1; }
 fi
-if [ ! -f .setup-stamp ] || [ pyproject.toml -nt .setup-stamp ]; then
+if ! installed; then
     echo "setup: installing otphsm and its dev extras into $VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
     if ! "$VENV/bin/python" -m pip install -q -e '.[dev]'; then
         echo "setup: FAILED to install the package (pyscard needs gcc, python3-dev and libpcsclite-dev)" >&2
         exit 1
     fi
-    touch .setup-stamp
+    touch "$STAMP"
 fi
 
 # PostgreSQL serves the replica tests. Start a local cluster that is installed but stopped.

@@ -6,12 +6,13 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.card_fixtures import CARD_PIN
 
 from otphsm.simulators.card.cns_card import HANDLERS, CnsCard, logger
-from otphsm.simulators.card.spec import CardSpec
+from otphsm.simulators.card.spec import PIN_TRIES, PUK_TRIES, CardSpec
 from otphsm.smartcard.apdu import CommandApdu
 from otphsm.smartcard.cns_files import (
     MalformedCardData,
@@ -21,7 +22,35 @@ from otphsm.smartcard.cns_files import (
     parse_dati_personali,
 )
 
-VALID_FIRST_BYTES = frozenset((0x90, *range(0x61, 0x70)))
+# Every status word the simulated card answers (see otphsm/simulators/card/), spelled out
+# here rather than taken from its code, so a new one has to be added on purpose.
+CARD_STATUS_WORDS = frozenset(
+    (
+        0x9000,  # success
+        0x6282,  # READ BINARY: end of file before Le bytes
+        0x6700,  # wrong length (also: an APDU that does not parse)
+        0x6883,  # last command of the chain expected
+        0x6884,  # chaining not supported for this INS
+        0x6982,  # PSO without a verified PIN
+        0x6983,  # PIN or PUK blocked
+        0x6985,  # PSO without a matching MSE SET
+        0x6986,  # READ BINARY with no current EF
+        0x6A80,  # wrong data (bad new PIN, bad CRT, block >= modulus, bad padding indicator)
+        0x6A81,  # READ BINARY by SFI
+        0x6A82,  # file not found
+        0x6A86,  # incorrect P1-P2
+        0x6A88,  # referenced data (PIN or key reference, SE) not found
+        0x6B00,  # READ BINARY offset beyond the end
+        0x6D00,  # INS not supported
+        0x6E00,  # CLA not supported
+    )
+)
+# 63 Cx: a wrong PIN or PUK with x tries left (never 0: that is 69 83), or VERIFY without data.
+PIN_TRIES_WORDS = frozenset(0x63C0 | n for n in range(1, max(PIN_TRIES, PUK_TRIES) + 1))
+VALID_STATUS_WORDS = CARD_STATUS_WORDS | PIN_TRIES_WORDS
+WITH_DATA = frozenset((0x9000, 0x6282))
+"""Only success and a short read carry data; every refusal is the bare status word."""
+
 FUZZ = settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
@@ -47,9 +76,37 @@ def no_internal_errors() -> Iterator[None]:
 
 
 def assert_valid_response(response: bytes) -> None:
-    assert len(response) >= 2
-    assert response[-2] in VALID_FIRST_BYTES
-    assert response[-2:] != b"\x6f\x00"
+    assert len(response) >= 2, response.hex()
+    sw = int.from_bytes(response[-2:], "big")
+    assert sw in VALID_STATUS_WORDS, f"status word {sw:04X} is not one the card answers"
+    assert sw in WITH_DATA or len(response) == 2, f"{sw:04X} with data: {response.hex()}"
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        "6F00",
+        "9001",
+        "9100",
+        "6300",
+        "63C0",
+        "63CB",
+        "6100",
+        "6C10",
+        "6981",
+        "0102",
+        "90",
+        "6A8000",
+    ],
+)
+def test_the_status_word_check_rejects_what_the_card_never_answers(response: str) -> None:
+    with pytest.raises(AssertionError):
+        assert_valid_response(bytes.fromhex(response))
+
+
+@pytest.mark.parametrize("response", ["9000", "01029000", "0102036282", "6282", "63C3", "63CA"])
+def test_the_status_word_check_accepts_what_the_card_answers(response: str) -> None:
+    assert_valid_response(bytes.fromhex(response))
 
 
 def logged_in_card(spec: CardSpec) -> CnsCard:
@@ -64,8 +121,8 @@ def logged_in_card(spec: CardSpec) -> CnsCard:
 
 @FUZZ
 @given(raw=st.binary(max_size=300))
-def test_random_bytes_get_a_valid_status_word(card_spec_1024: CardSpec, raw: bytes) -> None:
-    card = logged_in_card(card_spec_1024)
+def test_random_bytes_get_a_valid_status_word(card_spec: CardSpec, raw: bytes) -> None:
+    card = logged_in_card(card_spec)
     with no_internal_errors():
         assert_valid_response(card.process(raw))
 
@@ -85,9 +142,9 @@ known_commands = st.builds(
 @FUZZ
 @given(commands=st.lists(known_commands, min_size=1, max_size=8))
 def test_sequences_of_known_commands_get_valid_status_words(
-    card_spec_1024: CardSpec, commands: list[CommandApdu]
+    card_spec: CardSpec, commands: list[CommandApdu]
 ) -> None:
-    card = logged_in_card(card_spec_1024)
+    card = logged_in_card(card_spec)
     with no_internal_errors():
         for command in commands:
             assert_valid_response(card.process(command.encode()))

@@ -7,7 +7,7 @@ import time
 
 import pytest
 from support.card_fixtures import CARD_PIN
-from support.pcsc_fixtures import InsertCard, WrappedCard, wait_card_state
+from support.pcsc_fixtures import InsertCard, InsertedCard, WrappedCard, wait_card_state
 
 from otphsm.simulators.card.cns_card import CnsCard
 from otphsm.simulators.card.pcscd import PrivatePcscd
@@ -26,22 +26,39 @@ from otphsm.smartcard.pcsc import PcscContext
 pytestmark = [pytest.mark.pcscd, pytest.mark.timeout(60)]
 
 READ_BINARY = 0xB0
+VERIFY = 0x20
+PERFORM_SECURITY_OPERATION = 0x2A
+REMOVAL_NOTICED_WITHIN = 3.0
+"""Seconds from the call to the typed error (pcscd polls for presence every ~0.4 s)."""
 
 
-class RemovedDuringRead(WrappedCard):
-    """Pulled out of the reader while answering the `nth` READ BINARY."""
+class RemovedDuring(WrappedCard):
+    """Pulled out of the reader while answering the `nth` APDU with instruction `ins`: the
+    card has done the work, the answer never reaches the reader."""
 
-    def __init__(self, inner: CnsCard, nth: int) -> None:
+    def __init__(self, inner: CnsCard, ins: int, nth: int = 1) -> None:
         super().__init__(inner)
+        self.ins = ins
         self.nth = nth
         self.link: VpcdLink | None = None
 
     def process(self, apdu: bytes) -> bytes:
         answer = super().process(apdu)
-        reads = sum(1 for a in self.apdus if a[1] == READ_BINARY)
-        if apdu[1] == READ_BINARY and reads == self.nth and self.link is not None:
+        if apdu[1] == self.ins and self.received(self.ins) == self.nth and self.link is not None:
             self.link.remove()
         return answer
+
+    def received(self, ins: int) -> int:
+        return sum(1 for a in self.apdus if a[1] == ins)
+
+
+def insert_removable(
+    insert_card: InsertCard, spec: CardSpec, ins: int, nth: int = 1
+) -> tuple[RemovedDuring, InsertedCard]:
+    card = RemovedDuring(CnsCard(spec), ins, nth)
+    inserted = insert_card(card)
+    card.link = inserted.link
+    return card, inserted
 
 
 class Garbage(WrappedCard):
@@ -74,18 +91,54 @@ class Mute(WrappedCard):
 def test_card_removed_while_reading_the_certificate(
     insert_card: InsertCard, card_spec_2048: CardSpec
 ) -> None:
-    card = RemovedDuringRead(CnsCard(card_spec_2048), nth=5)
-    inserted = insert_card(card)
-    card.link = inserted.link
+    _card, inserted = insert_removable(insert_card, card_spec_2048, READ_BINARY, nth=5)
     with inserted.connect() as connection:
         client = CnsClient(connection)
         started = time.monotonic()
         with pytest.raises(CardRemoved) as removed:
             client.read_certificate()
-        assert time.monotonic() - started < 3
+        assert time.monotonic() - started < REMOVAL_NOTICED_WITHIN
         assert removed.value.hresult is not None
         with pytest.raises(CardRemoved):  # and it stays an error, no hang
             client.read_card_id()
+    wait_card_state(inserted.reader, present=False)
+
+
+def test_card_removed_during_pin_verification(
+    insert_card: InsertCard, card_spec_1024: CardSpec
+) -> None:
+    card, inserted = insert_removable(insert_card, card_spec_1024, VERIFY)
+    with inserted.connect() as connection:
+        client = CnsClient(connection)
+        started = time.monotonic()
+        with pytest.raises(CardRemoved) as removed:
+            client.verify_pin(CARD_PIN)
+        assert time.monotonic() - started < REMOVAL_NOTICED_WITHIN
+        assert removed.value.hresult is not None
+        assert card.received(VERIFY) == 1  # the PIN went out once, and was not re-sent
+        with pytest.raises(CardRemoved):  # and it stays an error, no hang
+            client.verify_pin(CARD_PIN)
+        assert card.received(VERIFY) == 1
+    wait_card_state(inserted.reader, present=False)
+
+
+@pytest.mark.parametrize("use_decipher", [True, False], ids=["pso-decipher", "pso-cds"])
+def test_card_removed_while_signing(
+    insert_card: InsertCard, card_spec_2048: CardSpec, use_decipher: bool
+) -> None:
+    card, inserted = insert_removable(insert_card, card_spec_2048, PERFORM_SECURITY_OPERATION)
+    with inserted.connect() as connection:
+        client = CnsClient(connection)
+        client.verify_pin(CARD_PIN)
+        started = time.monotonic()
+        with pytest.raises(CardRemoved) as removed:
+            client.sign_challenge(b"enrolment challenge", use_decipher=use_decipher)
+        assert time.monotonic() - started < REMOVAL_NOTICED_WITHIN
+        assert removed.value.hresult is not None
+        assert card.received(PERFORM_SECURITY_OPERATION) == 1
+        with pytest.raises(CardRemoved):  # and it stays an error, no hang
+            client.sign_challenge(b"enrolment challenge", use_decipher=use_decipher)
+        assert card.received(PERFORM_SECURITY_OPERATION) == 1
     wait_card_state(inserted.reader, present=False)
 
 
