@@ -1,5 +1,6 @@
-"""`make demo`'s story runs as a test: it passes every step in under a minute, and whatever
-happens it leaves no process and no file behind."""
+"""`make demo`'s story runs as a test: it passes every step in under a minute, a step that does
+not behave as shown fails it (exit 1, its FAIL line), and whatever happens it leaves no process
+and no file behind."""
 
 from __future__ import annotations
 
@@ -34,6 +35,19 @@ def demo_command() -> list[str]:
     require_softhsm()
     require_pcscd()
     return [sys.executable, "-m", "otphsm.cli.main", "demo"]
+
+
+PHONE_CLOCK_FIVE_MINUTES_FAST = """
+import sys
+from otphsm.simulators.token.mobile_app import MobileApp
+
+MobileApp.device_time = lambda self: self.clock.now() + 300
+from otphsm.cli.main import main
+
+sys.exit(main(["demo"]))
+"""
+"""`otphsm demo` with the emulated phone's clock 5 minutes fast, patched into the demo process
+only (the service, a child process, is the real one): the phone's first code must be refused."""
 
 
 def demo_env() -> dict[str, str]:
@@ -107,3 +121,26 @@ def test_an_interrupted_demo_stops_everything_it_started() -> None:
     assert "everything it started is stopped" in err
     assert processes_mentioning(directory) == []
     assert not Path(directory).exists()
+
+
+def test_a_step_that_misbehaves_fails_the_demo_and_stops_everything() -> None:
+    python = demo_command()[0]
+    done = subprocess.run(
+        [python, "-c", PHONE_CLOCK_FIVE_MINUTES_FAST],
+        capture_output=True, text=True, timeout=120, check=False, env=demo_env(),
+    )  # fmt: skip
+    transcript = done.stdout
+    assert done.returncode == 1, transcript + done.stderr
+    lines = transcript.splitlines()
+    failed = [index for index, line in enumerate(lines) if "FAIL" in line]
+    assert [lines[index] for index in failed] == [
+        "   FAIL the phone's first code proves possession"
+    ]
+    step = [line for line in lines[: failed[0]] if line.startswith("== ")][-1]
+    assert step.startswith("== Secure activation on the citizen's phone"), transcript
+    assert "demo FAILED at: the phone's first code proves possession" in done.stderr
+    assert STEPS[2] not in transcript, "the story stops at the first step that misbehaves"
+    assert "every step behaved as shown" not in transcript
+    directory = work_directory(transcript)
+    assert not Path(directory).exists()
+    assert processes_mentioning(directory) == []

@@ -3,6 +3,7 @@ conditional write, so racing verifiers accept a code once and count every wrong 
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import Counter
 
@@ -56,13 +57,37 @@ def test_racing_wrong_tries_are_all_counted(app: App, citizen: Citizen) -> None:
     assert stored is not None and stored.locked_until == app.now() + 60
 
 
+def unkeyed_hashes(*texts: str) -> set[bytes]:
+    """What a store of plain hashes would hold: anyone could recompute them from a guess."""
+    return {
+        hashlib.new(name, text.encode()).digest()
+        for name in ("sha1", "sha256", "sha512")
+        for text in texts
+    }
+
+
 def test_only_the_mac_of_the_code_and_of_the_part_is_stored(app: App, citizen: Citizen) -> None:
     login.set_code_prefix(app, PORTAL, CF, "ab12")
     sent = login.request_login_code(app, PORTAL, CF, Channel.SMS)
     code = sent_code(app)
-    rows = str(app.store.snapshot())
+    snapshot = app.store.snapshot()
+    rows = str(snapshot)
     assert code not in rows and "AB12" not in rows.upper()
     assert sent.prefix_required and sent.expires_at == app.now() + 600
+
+    # What is stored is the HSM's keyed digest (HMAC-SHA256 under the pepper key, which never
+    # leaves the HSM) of a message binding purpose, citizen and value, not a plain hash.
+    stored = app.store.current_oob_code(CF, OobPurpose.LOGIN)
+    recorded = app.store.get_citizen(CF)
+    assert stored is not None and recorded is not None and recorded.code_prefix_mac is not None
+    code_message = f"oob:login:{CF}:{code}"
+    prefix_message = f"oob-prefix:{CF}:AB12"
+    assert stored.code_mac == app.hsm.keyed_digest(code_message.encode())
+    assert recorded.code_prefix_mac == app.hsm.keyed_digest(prefix_message.encode())
+    assert any(stored.code_mac in row for row in snapshot["oob_codes"])
+    assert any(recorded.code_prefix_mac in row for row in snapshot["citizens"])
+    plain = unkeyed_hashes(code, code_message, "AB12", "ab12", prefix_message)
+    assert stored.code_mac not in plain and recorded.code_prefix_mac not in plain
 
 
 def test_push_needs_a_push_gateway_and_bad_input_changes_nothing(

@@ -64,6 +64,10 @@ def test_a_minimal_file_with_defaults_and_paths_relative_to_the_file(tmp_path: P
     assert config.server.port == 7000 and config.server.address == "127.0.0.1"
     assert config.server.tls_cert == str(tmp_path / "tls/server.pem")
     assert config.card.trusted_ca == (str(tmp_path / "cns/ca1.pem"), "/etc/otphsm/ca2.pem")
+    # Default paths too sit beside the file, whatever directory the service starts in.
+    assert config.sms.outbox == str(tmp_path / "sms-outbox.jsonl")
+    assert config.sms.push_outbox == str(tmp_path / "push-outbox")
+    assert config.sms.bearer_token_file == ""
     assert config.hsm.pin() == PIN and config.hsm.seed_storage == "wrapped"
     assert config.policy.challenge_seconds == 60
     assert config.policy.verification.lock_seconds == 60

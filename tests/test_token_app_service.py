@@ -1,6 +1,7 @@
 """The emulated phone against the real server (gRPC, mTLS): secure activation by code and by
 temporary secret, a clock 40 s fast (drift learned), one 5 minutes off (resync), a second
-activation replacing the first, and `otphsm token activate/code` through the service."""
+activation replacing the first, `otphsm token activate/code` through the service, and a login
+code pushed to the phone's inbox (`otphsm token inbox`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from support.cli_support import APP_PIN, CF, client, connection_args, phone_skew, run_cli
+from support.factor_fixtures import StartService, code_in, oob_stub, push_outbox
 from support.service_fixtures import ServiceUnderTest
 
 from otphsm.client import Client, ServiceRefused
@@ -18,7 +20,14 @@ from otphsm.simulators.card.cns_card import CnsCard
 from otphsm.simulators.token.grpc_gateway import GrpcDeviceGateway
 from otphsm.simulators.token.mobile_app import AppStore, MobileApp
 from otphsm.station import Station
-from otphsm.v1 import admin_pb2, admin_pb2_grpc, common_pb2, validation_pb2, validation_pb2_grpc
+from otphsm.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    common_pb2,
+    oob_pb2,
+    validation_pb2,
+    validation_pb2_grpc,
+)
 
 pytestmark = pytest.mark.softhsm
 
@@ -226,3 +235,43 @@ def test_the_token_cli_says_when_the_service_cannot_be_reached(
     assert down.code == 5 and "cannot be reached" in down.err, down.err
     typo = run_cli(capsys, monkeypatch, [*args[:3], "000000-000000-000001", *args[4:]], [APP_PIN])
     assert typo.code == 2 and "check digit" in typo.err
+
+
+def test_a_pushed_login_code_reaches_the_phones_inbox_and_logs_in(
+    start_factor_service: StartService,
+    cns_card_1024: CnsCard,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+) -> None:
+    service = start_factor_service()  # its push outbox in tmp_path
+    counter = Counter(service, cns_card_1024)
+    request.addfinalizer(counter.close)
+    app = phone(service, tmp_path)
+    activated = app.activate_with_code(counter.gateway, counter.issue(), new_pin=APP_PIN)
+    serial = activated.account.serial
+    portal = oob_stub(service)
+    push = oob_pb2.DELIVERY_CHANNEL_PUSH
+    for _ in range(2):  # the second request supersedes the first code
+        sent = portal.RequestLoginCode(
+            oob_pb2.RequestLoginCodeRequest(codice_fiscale=CF, channel=push)
+        )
+        assert (sent.channel, sent.device_serial) == (push, serial)
+        service.clock.advance(5)
+    inbox = ["token", "inbox", "--state", str(tmp_path / "phone.json"), "--pin-from-stdin",
+             "--push-outbox", str(push_outbox(service).directory)]  # fmt: skip
+    shown = run_cli(capsys, monkeypatch, inbox, [APP_PIN])
+    assert shown.code == 0, shown.err
+    lines = shown.out.splitlines()
+    assert len(lines) == 2 and all(f"  {serial}  " in line for line in lines), shown.out
+    newest, older = (code_in(line) for line in lines)
+
+    def login(code: str) -> int:
+        typed = oob_pb2.VerifyLoginCodeRequest(codice_fiscale=CF, code=code)
+        result: int = portal.VerifyLoginCode(typed).result
+        return result
+
+    if older != newest:
+        assert login(older) == WRONG  # superseded: the inbox shows the one that works first
+    assert login(newest) == OK

@@ -6,13 +6,17 @@
     otphsm token code [ACCOUNT]        the current code and the seconds it has left
     otphsm token prove [ACCOUNT]       send the current code as proof of possession again
     otphsm token list | remove ACCOUNT | settings [--skew S] [--remember MIN] | lock
+    otphsm token inbox [--push-outbox DIR]   the codes pushed to the app's tokens, newest first
 
 The app keeps its accounts in a state file (`--state`, default $OTPHSM_TOKEN_STATE or
 ~/.local/share/otphsm/token-app.json, mode 0600: it is the phone's storage and holds the seeds,
 which no command ever prints). The 5-digit app PIN is chosen at the first activation and asked
 before codes are shown, then remembered 0, 5 or 10 minutes (`--remember`); 5 wrong PINs in a
 row wipe every account. `--skew SECONDS` sets how far the phone's clock is off (kept).
-`activate` and `prove` call the service as `device`. Exit codes: see `otphsm.cli.ui`.
+`activate` and `prove` call the service as `device`. `inbox` reads the simulated push service's
+outbox directory (the service's `sms.push_outbox`; `--push-outbox`, default $OTPHSM_PUSH_OUTBOX)
+and, since the notifications carry login codes, asks the PIN first. Exit codes: see
+`otphsm.cli.ui`.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ if TYPE_CHECKING:
     from otphsm.simulators.token.mobile_app import Activated, MobileApp
 
 STATE_ENV = "OTPHSM_TOKEN_STATE"
+PUSH_OUTBOX_ENV = "OTPHSM_PUSH_OUTBOX"
 REMEMBER_MINUTES = (0, 5, 10)
 ASK = "-"
 """An option value that means: ask for it without echo."""
@@ -63,6 +68,9 @@ def register(tree: CommandTree) -> None:
     settings = _command(tree, "settings", _settings, "show or change the phone's settings")
     settings.add_argument("--remember", type=int, choices=REMEMBER_MINUTES, metavar="MINUTES")
     _command(tree, "lock", _lock, "forget a remembered PIN")
+    inbox = _command(tree, "inbox", _inbox, "the login codes pushed to the app, newest first")
+    outbox_help = f"the service's sms.push_outbox (default ${PUSH_OUTBOX_ENV})"
+    inbox.add_argument("--push-outbox", type=Path, metavar="DIR", help=outbox_help)
 
 
 def _command(
@@ -235,6 +243,33 @@ def _settings(args: argparse.Namespace) -> int:
     console().print(f"App PIN: {'set' if state.has_pin else 'not set'}; remembered {minutes} min; "
                     f"{state.pin_failures} wrong in a row")  # fmt: skip
     return ExitCode.OK
+
+
+def _inbox(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    outbox = args.push_outbox or _default_push_outbox()
+    app = _open(args)
+    if not app.accounts:
+        console().print("The app holds no account.")
+        return ExitCode.OK
+    _unlock(app, args)
+    notifications = app.inbox(outbox)
+    if not notifications:
+        console().print(f"No notifications for the app's tokens in {outbox}.", markup=False)
+    for item in notifications:
+        at = dt.datetime.fromtimestamp(item.at, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        line = f"{at}  {item.account.serial}  {item.text}"
+        console().print(line, markup=False, soft_wrap=True)  # one line each, for scripts too
+    return ExitCode.OK
+
+
+def _default_push_outbox() -> Path:
+    if os.environ.get(PUSH_OUTBOX_ENV):
+        return Path(os.environ[PUSH_OUTBOX_ENV])
+    from otphsm.core.errors import InvalidInput
+
+    raise InvalidInput(f"name the push service's outbox: --push-outbox DIR or ${PUSH_OUTBOX_ENV}")
 
 
 def _lock(args: argparse.Namespace) -> int:

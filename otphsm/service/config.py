@@ -238,9 +238,9 @@ def config_from_mapping(
         section = raw.get(name, {})
         _require(isinstance(section, dict), f"[{name}] must be a table")
         values = _section_values(name, cls, section, env)
-        for key in _PATH_KEYS.get(name, ()):
-            if key in values:
-                values[key] = _resolve(values[key], base)
+        defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+        for key in _PATH_KEYS.get(name, ()):  # defaults too: never relative to the cwd
+            values[key] = _resolve(values.get(key, defaults[key]), base)
         parsed[name] = _build(name, cls, values)
     verification = parsed.pop("verification")
     parsed["policy"] = dataclasses.replace(parsed["policy"], verification=verification)

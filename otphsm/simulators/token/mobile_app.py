@@ -12,6 +12,9 @@
   `MAX_PIN_FAILURES` wrong PINs in a row wipe every account and the PIN.
 - The phone's clock is the injected clock plus `skew_seconds`, to reproduce a phone with the
   wrong time. The PIN window runs on the injected clock (elapsed time), not on the skewed one.
+- The inbox: the push notifications (out-of-band login codes) the simulated push service
+  delivered to the tokens of the app's accounts, read from its per-device outbox directory.
+  They carry codes, so the PIN is asked first, as for a code.
 
 Every change is written to the state file at once (`AppStore`), wrong PINs included, so
 quitting the app does not reset the count.
@@ -33,6 +36,7 @@ from otphsm.core.codice_fiscale import validate as validate_codice_fiscale
 from otphsm.core.errors import AuthorisationRefused, FailedPrecondition, InvalidInput, NotFound
 from otphsm.core.otp import hotp, totp
 from otphsm.core.tokens import OtpMode
+from otphsm.simulators.sms.push import read_push_messages
 from otphsm.simulators.token.app_state import (
     Account,
     AppState,
@@ -81,6 +85,15 @@ class Activated:
     proof: Proof
     replaced: bool
     """The app already held this account: the new activation took its place."""
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    account: Account
+    """The account whose token (serial) the notification was pushed to."""
+    at: float
+    """When the push service delivered it (seconds since the epoch, the true time)."""
+    text: str
 
 
 class AppStore:
@@ -217,6 +230,19 @@ class MobileApp:
     def codes(self) -> list[ShownCode]:
         self._require_unlocked()
         return [self._show(account) for account in self.state.accounts]
+
+    def inbox(self, push_outbox: Path) -> list[Notification]:
+        """The notifications pushed to the tokens of the app's accounts, newest first (of two
+        with the same time, the one delivered later first). An account scanned from a URI has
+        no token serial and receives nothing."""
+        self._require_unlocked()
+        received = [
+            Notification(account, message.at, message.text)
+            for account in self.state.accounts
+            if account.serial
+            for message in reversed(read_push_messages(push_outbox, account.serial))
+        ]
+        return sorted(received, key=lambda notification: notification.at, reverse=True)
 
     def remove(self, wanted: str) -> Account:
         self._require_unlocked()
