@@ -86,16 +86,20 @@ def test_hsm_init_provisions_the_configured_token_once(
     assert fresh.so_pin not in first.stdout + first.stderr + again.stdout + again.stderr
 
 
-@pytest.mark.softhsm
-def test_audit_verify_detects_a_changed_entry(
+AUDIT_ENTRIES = 4
+
+
+@pytest.fixture
+def audited(
     service: ServiceUnderTest,
     cns_card_1024: CnsCard,
     tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
     request: pytest.FixtureRequest,
-) -> None:
-    service.authorise(cns_card_1024)
-    service.authorise(cns_card_1024)
+) -> tuple[ServiceUnderTest, Path, Path]:
+    """A running service whose SQLite audit log holds AUDIT_ENTRIES entries (one per card
+    authorisation), and a configuration for `otphsm audit verify` over the same file and HSM."""
+    for _ in range(AUDIT_ENTRIES):
+        service.authorise(cns_card_1024)
     assert service.db_path is not None
     raw = service_config(
         tmp_path,
@@ -104,16 +108,129 @@ def test_audit_verify_detects_a_changed_entry(
         request.getfixturevalue("card_ca_files"),
         f"sqlite://{service.db_path}",
     )
-    config = write_config(tmp_path / "otphsm.toml", raw)
+    return service, service.db_path, write_config(tmp_path / "otphsm.toml", raw)
 
-    assert main(["audit", "verify", "--config", str(config)]) == 0
-    assert capsys.readouterr().out.startswith("OK: 2 entries")
 
-    with sqlite3.connect(service.db_path) as db:
-        db.execute("UPDATE audit_log SET subject = 'XXXXXX00X00X000X' WHERE seq = 1")
-    assert main(["audit", "verify", "--config", str(config)]) == 1
+def audit_verify(config: Path, *extra: str) -> int:
+    return main(["audit", "verify", "--config", str(config), *extra])
+
+
+def stored_hash(db_path: Path, seq: int) -> str:
+    with sqlite3.connect(db_path) as db:
+        row = db.execute("SELECT entry_hash FROM audit_log WHERE seq = ?", (seq,)).fetchone()
+    return bytes(row[0]).hex()
+
+
+@pytest.mark.softhsm
+def test_audit_verify_passes_an_intact_chain_and_prints_its_head(
+    audited: tuple[ServiceUnderTest, Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, db_path, config = audited
+    assert audit_verify(config) == 0
     out = capsys.readouterr().out
-    assert "entry 1: hash_mismatch" in out and "BROKEN" in out
+    head = f"head: seq {AUDIT_ENTRIES} sha256 {stored_hash(db_path, AUDIT_ENTRIES)}"
+    assert out.startswith(f"OK: {AUDIT_ENTRIES} entries, chain intact") and head in out
+
+    assert audit_verify(config, "--expect-head", f"2:{stored_hash(db_path, 2)}") == 0
+    out = capsys.readouterr().out
+    assert "recorded head seq 2 present, hash matches" in out and head in out
+
+
+@pytest.mark.softhsm
+def test_audit_verify_detects_a_changed_entry(
+    audited: tuple[ServiceUnderTest, Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, db_path, config = audited
+    with sqlite3.connect(db_path) as db:
+        db.execute("UPDATE audit_log SET subject = 'XXXXXX00X00X000X' WHERE seq = 1")
+    assert audit_verify(config) == 1
+    out = capsys.readouterr().out
+    assert "entry 1: hash_mismatch" in out and "BROKEN" in out and "head:" not in out
+
+
+@pytest.mark.softhsm
+def test_audit_verify_detects_an_entry_removed_from_the_middle(
+    audited: tuple[ServiceUnderTest, Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, db_path, config = audited
+    with sqlite3.connect(db_path) as db:
+        db.execute("DELETE FROM audit_log WHERE seq = 2")
+    assert audit_verify(config) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        "entry 3: gap",
+        "entry 3: broken_link",
+        f"BROKEN: 2 finding(s) in {AUDIT_ENTRIES - 1} entries (last: seq {AUDIT_ENTRIES})",
+    ]
+
+
+@pytest.mark.softhsm
+def test_audit_verify_detects_reordered_entries(
+    audited: tuple[ServiceUnderTest, Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Entries 2 and 3 trade places (their seq numbers swapped; the log is read in seq
+    order): both bodies no longer hash to their hashes and three links break."""
+    _, db_path, config = audited
+    with sqlite3.connect(db_path) as db:
+        db.execute("UPDATE audit_log SET seq = -3 WHERE seq = 3")
+        db.execute("UPDATE audit_log SET seq = 3 WHERE seq = 2")
+        db.execute("UPDATE audit_log SET seq = 2 WHERE seq = -3")
+    assert audit_verify(config) == 1
+    out = capsys.readouterr().out
+    for finding in ("2: broken_link", "2: hash_mismatch", "3: broken_link", "3: hash_mismatch",
+                    "4: broken_link"):  # fmt: skip
+        assert f"entry {finding}\n" in out
+    assert "entry 1:" not in out and "bad_mac" not in out and "BROKEN: 5 finding(s)" in out
+
+
+@pytest.mark.softhsm
+def test_audit_verify_detects_truncation_only_against_a_recorded_head(
+    audited: tuple[ServiceUnderTest, Path, Path],
+    cns_card_1024: CnsCard,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    service, db_path, config = audited
+    assert audit_verify(config) == 0
+    head_line = next(
+        line for line in capsys.readouterr().out.splitlines() if line.startswith("head: ")
+    )
+    _, _, seq, _, hex_hash = head_line.split()
+    recorded = f"{seq}:{hex_hash}"
+    assert seq == str(AUDIT_ENTRIES)
+
+    with sqlite3.connect(db_path) as db:  # the last two entries go
+        db.execute("DELETE FROM audit_log WHERE seq > ?", (AUDIT_ENTRIES - 2,))
+    assert audit_verify(config) == 0  # what is left is a valid chain
+    capsys.readouterr()
+    assert audit_verify(config, "--expect-head", recorded) == 1
+    out = capsys.readouterr().out
+    assert (
+        f"entry {AUDIT_ENTRIES}: truncated: the recorded head is missing (the chain ends at "
+        f"seq {AUDIT_ENTRIES - 2}): entries were removed from the end"
+    ) in out
+    assert "BROKEN: 1 finding(s)" in out
+
+    # The service goes on sealing entries onto the shortened log: seq 3 and 4 exist again,
+    # correctly linked and MACed, but they are not the entries recorded.
+    service.authorise(cns_card_1024)
+    service.authorise(cns_card_1024)
+    assert audit_verify(config) == 0
+    capsys.readouterr()
+    assert audit_verify(config, "--expect-head", recorded) == 1
+    out = capsys.readouterr().out
+    assert (
+        f"entry {AUDIT_ENTRIES}: head_mismatch: its hash does not match the recorded head: "
+        "the chain was rewritten at or before it"
+    ) in out
+
+
+def test_audit_verify_refuses_a_malformed_recorded_head(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        audit_verify(tmp_path / "absent.toml", "--expect-head", "4:abcd")
+    assert exit_info.value.code == 2
+    assert "SEQ:HEX" in capsys.readouterr().err
 
 
 @pytest.fixture

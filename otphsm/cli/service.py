@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from otphsm.cli.commands import CommandTree
+
+if TYPE_CHECKING:
+    from otphsm.core.audit import AuditHead
 
 
 def register(tree: CommandTree) -> None:
@@ -39,9 +43,19 @@ def register(tree: CommandTree) -> None:
 
     tree.group("audit", help="the audit chain")
     parser = tree.command(
-        "audit", "verify", handler=_audit_verify, help="check every link and HSM MAC of the chain"
+        "audit",
+        "verify",
+        handler=_audit_verify,
+        help="check every link and HSM MAC of the chain; print its head (seq and entry hash)",
     )
     parser.add_argument("--config", type=Path, required=True, help="TOML configuration file")
+    parser.add_argument(
+        "--expect-head",
+        type=_audit_head,
+        metavar="SEQ:HEX",
+        help="a head printed by an earlier run: fail unless that entry is still there with "
+        "that hash (catches entries removed from the end, which the chain alone cannot)",
+    )
 
 
 # The service's modules (grpc, the servicers, fpdf, …) load only when a command needs them,
@@ -95,20 +109,42 @@ def _hsm_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit_head(text: str) -> AuditHead:
+    from otphsm.core.audit import AuditHead
+
+    try:
+        return AuditHead.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _audit_verify(args: argparse.Namespace) -> int:
     from otphsm.core.app.audit import verify_audit
+    from otphsm.core.audit import AuditProblem
     from otphsm.service.assembly import assemble
     from otphsm.service.config import load_config
 
     assembly = assemble(load_config(args.config))
     try:
-        report = verify_audit(assembly.app)
+        report = verify_audit(assembly.app, args.expect_head)
     finally:
         assembly.close()
+    end = f"seq {report.head.seq}" if report.head is not None else "no entry"
     if report.intact:
         print(f"OK: {report.entries} entries, chain intact")
+        if args.expect_head is not None:
+            print(f"recorded head seq {args.expect_head.seq} present, hash matches")
+        if report.head is not None:
+            print(f"head: seq {report.head.seq} sha256 {report.head.entry_hash.hex()}")
         return 0
     for finding in report.findings:
-        print(f"entry {finding.seq}: {finding.problem.value}")
-    print(f"BROKEN: {len(report.findings)} finding(s) in {report.entries} entries")
+        if finding.problem is AuditProblem.TRUNCATED:
+            print(f"entry {finding.seq}: truncated: the recorded head is missing (the chain ends "
+                  f"at {end}): entries were removed from the end")  # fmt: skip
+        elif finding.problem is AuditProblem.HEAD_MISMATCH:
+            print(f"entry {finding.seq}: head_mismatch: its hash does not match the recorded "
+                  "head: the chain was rewritten at or before it")  # fmt: skip
+        else:
+            print(f"entry {finding.seq}: {finding.problem.value}")
+    print(f"BROKEN: {len(report.findings)} finding(s) in {report.entries} entries (last: {end})")
     return 1
