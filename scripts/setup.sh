@@ -5,7 +5,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(softhsm2 opensc pcscd libpcsclite-dev vsmartcard-vpcd oathtool p11-kit gcc python3-dev python3-venv postgresql-client poppler-utils)
-APT_NO_RECOMMENDS=(pcsc-tools)
+APT_NO_RECOMMENDS=(pcsc-tools zbar-tools)
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 problems=()
@@ -85,7 +85,7 @@ if ! command -v pg_isready >/dev/null || ! pg_isready -q -h "$PG_HOST" -t 2; the
     problems+=("PostgreSQL is not reachable on $PG_HOST:5432: the PostgreSQL tests will skip (and fail in CI); set OTPHSM_TEST_PG_DSN to point at one")
 fi
 
-for tool in softhsm2-util pcscd opensc-tool pkcs15-tool pkcs11-tool oathtool; do
+for tool in softhsm2-util pcscd opensc-tool pkcs15-tool pkcs11-tool oathtool zbarimg; do
     command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || problems+=("$tool is not installed: the tests that need it will skip (and fail in CI)")
 done
 [ -f /usr/lib/softhsm/libsofthsm2.so ] || problems+=("/usr/lib/softhsm/libsofthsm2.so is missing (package softhsm2)")

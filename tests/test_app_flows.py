@@ -4,6 +4,7 @@ CNS PKI and a simulated card read by the station-side client, an emulated phone.
 from __future__ import annotations
 
 import base64
+import hmac
 import re
 import threading
 from dataclasses import replace
@@ -18,8 +19,9 @@ from otphsm.core.audit import verify_chain
 from otphsm.core.certificates import CardCheckFailed, CardCheckFailure
 from otphsm.core.clock import ManualClock
 from otphsm.core.errors import AuthorisationRefused, FailedPrecondition, InvalidInput, NotFound
+from otphsm.core.otp import hotp
 from otphsm.core.records import ActivationMethod
-from otphsm.core.tokens import OtpParameters, TokenState
+from otphsm.core.tokens import OtpMode, OtpParameters, TokenState
 from otphsm.core.verification import VerifyResult
 from otphsm.simulators.card.cns_card import CnsCard
 
@@ -457,3 +459,163 @@ def test_racing_proofs_of_two_phones_leave_one_active(app: App, cns_card_1024: C
         active = [t for t in lifecycle.list_tokens(app, CF) if t.state is TokenState.ACTIVE]
         assert len(active) == 1 and active[0].serial in phones
         clock.advance(30)
+
+
+# --- the limits, just inside and just outside ----------------------------------------------
+# Each deadline is `created_at + limit` in whole seconds, and a use at the deadline is late
+# (`expires_at <= now` refuses): valid through +limit-1 s, refused from +limit s.
+
+
+def code_at(phone: Phone, factor: int) -> str:
+    """The phone's code for a counter (HOTP) or a time step (TOTP)."""
+    return hotp(lambda m: hmac.new(phone.seed, m, phone.algorithm).digest(), factor, phone.digits)
+
+
+@pytest.mark.parametrize(
+    ("elapsed", "usable"), [(59, True), (60, False), (61, False)], ids=["59s", "60s", "61s"]
+)
+def test_a_challenge_is_valid_for_60_seconds(
+    app: App, cns_card_1024: CnsCard, elapsed: int, usable: bool
+) -> None:
+    clock: ManualClock = app.clock  # type: ignore[assignment]
+    challenge = enrolment.new_challenge(app, STATION)
+    evidence = card_evidence(cns_card_1024, challenge.nonce)
+    clock.advance(elapsed)
+    if usable:
+        _, citizen = enrolment.authorise_with_card(app, STATION, challenge.challenge_id, evidence)
+        assert citizen.codice_fiscale == CF
+        return
+    before = app.store.snapshot()
+    with pytest.raises(CardCheckFailed) as late:
+        enrolment.authorise_with_card(app, STATION, challenge.challenge_id, evidence)
+    assert late.value.reason is CardCheckFailure.CHALLENGE_EXPIRED
+    assert app.store.snapshot() == before
+
+
+@pytest.mark.parametrize(
+    ("elapsed", "usable"),
+    [(1799, True), (1800, False), (1801, False)],
+    ids=["1799s", "1800s", "1801s"],
+)
+def test_an_activation_code_is_valid_for_30_minutes(
+    app: App, cns_card_1024: CnsCard, elapsed: int, usable: bool
+) -> None:
+    clock: ManualClock = app.clock  # type: ignore[assignment]
+    issued = issuance.issue_token(
+        app, STATION, authorise(app, cns_card_1024),
+        method=ActivationMethod.CODE, params=OtpParameters(),
+    )  # fmt: skip
+    clock.advance(elapsed)
+    phone = Phone.new()
+    if usable:
+        phone.complete(
+            activation.activate_with_code(
+                app, PHONE_GATEWAY, issued.activation_code, phone.public_point
+            )
+        )
+        serial = issued.token.serial
+        assert validation.prove_possession(app, PHONE_GATEWAY, serial, phone.code(clock.now())).ok
+        return
+    before = app.store.snapshot()
+    with pytest.raises(FailedPrecondition, match="expired"):
+        activation.activate_with_code(
+            app, PHONE_GATEWAY, issued.activation_code, phone.public_point
+        )
+    assert app.store.snapshot() == before
+    token = lifecycle.get_token(app, issued.token.serial)
+    assert token.state is TokenState.PENDING and token.seed is None
+
+
+@pytest.mark.parametrize(
+    ("elapsed", "usable"), [(299, True), (300, False), (301, False)], ids=["299s", "300s", "301s"]
+)
+def test_a_temporary_secret_is_valid_for_5_minutes(
+    app: App, cns_card_1024: CnsCard, elapsed: int, usable: bool
+) -> None:
+    clock: ManualClock = app.clock  # type: ignore[assignment]
+    issued = issuance.issue_token(
+        app, STATION, authorise(app, cns_card_1024),
+        method=ActivationMethod.TEMPORARY_SECRET, params=OtpParameters(), temporary_secret="48151",
+    )  # fmt: skip
+    clock.advance(elapsed)
+    phone = Phone.new()
+    if usable:
+        phone.complete(
+            activation.activate_with_temporary_secret(
+                app, PHONE_GATEWAY, CF, "48151", phone.public_point
+            )
+        )
+        serial = issued.token.serial
+        assert validation.prove_possession(app, PHONE_GATEWAY, serial, phone.code(clock.now())).ok
+        return
+    before = app.store.snapshot()
+    with pytest.raises(FailedPrecondition, match="expired"):
+        activation.activate_with_temporary_secret(
+            app, PHONE_GATEWAY, CF, "48151", phone.public_point
+        )
+    assert app.store.snapshot() == before
+
+
+@pytest.mark.parametrize(
+    ("outside", "inside", "later"),
+    [(20, 19, 21), (-22, -21, -19)],
+    ids=["phone-fast", "phone-slow"],
+)
+def test_totp_resync_reaches_ten_minutes_either_way(
+    app: App, cns_card_1024: CnsCard, outside: int, inside: int, later: int
+) -> None:
+    """The second code must lie within ±20 steps (±10 min at 30 s) of the server's current
+    step, the first one step before it (it was shown a step earlier, so a phone 10 min slow
+    fares like one 10 min fast): a pair one step further out is refused; one step nearer,
+    accepted, and the phone then logs in at its own time. Steps are relative to the server's
+    step at the resync."""
+    clock: ManualClock = app.clock  # type: ignore[assignment]
+    phone = Phone.new()
+    serial = enrol_phone(app, cns_card_1024, phone)
+    clock.advance(3600)  # the last used step is far behind every pair tried below
+    now = int(clock.now()) // 30
+
+    def resync(first: int) -> VerifyResult:
+        pair = (code_at(phone, now + first), code_at(phone, now + first + 1))
+        return validation.resync_serial(app, PORTAL, serial, *pair).result
+
+    before = lifecycle.get_token(app, serial)
+    assert resync(outside) is VerifyResult.WRONG_CODE
+    after = lifecycle.get_token(app, serial)
+    assert (after.moving_factor, after.drift_steps) == (before.moving_factor, before.drift_steps)
+
+    assert resync(inside) is VerifyResult.OK
+    resynced = lifecycle.get_token(app, serial)
+    assert (resynced.moving_factor, resynced.drift_steps) == (now + inside + 2, inside + 1)
+    assert validation.verify_serial(app, PORTAL, serial, code_at(phone, now + later)).ok
+
+
+def test_hotp_resync_reaches_1000_counters_ahead(app: App, cns_card_1024: CnsCard) -> None:
+    """Both codes must lie in the 1,000 counters from the one the server expects next
+    (`next` .. `next`+999)."""
+    issued = issuance.issue_token(
+        app, STATION, authorise(app, cns_card_1024),
+        method=ActivationMethod.CODE, params=OtpParameters(mode=OtpMode.HOTP),
+    )  # fmt: skip
+    phone = Phone.new()
+    phone.complete(
+        activation.activate_with_code(
+            app, PHONE_GATEWAY, issued.activation_code, phone.public_point
+        )
+    )
+    serial = issued.token.serial
+    assert validation.prove_possession(app, PHONE_GATEWAY, serial, code_at(phone, 0)).ok
+    expected = lifecycle.get_token(app, serial).moving_factor
+    assert expected == 1
+
+    def resync(first: int) -> VerifyResult:
+        pair = (code_at(phone, expected + first), code_at(phone, expected + first + 1))
+        return validation.resync_serial(app, PORTAL, serial, *pair).result
+
+    assert resync(1000) is VerifyResult.WRONG_CODE  # second code at +1001
+    assert resync(999) is VerifyResult.WRONG_CODE  # second code at +1000
+    assert lifecycle.get_token(app, serial).moving_factor == expected
+    assert resync(998) is VerifyResult.OK  # second code at +999
+    assert lifecycle.get_token(app, serial).moving_factor == expected + 1000
+    # the code just past the accepted pair (the refused pair's second) now logs in
+    assert validation.verify_serial(app, PORTAL, serial, code_at(phone, expected + 1000)).ok

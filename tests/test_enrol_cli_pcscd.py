@@ -239,6 +239,7 @@ def test_replace_with_a_fresh_card_authorisation(
     device: Client,
     cns_card_1024: CnsCard,
     insert_card: InsertCard,
+    admin: tuple[Client, admin_pb2_grpc.AdminServiceStub],
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
@@ -251,7 +252,20 @@ def test_replace_with_a_fresh_card_authorisation(
     again = run_cli(capsys, monkeypatch, enrol(service, "replace", "--card"), [CARD_PIN])
     assert again.code == 0, again.err
     out = " ".join(again.out.split())
-    assert f"It replaces {lost}" in out and ACTIVATION.search(out)
+    new_code = ACTIVATION.search(out)
+    assert f"It replaces {lost}" in out and new_code
+    # until the new phone proves possession the old one still works
+    states = {t.serial: t.state for t in tokens_of(admin)}
+    assert states.pop(lost) == common_pb2.TOKEN_STATE_ACTIVE
+    assert list(states.values()) == [common_pb2.TOKEN_STATE_PENDING]
+    [new] = states
+    service.clock.advance(30)
+    replacement = activate(service, device, tmp_path, new_code.group(1))  # activates and proves
+    assert replacement.find().serial == new
+    assert {t.serial: t.state for t in tokens_of(admin)} == {
+        lost: common_pb2.TOKEN_STATE_REVOKED,
+        new: common_pb2.TOKEN_STATE_ACTIVE,
+    }
     needs_cf = run_cli(capsys, monkeypatch, enrol(service, "replace", "--sms"))
     assert needs_cf.code == 2 and "--sms needs --codice-fiscale" in needs_cf.err
 

@@ -6,17 +6,23 @@ from __future__ import annotations
 
 import base64
 import io
+import subprocess
 import urllib.parse
+from pathlib import Path
 
 import grpc
 import pyotp
 import pytest
 from support.card_fixtures import CARD_PIN, MARIO_ROSSI
+from support.factor_fixtures import assert_nowhere, observable_text
 from support.pcsc_fixtures import InsertCard
+from support.recorded_calls import RecordedCalls, assert_in_no_bytes
+from support.requirements import require_tool
 from support.service_devices import TokenApp
 from support.service_fixtures import ServiceUnderTest
-from test_service_health import scrape
 
+from otphsm.core.app.issuance import otpauth_uri_for
+from otphsm.core.tokens import OtpParameters
 from otphsm.simulators.card.cns_card import CnsCard
 from otphsm.v1 import admin_pb2, common_pb2, device_pb2, enrolment_pb2, validation_pb2
 
@@ -25,37 +31,34 @@ pytestmark = pytest.mark.softhsm
 PHONE = "+393331234567"
 OK = common_pb2.VERIFY_RESULT_OK
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+TEMPORARY_SECRET = "97531"
+"""Above 65535: no port number in a log line can look like it."""
+
+Stubs = ServiceUnderTest | RecordedCalls
+"""Anything that hands out the service's stubs."""
 
 
-def issue_and_activate(
-    service: ServiceUnderTest, authorisation_id: str
-) -> tuple[TokenApp, enrolment_pb2.IssueTokenResponse]:
-    issued = service.enrolment().IssueToken(
-        enrolment_pb2.IssueTokenRequest(
-            authorisation_id=authorisation_id, method=enrolment_pb2.ACTIVATION_METHOD_CODE
-        )
-    )
-    phone = TokenApp()
-    activated = service.device().ActivateWithCode(
-        device_pb2.ActivateWithCodeRequest(
-            activation_code=issued.activation_code, device_public_key=phone.public_key
-        )
-    )
-    phone.complete(activated)
-    assert activated.serial == issued.token.serial
-    return phone, issued
+def other(code: str) -> str:
+    """A wrong code of the same shape."""
+    return "0" * len(code) if code != "0" * len(code) else "1" * len(code)
 
 
-def verify(service: ServiceUnderTest, serial: str, code: str) -> common_pb2.VerifyResponse:
+def verify(service: Stubs, serial: str, code: str) -> common_pb2.VerifyResponse:
     response: common_pb2.VerifyResponse = service.validation().Verify(
         validation_pb2.VerifyRequest(serial=serial, code=code)
     )
     return response
 
 
-def token_state(service: ServiceUnderTest, serial: str) -> int:
+def token_state(service: Stubs, serial: str) -> int:
     state: int = service.admin().GetToken(admin_pb2.TokenRequest(serial=serial)).token.state
     return state
+
+
+def stored_bytes(service: ServiceUnderTest) -> list[bytes]:
+    """Every binary cell of every table."""
+    cells = [cell for rows in service.snapshot().values() for row in rows for cell in row]
+    return [bytes(cell) for cell in cells if isinstance(cell, bytes | bytearray | memoryview)]
 
 
 def test_the_whole_life_of_a_mobile_token(
@@ -65,20 +68,21 @@ def test_the_whole_life_of_a_mobile_token(
     captured_logs: io.StringIO,
 ) -> None:
     service = any_store_service
+    calls = RecordedCalls(service)  # every response and error of the flow, for the grep below
     clock = service.clock
     cf = MARIO_ROSSI.codice_fiscale
 
     # card-authorised enrolment: the station reads the card through a real pcscd (vpcd)
     inserted = insert_card(cns_card_1024)
     with inserted.connect() as reader:
-        authorised = service.authorise(cns_card_1024, transport=reader)
+        authorised = calls.authorise(cns_card_1024, transport=reader)
     assert authorised.citizen.codice_fiscale == cf
     citizen = authorised.citizen
     assert (citizen.given_name.upper(), citizen.surname.upper()) == ("MARIO", "ROSSI")
     assert (citizen.birth_date, citizen.sex, citizen.birth_place) == ("1980-01-01", "M", "L378")
 
     # a token with an 18-digit activation code and its QR
-    issued = service.enrolment().IssueToken(
+    issued = calls.enrolment().IssueToken(
         enrolment_pb2.IssueTokenRequest(
             authorisation_id=authorised.authorisation_id,
             method=enrolment_pb2.ACTIVATION_METHOD_CODE,
@@ -93,7 +97,7 @@ def test_the_whole_life_of_a_mobile_token(
 
     # secure activation: the device and the HSM derive the same seed; none travels
     phone = TokenApp()
-    activated = service.device().ActivateWithCode(
+    activated = calls.device().ActivateWithCode(
         device_pb2.ActivateWithCodeRequest(
             activation_code=issued.activation_code, device_public_key=phone.public_key
         )
@@ -101,84 +105,114 @@ def test_the_whole_life_of_a_mobile_token(
     phone.complete(activated)
     assert activated.serial == serial and len(activated.server_public_key) == 65
     assert phone.seed not in activated.SerializeToString()
-    assert verify(service, serial, phone.code(clock.now())).result == (
+    assert verify(calls, serial, phone.code(clock.now())).result == (
         common_pb2.VERIFY_RESULT_NOT_ACTIVE
     )
 
     # proof of possession turns it active
-    proved = service.device().ProvePossession(
+    proved = calls.device().ProvePossession(
         device_pb2.ProvePossessionRequest(serial=serial, code=phone.code(clock.now()))
     )
     assert proved.result == OK
-    assert token_state(service, serial) == common_pb2.TOKEN_STATE_ACTIVE
+    assert token_state(calls, serial) == common_pb2.TOKEN_STATE_ACTIVE
 
     # verify, then the same code again is a replay
     clock.advance(30)
     code = phone.code(clock.now())
-    assert verify(service, serial, code).result == OK
-    replayed = verify(service, serial, code)
+    assert verify(calls, serial, code).result == OK
+    replayed = verify(calls, serial, code)
     assert replayed.result == common_pb2.VERIFY_RESULT_REPLAYED  # failure 1
 
     # two more failures lock it; while locked even the right code is refused
-    wrong = "000000" if code != "000000" else "111111"
-    assert verify(service, serial, wrong).result == common_pb2.VERIFY_RESULT_WRONG_CODE
-    third = verify(service, serial, wrong)
+    wrong = other(code)
+    assert verify(calls, serial, wrong).result == common_pb2.VERIFY_RESULT_WRONG_CODE
+    third = verify(calls, serial, wrong)
     assert third.result == common_pb2.VERIFY_RESULT_WRONG_CODE and third.retry_after_seconds == 60
     clock.advance(30)
-    locked = verify(service, serial, phone.code(clock.now()))
+    locked = verify(calls, serial, phone.code(clock.now()))
     assert locked.result == common_pb2.VERIFY_RESULT_LOCKED
     assert 0 < locked.retry_after_seconds <= 30
 
     # an operator releases it
-    unlocked = service.admin().Unlock(admin_pb2.TokenRequest(serial=serial))
+    unlocked = calls.admin().Unlock(admin_pb2.TokenRequest(serial=serial))
     assert unlocked.token.failures == 0 and unlocked.token.locked_until == 0
-    assert verify(service, serial, phone.code(clock.now())).result == OK
+    assert verify(calls, serial, phone.code(clock.now())).result == OK
 
     # the citizen tests the device, by serial and then by codice fiscale
     clock.advance(30)
-    tested = service.validation().TestDevice(
+    tested = calls.validation().TestDevice(
         validation_pb2.TestDeviceRequest(serial=serial, code=phone.code(clock.now()))
     )
     assert tested.result == OK
     clock.advance(30)
-    by_cf = service.validation().Verify(
+    by_cf = calls.validation().Verify(
         validation_pb2.VerifyRequest(codice_fiscale=cf, code=phone.code(clock.now()))
     )
     assert (by_cf.result, by_cf.serial) == (OK, serial)
 
-    # lost phone: replacement after an SMS code; the old device is revoked once the new one
-    # proves possession
-    station = service.enrolment()
+    # lost phone: replacement after an SMS code (the citizen mistypes it once); the new phone
+    # activates with a temporary secret (mistyped once too); the old device is revoked once
+    # the new one proves possession
+    station = calls.enrolment()
     station.SetPhoneNumber(
         enrolment_pb2.SetPhoneNumberRequest(codice_fiscale=cf, phone_number=PHONE)
     )
     station.SendReplacementCode(enrolment_pb2.SendReplacementCodeRequest(codice_fiscale=cf))
     sms_code = service.sms_code(PHONE)
+    with pytest.raises(grpc.RpcError) as wrong_sms:
+        station.AuthoriseWithSmsCode(
+            enrolment_pb2.AuthoriseWithSmsCodeRequest(codice_fiscale=cf, code=other(sms_code))
+        )
+    assert wrong_sms.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "wrong code" in wrong_sms.value.details()
     by_sms = station.AuthoriseWithSmsCode(
         enrolment_pb2.AuthoriseWithSmsCodeRequest(codice_fiscale=cf, code=sms_code)
     )
-    new_phone, reissued = issue_and_activate(service, by_sms.authorisation_id)
+    reissued = station.IssueToken(
+        enrolment_pb2.IssueTokenRequest(
+            authorisation_id=by_sms.authorisation_id,
+            method=enrolment_pb2.ACTIVATION_METHOD_TEMPORARY_SECRET,
+            temporary_secret=TEMPORARY_SECRET,
+        )
+    )
     assert reissued.token.replaces_serial == serial
-    assert token_state(service, serial) == common_pb2.TOKEN_STATE_ACTIVE
+    assert reissued.activation_code == "" and reissued.qr_png == b""
+    new_phone = TokenApp()
+
+    def activate_new_phone(secret: str) -> device_pb2.ActivationResponse:
+        response: device_pb2.ActivationResponse = calls.device().ActivateWithTemporarySecret(
+            device_pb2.ActivateWithTemporarySecretRequest(
+                codice_fiscale=cf, temporary_secret=secret, device_public_key=new_phone.public_key
+            )
+        )
+        return response
+
+    with pytest.raises(grpc.RpcError) as wrong_secret:
+        activate_new_phone(other(TEMPORARY_SECRET))
+    assert wrong_secret.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "wrong temporary secret" in wrong_secret.value.details()
+    new_phone.complete(activate_new_phone(TEMPORARY_SECRET))
+    assert new_phone.serial == reissued.token.serial
+    assert token_state(calls, serial) == common_pb2.TOKEN_STATE_ACTIVE
     clock.advance(30)
-    proof = service.device().ProvePossession(
+    proof = calls.device().ProvePossession(
         device_pb2.ProvePossessionRequest(serial=new_phone.serial, code=new_phone.code(clock.now()))
     )
     assert proof.result == OK
-    assert token_state(service, serial) == common_pb2.TOKEN_STATE_REVOKED
+    assert token_state(calls, serial) == common_pb2.TOKEN_STATE_REVOKED
     clock.advance(30)
-    assert verify(service, serial, phone.code(clock.now())).result == (
+    assert verify(calls, serial, phone.code(clock.now())).result == (
         common_pb2.VERIFY_RESULT_REVOKED
     )
 
     # the new phone's clock runs 5 minutes fast: beyond the window until a resync
     skew = 300
     clock.advance(30)
-    assert verify(service, new_phone.serial, new_phone.code(clock.now() + skew)).result == (
+    assert verify(calls, new_phone.serial, new_phone.code(clock.now() + skew)).result == (
         common_pb2.VERIFY_RESULT_WRONG_CODE
     )
     step = new_phone.period
-    resynced = service.validation().Resync(
+    resynced = calls.validation().Resync(
         validation_pb2.ResyncRequest(
             serial=new_phone.serial,
             first_code=new_phone.code(clock.now() + skew),
@@ -187,49 +221,52 @@ def test_the_whole_life_of_a_mobile_token(
     )
     assert resynced.result == OK
     clock.advance(2 * step)
-    assert verify(service, new_phone.serial, new_phone.code(clock.now() + skew)).result == OK
+    assert verify(calls, new_phone.serial, new_phone.code(clock.now() + skew)).result == OK
 
     # revoke: every later code is refused as revoked
-    revoked = service.admin().Revoke(admin_pb2.TokenRequest(serial=new_phone.serial))
+    revoked = calls.admin().Revoke(admin_pb2.TokenRequest(serial=new_phone.serial))
     assert revoked.token.state == common_pb2.TOKEN_STATE_REVOKED
     clock.advance(30)
-    assert verify(service, new_phone.serial, new_phone.code(clock.now() + skew)).result == (
+    assert verify(calls, new_phone.serial, new_phone.code(clock.now() + skew)).result == (
         common_pb2.VERIFY_RESULT_REVOKED
     )
 
-    listed = service.admin().ListTokens(admin_pb2.ListTokensRequest(codice_fiscale=cf)).tokens
+    listed = calls.admin().ListTokens(admin_pb2.ListTokensRequest(codice_fiscale=cf)).tokens
     assert {t.serial: t.state for t in listed} == {
         serial: common_pb2.TOKEN_STATE_REVOKED,
         new_phone.serial: common_pb2.TOKEN_STATE_REVOKED,
     }
     assert all(t.kind == common_pb2.TOKEN_KIND_MOBILE and t.last_used_at for t in listed)
 
-    audit = service.admin().VerifyAudit(admin_pb2.VerifyAuditRequest())
+    audit = calls.admin().VerifyAudit(admin_pb2.VerifyAuditRequest())
     assert audit.intact and audit.entries >= 10
 
-    # no secret reached the log
-    logs = captured_logs.getvalue()
-    assert '"rpc": "/otphsm.v1.ValidationService/Verify"' in logs
+    # No secret used on the way reached the logs, the audit chain, the metrics, the errors
+    # callers saw (details and trailing metadata), the database, or any response but the one
+    # that handed the activation code out.
+    assert '"rpc": "/otphsm.v1.ValidationService/Verify"' in captured_logs.getvalue()
+    assert calls.errors == [wrong_sms.value, wrong_secret.value]
+    assert issued.activation_code in calls.response_text()  # what the grep would catch
+    seeds = [phone.seed, new_phone.seed]
     secrets = [
         digits,
         issued.activation_code,
-        reissued.activation_code,
         sms_code,
+        TEMPORARY_SECRET,
         CARD_PIN,
-        phone.seed.hex(),
-        new_phone.seed.hex(),
-        base64.b32encode(phone.seed).decode().rstrip("="),
+        *(seed.hex() for seed in seeds),
+        *(base64.b32encode(seed).decode().rstrip("=") for seed in seeds),
     ]
-    leaked = [s for s in secrets if s in logs]
-    assert not leaked
-    # … nor the database, the audit chain or the metrics
-    stored = repr(service.snapshot())
-    assert not [s for s in secrets if s in stored]
-    audit_text = repr(list(service.store.audit_entries()))
-    assert not [s for s in secrets if s in audit_text]
-    metrics = scrape(service)
-    assert "otphsm" in metrics
-    assert not [s for s in secrets if s in metrics]
+    texts = observable_text(service, captured_logs, calls.errors)
+    texts["store"] = repr(service.snapshot())
+    texts["responses"] = calls.response_text(excluding=[issued])
+    assert_nowhere(texts, secrets)
+    wire = calls.response_bytes(excluding=[issued])
+    assert len(wire) >= 30
+    binary_secrets = [*seeds, *(s.encode() for s in secrets)]
+    stored = stored_bytes(service)
+    assert stored  # MACs, wrapped seeds, the audit chain's digests
+    assert_in_no_bytes([*wire, *stored], binary_secrets)
 
 
 def test_temporary_secret_activation_with_a_wait_after_three_wrong_secrets(
@@ -286,9 +323,25 @@ def test_temporary_secret_activation_with_a_wait_after_three_wrong_secrets(
     )
 
 
+def decode_qr(png: bytes, directory: Path) -> str:
+    """What a phone's camera reads from the PNG (zbarimg, as another QR reader would)."""
+    zbarimg = require_tool("zbarimg", "zbar-tools")
+    image = directory / "qr.png"
+    image.write_bytes(png)
+    decoded = subprocess.run(
+        [zbarimg, "--nodbus", "--quiet", "--raw", str(image)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return decoded.stdout.strip()
+
+
 def test_compatibility_mode_works_with_a_standard_authenticator_app(
-    service: ServiceUnderTest, cns_card_1024: CnsCard
+    any_store_service: ServiceUnderTest, cns_card_1024: CnsCard, tmp_path: Path
 ) -> None:
+    service = any_store_service
     authorised = service.authorise(cns_card_1024)
     issued = service.enrolment().IssueToken(
         enrolment_pb2.IssueTokenRequest(
@@ -298,11 +351,19 @@ def test_compatibility_mode_works_with_a_standard_authenticator_app(
         )
     )
     assert issued.otpauth_uri.startswith("otpauth://totp/")
-    assert issued.qr_png.startswith(PNG_MAGIC) and issued.qr_text
-    app = pyotp.parse_uri(issued.otpauth_uri)
+    assert issued.qr_text and issued.activation_code == ""
+    # the app scans the QR: it holds the very URI the station was given
+    scanned = decode_qr(issued.qr_png, tmp_path)
+    assert scanned == issued.otpauth_uri
+    app = pyotp.parse_uri(scanned)
     assert isinstance(app, pyotp.TOTP)
-    query = urllib.parse.parse_qs(urllib.parse.urlsplit(issued.otpauth_uri).query)
+    # the label names the issuer and the citizen (Key URI format: "issuer:account")
+    label = urllib.parse.unquote(urllib.parse.urlsplit(scanned).path)
+    assert label == f"/otphsm:{MARIO_ROSSI.codice_fiscale}"
+    assert (app.issuer, app.digits, app.interval) == ("otphsm", 6, 30)
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(scanned).query)
     assert query["algorithm"] == ["SHA256"]
+    assert len(base64.b32decode(app.secret + "=" * (-len(app.secret) % 8))) == 32
 
     serial = issued.token.serial
     now = service.clock.now()
@@ -310,6 +371,7 @@ def test_compatibility_mode_works_with_a_standard_authenticator_app(
         device_pb2.ProvePossessionRequest(serial=serial, code=app.at(now))
     )
     assert proved.result == OK
+    assert token_state(service, serial) == common_pb2.TOKEN_STATE_ACTIVE
     service.clock.advance(30)
     assert verify(service, serial, app.at(service.clock.now())).result == OK
     assert verify(service, serial, app.at(service.clock.now())).result == (
@@ -318,6 +380,12 @@ def test_compatibility_mode_works_with_a_standard_authenticator_app(
     # the seed was shown once, in the URI; no later response carries it
     token = service.admin().GetToken(admin_pb2.TokenRequest(serial=serial))
     assert query["secret"][0].encode() not in token.SerializeToString()
+
+
+def test_pyotp_shows_the_codice_fiscale_as_the_account() -> None:
+    uri = otpauth_uri_for("otphsm", MARIO_ROSSI.codice_fiscale, bytes(20), OtpParameters())
+    app = pyotp.parse_uri(uri)
+    assert (app.issuer, app.name) == ("otphsm", MARIO_ROSSI.codice_fiscale)
 
 
 def test_a_kiosk_reads_the_card_in_its_own_reader(

@@ -112,7 +112,9 @@ def resync(
     else:
         current = _current_step(token, now)
         reach = policy.resync_totp_seconds // token.params.period
-        factors = range(max(current - reach, token.moving_factor), current + reach + 1)
+        # The first code may be one step older than the reach: it was on the phone's screen
+        # a step before the second, so a phone exactly 10 min slow resyncs like one 10 min fast.
+        factors = range(max(current - reach - 1, token.moving_factor), current + reach + 1)
     previous_was_first = False
     for factor in factors:
         code = hotp(hmac_fn, factor, digits)

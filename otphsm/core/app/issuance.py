@@ -125,7 +125,9 @@ def issue_token(
 
 def otpauth_uri_for(issuer: str, account: str, secret: bytes, params: OtpParameters) -> str:
     """Key URI for standard authenticator apps; defaults left out, as most apps ignore them."""
-    label = urllib.parse.quote(f"{issuer}:{account}")
+    # The colon separates issuer and account: escaped, apps (pyotp among them) take it as
+    # part of the account name.
+    label = f"{urllib.parse.quote(issuer, safe='')}:{urllib.parse.quote(account, safe='')}"
     query = {"secret": base64.b32encode(secret).decode().rstrip("="), "issuer": issuer}
     if params.algorithm is not HashAlgorithm.SHA1:
         query["algorithm"] = params.algorithm.value
