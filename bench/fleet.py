@@ -17,6 +17,7 @@ import sqlite3
 from dataclasses import dataclass, field
 
 import psycopg
+from load import BenchToken
 
 from otphsm.core.otp import HashAlgorithm
 from otphsm.core.seeds import SeedRef, SeedStorage
@@ -39,19 +40,28 @@ def serial_for(index: int) -> str:
 
 @dataclass
 class Fleet:
-    """The tokens in both databases; `known` are the ones the load generator may verify."""
+    """The tokens in both databases; `known` are the ones the load generator may verify.
+
+    Each database keeps its own HOTP counters (a run against SQLite does not move
+    PostgreSQL's), so the benchmark follows them per database."""
 
     size: int = 0
-    known: list[tuple[str, bytes, int]] = field(default_factory=list)
+    known: list[tuple[str, bytes]] = field(default_factory=list)
     filler: list[bytes] = field(default_factory=list)
     known_indexes: set[int] = field(default_factory=set)
+    counters: dict[str, dict[str, int]] = field(default_factory=dict)
     rng: random.Random = field(default_factory=lambda: random.Random(20261123))
 
-    def counters(self) -> dict[str, int]:
-        return {serial: counter for serial, _, counter in self.known}
+    def tokens_for(self, database: str) -> list[BenchToken]:
+        """The known tokens with `database`'s next counters, starting at a random one, so
+        that successive runs do not verify only the same few (hot, cached) tokens."""
+        counters = self.counters.get(database, {})
+        tokens = [(serial, secret, counters.get(serial, 0)) for serial, secret in self.known]
+        start = self.rng.randrange(len(tokens)) if tokens else 0
+        return tokens[start:] + tokens[:start]
 
-    def update_counters(self, counters: dict[str, int]) -> None:
-        self.known = [(s, secret, counters.get(s, c)) for s, secret, c in self.known]
+    def update_counters(self, database: str, counters: dict[str, int]) -> None:
+        self.counters.setdefault(database, {}).update(counters)
 
 
 def _template(now: int) -> Token:
@@ -92,7 +102,7 @@ def grow(
             secret = os.urandom(20)
             blob = vault.import_seed(secret, HashAlgorithm.SHA1)
             row[_SEED_INDEX] = _seed_column(blob)
-            fleet.known.append((serial, secret, 0))
+            fleet.known.append((serial, secret))
             fleet.known_indexes.add(index)
         else:
             row[_SEED_INDEX] = fleet.filler[index % len(fleet.filler)]
