@@ -115,6 +115,14 @@ class PostgresEngine:
     def run(self, work: Callable[[Transaction], T], *, write: bool) -> T:
         return self._run(work, timeout=None)
 
+    def fetch_one(self, statement: str, params: Row) -> Row | None:
+        return self._run(lambda tx: tx.fetch_one(statement, params), timeout=None, single=True)
+
+    def write_one(self, statement: str, params: Row) -> int:
+        # In a transaction still: a failure before COMMIT is then known not to have written,
+        # so it can be retried; one in autocommit could have been committed or not.
+        return self.run(lambda tx: tx.execute(statement, params), write=True)
+
     def ping(self) -> int:
         try:
             return self._run(
@@ -126,10 +134,14 @@ class PostgresEngine:
     def close(self) -> None:
         self._pool.close()
 
-    def _run(self, work: Callable[[Transaction], T], *, timeout: float | None) -> T:
+    def _run(
+        self, work: Callable[[Transaction], T], *, timeout: float | None, single: bool = False
+    ) -> T:
         attempt = 1
         while True:
             try:
+                if single:
+                    return self._attempt_single(work, timeout)
                 return self._attempt(work, timeout)
             except _CommitFailed as failed:
                 raise self._unavailable(
@@ -155,6 +167,16 @@ class PostgresEngine:
             except psycopg.Error as exc:
                 raise _CommitFailed(exc) from exc
             return result
+
+    def _attempt_single(self, read: Callable[[Transaction], T], timeout: float | None) -> T:
+        """One read-only statement in autocommit: no BEGIN and COMMIT round trips."""
+        with self._pool.connection(timeout=timeout) as connection:
+            connection.autocommit = True
+            try:
+                return read(_PostgresTransaction(connection))
+            finally:
+                if not connection.closed:
+                    connection.autocommit = False
 
     def _unavailable(self, exc: psycopg.Error, context: str = "") -> StoreUnavailable:
         message = redact(str(exc).strip(), self._secrets)

@@ -6,6 +6,7 @@ Engines render `?` to their placeholder and run everything through a `Transactio
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
@@ -97,28 +98,28 @@ class Table(Generic[R]):
     to_row: Callable[[R], Row]
     from_row: Callable[[Sequence[Any]], R]
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
         return self.columns[0]
 
-    @property
+    @functools.cached_property
     def select(self) -> str:
         return f"SELECT {', '.join(self.columns)} FROM {self.name}"  # noqa: S608
 
-    @property
+    @functools.cached_property
     def insert(self) -> str:
         marks = ", ".join("?" for _ in self.columns)
         return f"INSERT INTO {self.name} ({', '.join(self.columns)}) VALUES ({marks})"  # noqa: S608
 
-    @property
+    @functools.cached_property
     def select_by_key(self) -> str:
         return f"{self.select} WHERE {self.key} = ?"
 
-    @property
+    @functools.cached_property
     def snapshot(self) -> str:
         return f"{self.select} ORDER BY {self.order_by}"
 
-    @property
+    @functools.cached_property
     def versioned_update(self) -> str:
         """Write every column but the key, only if `version` is unchanged, and bump it."""
         assignments = ", ".join(f"{column} = ?" for column in self._updatable)
@@ -128,14 +129,17 @@ class Table(Generic[R]):
         )
 
     def versioned_update_params(self, record: R) -> Row:
-        values = dict(zip(self.columns, self.to_row(record), strict=True))
-        return (
-            *(values[column] for column in self._updatable),
-            values[self.key],
-            values["version"],
-        )
+        row = self.to_row(record)
+        return tuple(row[index] for index in self._update_param_indexes)
 
-    @property
+    @functools.cached_property
+    def _update_param_indexes(self) -> tuple[int, ...]:
+        """Where `versioned_update`'s parameters sit in a row: the updatable columns, then
+        the key and the version."""
+        order = (*self._updatable, self.key, "version")
+        return tuple(self.columns.index(column) for column in order)
+
+    @functools.cached_property
     def _updatable(self) -> tuple[str, ...]:
         return tuple(c for c in self.columns if c not in (self.key, "version"))
 

@@ -44,6 +44,14 @@ class Engine(Protocol):
         database `StoreUnavailable`."""
         ...
 
+    def fetch_one(self, statement: str, params: Row) -> Row | None:
+        """One read-only statement, which is atomic on its own: no explicit transaction."""
+        ...
+
+    def write_one(self, statement: str, params: Row) -> int:
+        """One writing statement, committed (durably) before it returns; the rows changed."""
+        ...
+
     def ping(self) -> int:
         """The schema version; `StoreUnavailable` on any failure at all."""
         ...
@@ -282,7 +290,7 @@ class SqlStore:
 
     # shared shapes
     def _write(self, statement: str, params: Row) -> int:
-        return self._engine.run(lambda tx: tx.execute(statement, params), write=True)
+        return self._engine.write_one(statement, params)
 
     def _insert(self, table: Table[R], record: R, duplicate_message: str) -> None:
         try:
@@ -291,7 +299,7 @@ class SqlStore:
             raise Conflict(duplicate_message) from exc
 
     def _get(self, table: Table[R], key: str) -> R | None:
-        row = self._engine.run(lambda tx: tx.fetch_one(table.select_by_key, (key,)), write=False)
+        row = self._engine.fetch_one(table.select_by_key, (key,))
         return table.from_row(row) if row else None
 
     def _list(self, table: Table[R], statement: str, codice_fiscale: str) -> list[R]:

@@ -98,6 +98,17 @@ class SqliteEngine:
                 raise
             return result
 
+    def fetch_one(self, statement: str, params: Row) -> Row | None:
+        with self._translated(), self._exclusive() as connection:
+            found = connection.execute(statement, params).fetchone()
+            return tuple(found) if found is not None else None
+
+    def write_one(self, statement: str, params: Row) -> int:
+        # In autocommit mode one statement is one transaction, committed as BEGIN IMMEDIATE
+        # … COMMIT would be, with two calls fewer.
+        with self._writer_turn(True), self._translated(), self._exclusive() as connection:
+            return connection.execute(statement, params).rowcount
+
     def ping(self) -> int:
         try:
             return self.run(lambda tx: current_version(tx, self.dialect), write=False)
