@@ -114,16 +114,26 @@ class ServiceInterceptor(grpc.ServerInterceptor):
         self._auth = authenticator
         self._metrics = metrics
         self._limiter = limiter or FailureRateLimiter(RateLimitSection(enabled=False))
+        self._wrapped: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
 
     def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = continuation(handler_call_details)
+        method = handler_call_details.method
+        wrapped = self._wrapped.get(method)  # registered handlers never change: wrap each once
+        if wrapped is None:
+            wrapped = self._wrap(method, continuation(handler_call_details))
+            if wrapped is not None:  # never an entry for a name nobody serves
+                self._wrapped[method] = wrapped
+        return wrapped
+
+    def _wrap(
+        self, method: str, handler: grpc.RpcMethodHandler[Any, Any] | None
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         if handler is None:
             return None
-        method = handler_call_details.method
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 self._unary(method, handler.unary_unary),
