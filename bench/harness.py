@@ -164,11 +164,15 @@ class BenchEnv:
         argv = [sys.executable, "-m", "otphsm.cli.main", "serve", "--config", str(config)]
         return self._start(name, argv, port)
 
-    def noop(self, name: str, **sections: dict[str, Any]) -> ServerProcess:
-        """The do-nothing servicer, from the same config file shape (same server section)."""
+    def noop(
+        self, name: str, *, interceptor: bool = False, **sections: dict[str, Any]
+    ) -> ServerProcess:
+        """The do-nothing servicer, from the same config file shape (same server section),
+        bare or behind otphsm's interceptor."""
         port = free_port()
         config = self.config(name, self.sqlite_url, port, **sections)
         argv = [sys.executable, str(BENCH_DIR / "noop_server.py"), "--config", str(config)]
+        argv += ["--interceptor"] if interceptor else []
         return self._start(name, argv, port)
 
     def _start(self, name: str, argv: list[str], port: int) -> ServerProcess:

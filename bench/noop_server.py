@@ -2,10 +2,12 @@
 response messages of the real service, built by the same `new_grpc_server` and `bind` from the
 same `[server]` section (thread pool size, message limit, mTLS with client certificates).
 
-    python bench/noop_server.py --config FILE
+    python bench/noop_server.py --config FILE [--interceptor]
 
-It has no interceptor: the ratio of the real service to it is the cost of everything otphsm
-adds (authentication, the store, the HSM, logging, metrics) over bare gRPC serving.
+Bare, it has no interceptor: the ratio of the real service to it is the cost of everything
+otphsm adds (authentication, the store, the HSM, logging, metrics) over bare gRPC serving.
+With --interceptor it runs behind otphsm's own interceptor (certificate roles, the per-RPC log
+line, metrics), so the two baselines split that cost: serving the call, then the store and HSM.
 """
 
 from __future__ import annotations
@@ -17,7 +19,11 @@ from pathlib import Path
 
 import grpc
 
+from otphsm.service.auth import Authenticator
 from otphsm.service.config import load_config
+from otphsm.service.interceptor import ServiceInterceptor
+from otphsm.service.logs import configure_logging
+from otphsm.service.metrics import Metrics
 from otphsm.service.server import bind, new_grpc_server
 from otphsm.v1 import common_pb2, validation_pb2, validation_pb2_grpc
 
@@ -32,9 +38,15 @@ class NoopValidation(validation_pb2_grpc.ValidationServiceServicer):
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--interceptor", action="store_true", help="behind otphsm's interceptor")
     args = parser.parse_args()
-    section = load_config(args.config, env={}).server
-    server = new_grpc_server(section, [])
+    config = load_config(args.config, env={})
+    section = config.server
+    interceptors: list[grpc.ServerInterceptor] = []
+    if args.interceptor:
+        configure_logging(section.log_level, section.log_format)
+        interceptors.append(ServiceInterceptor(Authenticator(insecure=section.insecure), Metrics()))
+    server = new_grpc_server(section, interceptors)
     validation_pb2_grpc.add_ValidationServiceServicer_to_server(NoopValidation(), server)
     bind(server, section)
     server.start()

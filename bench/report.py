@@ -27,14 +27,33 @@ def _ms(value: float) -> str:
 
 def verify_table(results: dict[str, Any]) -> list[str]:
     lines = [
-        "| tokens | server | codes | peak verif./s | vs do-nothing | p50 ms (peak) "
-        "| p99 ms at ½ peak | server CPU µs/verif. |",
-        "|---:|---|---|---:|---:|---:|---:|---:|",
+        "| tokens | server | codes | peak verif./s | vs do-nothing | vs do-nothing + interceptor "
+        "| p50 ms (peak) | p99 ms at ½ peak | server CPU µs/verif. |",
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in results["verify"]:
+        behind = row.get("vs_noop_interceptor")
         lines.append(
             f"| {row['tokens']:,} | {row['server']} | {row['codes']} | {row['peak_rps']:,.0f} "
-            f"| {row['vs_noop']:.0%} | {_ms(row['peak_p50_ms'])} | {_ms(row['half_p99_ms'])} "
+            f"| {row['vs_noop']:.0%} | {f'{behind:.0%}' if behind is not None else '-'} "
+            f"| {_ms(row['peak_p50_ms'])} | {_ms(row['half_p99_ms'])} "
+            f"| {row['server_cpu_us']:,.0f} |"
+        )
+    return lines
+
+
+def baseline_table(results: dict[str, Any]) -> list[str]:
+    rows = results.get("noop", [])
+    if not rows:
+        return []
+    lines = [
+        "| tokens | do-nothing servicer | calls/s | p99 ms at ½ peak | server CPU µs/call |",
+        "|---:|---|---:|---:|---:|",
+    ]
+    for row in rows:
+        kind = "behind otphsm's interceptor" if row.get("interceptor") else "bare"
+        lines.append(
+            f"| {row['tokens']:,} | {kind} | {row['peak_rps']:,.0f} | {_ms(row['half_p99_ms'])} "
             f"| {row['server_cpu_us']:,.0f} |"
         )
     return lines
@@ -91,7 +110,8 @@ def text(results: dict[str, Any]) -> str:
         f"Python {m['python']}; {results['settings']}",
         "",
     ]
-    parts = [head, verify_table(results), [""], replica_table(results), [""]]
+    parts = [head, verify_table(results), [""], baseline_table(results), [""]]
+    parts += [replica_table(results), [""]]
     parts += [enrol_table(results), [""], hsm_table(results), [""], targets_lines(results)]
     return "\n".join(line for part in parts for line in part)
 
@@ -125,7 +145,7 @@ def write_chart(results: dict[str, Any], directory: Path) -> Path | None:
         axes[1].plot(
             x, [r["half_p99_ms"] for r in rows], style, marker="o", label=server + f" {codes}"
         )
-    noop = results.get("noop", [])
+    noop = [n for n in results.get("noop", []) if not n.get("interceptor")]
     if noop:
         axes[0].plot([n["tokens"] for n in noop], [n["peak_rps"] for n in noop], ":", marker="s",
                      label="do-nothing servicer")  # fmt: skip

@@ -52,6 +52,7 @@ class Bench:
         self.results: dict[str, Any] = {"verify": [], "noop": [], "replicas": []}
         server = {"server": {"max_workers": args.workers}}
         self.noop = env.noop("noop", **server)
+        self.noop_intercepted = env.noop("noop-interceptor", interceptor=True, **server)
         self.stores = {
             "sqlite": env.serve("sqlite", env.sqlite_url, **server),
             "postgresql": env.serve("postgresql", env.pg_url, **server),
@@ -69,11 +70,12 @@ class Bench:
             warmup=self.plan["warmup"], duration=self.plan["duration"], rate=rate,
         )  # fmt: skip
         cpu = sum(s.cpu_seconds() for s in servers) - before
-        if servers[0] is not self.noop:
+        baseline = servers[0] in (self.noop, self.noop_intercepted)
+        if not baseline:
             self.fleet.update_counters(database, result.counters)
         expected = "VERIFY_RESULT_OK" if kind == "valid" else "VERIFY_RESULT_WRONG_CODE"
         unexpected = {k: v for k, v in result.results.items() if k != expected}
-        if unexpected and servers[0] is not self.noop:
+        if unexpected and not baseline:
             print(f"  answers other than {expected}: {unexpected}")
         return result, cpu / max(1, result.answered) * 1e6
 
@@ -85,17 +87,27 @@ class Bench:
         return peak, half, cpu
 
     def verify_at(self, size: int) -> None:
-        peak, half, cpu = self.peak_and_half([self.noop], "valid")
-        noop = {"tokens": size, "peak_rps": peak.rate, "peak_p50_ms": peak.percentile(0.5) * 1e3,
-                "half_p99_ms": half.percentile(0.99) * 1e3, "server_cpu_us": cpu}  # fmt: skip
-        self.results["noop"].append(noop)
-        self.say(f"{size:>9,} do-nothing  {peak.rate:8,.0f}/s  p99@½ {noop['half_p99_ms']:.2f} ms")
+        baselines = {}
+        for interceptor, server in ((False, self.noop), (True, self.noop_intercepted)):
+            peak, half, cpu = self.peak_and_half([server], "valid")
+            baselines[interceptor] = {
+                "tokens": size, "interceptor": interceptor, "peak_rps": peak.rate,
+                "peak_p50_ms": peak.percentile(0.5) * 1e3,
+                "half_p99_ms": half.percentile(0.99) * 1e3, "server_cpu_us": cpu,
+            }  # fmt: skip
+            self.results["noop"].append(baselines[interceptor])
+            label = "do-nothing+interceptor" if interceptor else "do-nothing"
+            p99 = baselines[interceptor]["half_p99_ms"]
+            self.say(f"{size:>9,} {label:<22} {peak.rate:8,.0f}/s  p99@½ {p99:.2f} ms  "
+                     f"cpu {cpu:,.0f} µs")  # fmt: skip
+        noop, intercepted = baselines[False], baselines[True]
         for name, server in self.stores.items():
             for kind in ("valid", "wrong"):
                 peak, half, cpu = self.peak_and_half([server], kind)
                 row = {
                     "tokens": size, "server": name, "codes": kind, "peak_rps": peak.rate,
                     "vs_noop": peak.rate / noop["peak_rps"],
+                    "vs_noop_interceptor": peak.rate / intercepted["peak_rps"],
                     "peak_p50_ms": peak.percentile(0.5) * 1e3,
                     "peak_p99_ms": peak.percentile(0.99) * 1e3,
                     "half_rate": half.rate, "half_p50_ms": half.percentile(0.5) * 1e3,
