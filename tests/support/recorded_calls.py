@@ -21,8 +21,7 @@ from otphsm.v1 import (
     enrolment_pb2_grpc,
     validation_pb2_grpc,
 )
-from support.service_devices import card_signature
-from support.service_fixtures import ServiceUnderTest
+from support.service_fixtures import ServiceUnderTest, authorise_at
 
 
 @dataclass(frozen=True)
@@ -74,13 +73,7 @@ class RecordedCalls(grpc.UnaryUnaryClientInterceptor):
         self, card: CnsCard, transport: CardTransport | None = None
     ) -> enrolment_pb2.AuthorisationResponse:
         """`ServiceUnderTest.authorise`, recorded."""
-        station = self.enrolment()
-        challenge = station.GetChallenge(enrolment_pb2.GetChallengeRequest())
-        fields = card_signature(card, challenge.nonce, transport=transport)
-        response: enrolment_pb2.AuthorisationResponse = station.AuthoriseWithCard(
-            enrolment_pb2.AuthoriseWithCardRequest(challenge_id=challenge.challenge_id, **fields)
-        )
-        return response
+        return authorise_at(self.enrolment(), card, transport)
 
     def kept(self, excluding: Iterable[Message] = ()) -> list[Recorded]:
         """The responses, less those given (by identity: the very messages the caller got)."""

@@ -50,6 +50,20 @@ HEALTH_INTERVAL = 0.1
 # --- the server ------------------------------------------------------------------------
 
 
+def authorise_at(
+    station: enrolment_pb2_grpc.EnrolmentServiceStub,
+    card: CnsCard,
+    transport: CardTransport | None = None,
+) -> enrolment_pb2.AuthorisationResponse:
+    """The card-authorised enrolment, as a station does it."""
+    challenge = station.GetChallenge(enrolment_pb2.GetChallengeRequest())
+    fields = card_signature(card, challenge.nonce, transport=transport)
+    response: enrolment_pb2.AuthorisationResponse = station.AuthoriseWithCard(
+        enrolment_pb2.AuthoriseWithCardRequest(challenge_id=challenge.challenge_id, **fields)
+    )
+    return response
+
+
 @dataclass
 class ServiceUnderTest:
     running: Any  # otphsm.service.server.RunningServer
@@ -115,17 +129,10 @@ class ServiceUnderTest:
         assert found, messages[-1].text
         return found.group(1)
 
-    # the card-authorised enrolment, as a station does it
     def authorise(
         self, card: CnsCard, transport: CardTransport | None = None
     ) -> enrolment_pb2.AuthorisationResponse:
-        station = self.enrolment()
-        challenge = station.GetChallenge(enrolment_pb2.GetChallengeRequest())
-        fields = card_signature(card, challenge.nonce, transport=transport)
-        response: enrolment_pb2.AuthorisationResponse = station.AuthoriseWithCard(
-            enrolment_pb2.AuthoriseWithCardRequest(challenge_id=challenge.challenge_id, **fields)
-        )
-        return response
+        return authorise_at(self.enrolment(), card, transport)
 
     def close(self) -> None:
         for channel in self._channels:
