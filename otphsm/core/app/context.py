@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from otphsm.core.audit import seal
 from otphsm.core.certificates import TrustStore
 from otphsm.core.clock import Clock
+from otphsm.core.grid_card import MAX_CELL_DIGITS
 from otphsm.core.ports import OtpHsm, PushGateway, SmsGateway, Store
 from otphsm.core.records import AuditEntry
 from otphsm.core.verification import VerificationPolicy
@@ -56,7 +57,7 @@ class AppPolicy:
     grid_cells: int = 50
     """Cells on a new Security Card (10..100)."""
     grid_cell_digits: int = 3
-    """Digits per cell (2..6)."""
+    """Digits per cell (2..`MAX_CELL_DIGITS`)."""
     grid_challenge_seconds: int = 300
     """How long a Security Card challenge (two cells) may be answered."""
     verification: VerificationPolicy = field(default_factory=VerificationPolicy)
@@ -64,8 +65,10 @@ class AppPolicy:
     def __post_init__(self) -> None:
         if not 10 <= self.grid_cells <= 100:
             raise ValueError(f"grid_cells must be 10..100, got {self.grid_cells}")
-        if not 2 <= self.grid_cell_digits <= 6:
-            raise ValueError(f"grid_cell_digits must be 2..6, got {self.grid_cell_digits}")
+        if not 2 <= self.grid_cell_digits <= MAX_CELL_DIGITS:
+            raise ValueError(
+                f"grid_cell_digits must be 2..{MAX_CELL_DIGITS}, got {self.grid_cell_digits}"
+            )
 
 
 @dataclass
