@@ -4,7 +4,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(softhsm2 opensc pcscd libpcsclite-dev vsmartcard-vpcd oathtool p11-kit gcc python3-dev python3-venv postgresql-client poppler-utils)
+APT_PACKAGES=(softhsm2 opensc pcscd libpcsclite-dev vsmartcard-vpcd oathtool p11-kit gcc python3-dev python3-venv postgresql postgresql-client poppler-utils)
 APT_NO_RECOMMENDS=(pcsc-tools zbar-tools)
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
@@ -88,6 +88,7 @@ fi
 for tool in softhsm2-util pcscd opensc-tool pkcs15-tool pkcs11-tool oathtool zbarimg; do
     command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || problems+=("$tool is not installed: the tests that need it will skip (and fail in CI)")
 done
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || problems+=("PostgreSQL's server programs (initdb, pg_ctl) are missing: the crash-and-restart test will skip (and fail in CI)")
 [ -f /usr/lib/softhsm/libsofthsm2.so ] || problems+=("/usr/lib/softhsm/libsofthsm2.so is missing (package softhsm2)")
 
 if [ ${#problems[@]} -gt 0 ]; then
