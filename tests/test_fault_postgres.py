@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +34,12 @@ from support.fault_support import (
     terminate_backends,
 )
 from support.private_postgres import PrivatePostgres, private_postgres
+from support.store_records import token
 
 from otphsm.core.app.audit import verify_audit
 from otphsm.service.assembly import Assembly, assemble
 from otphsm.service.config import load_config
+from otphsm.store import StoreUnavailable, open_store
 
 pytestmark = [
     pytest.mark.softhsm,
@@ -203,3 +206,45 @@ def check_nothing_lost_or_doubled(
     assert {"tokens": len(snapshot["tokens"])} == rows_before
     assert verify_audit(assembly.app).intact
     replay_all(server.stub(), record.accepted, tokens, sample=40)
+
+
+@pytest.mark.timeout(60)
+def test_while_postgresql_is_down_the_store_answers_at_once(
+    crashable_postgres: PrivatePostgres,
+) -> None:
+    """The first caller after a crash waits out the pool's whole timeout; once the outage is
+    known every later one gets its StoreUnavailable within a fraction of a second (not a queue
+    of callers each waiting the full timeout), and the first success after the restart ends
+    the outage."""
+    database = crashable_postgres
+    with psycopg.connect(database.url(), autocommit=True) as admin:
+        admin.execute("CREATE DATABASE otphsm")
+    store = open_store(database.url("otphsm"), pool_size=2, timeout=2.0)
+    try:
+        store.migrate()
+        store.insert_token(token("TOK-DOWN"))
+        database.crash()
+        with pytest.raises(StoreUnavailable):
+            store.get_token("TOK-DOWN")
+        waits = []
+        for _ in range(5):
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable, match="PostgreSQL is unavailable"):
+                store.get_token("TOK-DOWN")
+            waits.append(time.monotonic() - started)
+        assert max(waits) < 1.0, waits
+
+        database.start()
+
+        def answers() -> bool:
+            try:
+                return store.get_token("TOK-DOWN") == token("TOK-DOWN")
+            except StoreUnavailable:
+                return False
+
+        wait_until(answers, 20, lambda: "the store to answer after the restart")
+        started = time.monotonic()
+        assert store.update_token(replace(token("TOK-DOWN"), failures=1))
+        assert time.monotonic() - started < 1.0
+    finally:
+        store.close()

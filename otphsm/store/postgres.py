@@ -11,6 +11,12 @@ dead ones, and then runs once more; so does one the server chose as a deadlock v
 failure during COMMIT is never retried, since its outcome is unknown: it surfaces as
 `StoreUnavailable`, as does any failure of the second attempt. Waiting for a connection is
 bounded by `timeout`, connecting by libpq's `connect_timeout`.
+
+While the server is known to be down (a caller timed out waiting for a connection and the
+pool's connection attempts had failed meanwhile), callers wait only `OUTAGE_WAIT` for one, so
+each gets its `StoreUnavailable` at once instead of after the whole `timeout`; the first
+operation that succeeds again ends the outage. A pool that is merely busy (its connections
+in use, none failing) keeps the full wait.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ Connection = psycopg.Connection[tuple[Any, ...]]
 
 ATTEMPTS = 2
 DEFAULT_CONNECT_TIMEOUT = 5
+OUTAGE_WAIT = 0.25
+"""Seconds a caller waits for a pooled connection while the server is known to be down."""
 _RETRY_SQLSTATES = frozenset({"40001", "40P01"})
 _POOL_GAVE_UP = (PoolTimeout, PoolClosed, TooManyRequests)
 
@@ -94,6 +102,9 @@ class PostgresEngine:
                 "use postgresql://user@host:port/database"
             ) from None  # libpq's message quotes the DSN, password included
         self._secrets = (str(settings.get("password") or ""),)
+        self._outage = False
+        self._failed_connects = 0
+        """The pool's failed connection attempts, as counted when a caller last timed out."""
         self._ping_timeout = ping_timeout
         defaults: dict[str, Any] = {}
         if "application_name" not in settings:
@@ -139,10 +150,15 @@ class PostgresEngine:
     ) -> T:
         attempt = 1
         while True:
+            wait = OUTAGE_WAIT if timeout is None and self._outage else timeout
             try:
-                if single:
-                    return self._attempt_single(work, timeout)
-                return self._attempt(work, timeout)
+                attempt_once = self._attempt_single if single else self._attempt
+                result = attempt_once(work, wait)
+                self._outage = False
+                return result
+            except PoolTimeout as exc:
+                self._note_pool_timeout()
+                raise self._unavailable(exc) from exc
             except _CommitFailed as failed:
                 raise self._unavailable(
                     failed.cause, "while committing, so the outcome is unknown"
@@ -177,6 +193,11 @@ class PostgresEngine:
             finally:
                 if not connection.closed:
                     connection.autocommit = False
+
+    def _note_pool_timeout(self) -> None:
+        failed = int(self._pool.get_stats().get("connections_errors", 0))
+        self._outage = self._outage or failed > self._failed_connects  # only success ends it
+        self._failed_connects = failed
 
     def _unavailable(self, exc: psycopg.Error, context: str = "") -> StoreUnavailable:
         message = redact(str(exc).strip(), self._secrets)
