@@ -307,7 +307,7 @@ class HsmSeedVault:
                 if attempt or not len(self._seeds):
                     raise HsmCapacityExceeded(
                         "the HSM has no room for another unwrapped seed; lower "
-                        "hsm.handle_cache_size",
+                        "hsm.cache_size",
                         ckr=0x31,
                         ckr_name="CKR_DEVICE_MEMORY",
                     ) from exc
