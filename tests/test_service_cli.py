@@ -22,7 +22,7 @@ from support.service_fixtures import ServeProcess, ServiceUnderTest, service_con
 from otphsm.cli.main import main
 from otphsm.service.devpki import DevPki
 from otphsm.simulators.card.cns_card import CnsCard
-from otphsm.v1 import validation_pb2, validation_pb2_grpc
+from otphsm.v1 import admin_pb2, validation_pb2, validation_pb2_grpc
 
 ROLES = ("verifier", "enroller", "device", "admin")
 
@@ -222,6 +222,35 @@ def test_audit_verify_detects_truncation_only_against_a_recorded_head(
         f"entry {AUDIT_ENTRIES}: head_mismatch: its hash does not match the recorded head: "
         "the chain was rewritten at or before it"
     ) in out
+
+
+@pytest.mark.softhsm
+def test_the_verify_audit_rpc_returns_the_head_and_checks_a_recorded_one(
+    audited: tuple[ServiceUnderTest, Path, Path],
+) -> None:
+    service, db_path, _ = audited
+    admin = service.admin()
+    first = admin.VerifyAudit(admin_pb2.VerifyAuditRequest())
+    assert (first.intact, first.entries, first.head.seq) == (True, AUDIT_ENTRIES, AUDIT_ENTRIES)
+    assert first.head.entry_hash.hex() == stored_hash(db_path, AUDIT_ENTRIES)
+    recorded = admin_pb2.VerifyAuditRequest(expected_head=first.head)
+    assert admin.VerifyAudit(recorded).intact
+
+    with sqlite3.connect(db_path) as db:
+        db.execute("DELETE FROM audit_log WHERE seq = ?", (AUDIT_ENTRIES,))
+    assert admin.VerifyAudit(admin_pb2.VerifyAuditRequest()).intact  # the chain alone: fine
+    cut = admin.VerifyAudit(recorded)
+    assert not cut.intact
+    assert [(f.seq, f.problem) for f in cut.findings] == [(AUDIT_ENTRIES, "truncated")]
+    assert cut.head.seq == AUDIT_ENTRIES - 1
+
+    malformed = admin_pb2.VerifyAuditRequest(
+        expected_head=admin_pb2.AuditHead(seq=1, entry_hash=b"short")
+    )
+    with pytest.raises(grpc.RpcError) as refused:
+        admin.VerifyAudit(malformed)
+    assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
+    assert "entry_hash" in (refused.value.details() or "")  # type: ignore[attr-defined]
 
 
 def test_audit_verify_refuses_a_malformed_recorded_head(

@@ -11,13 +11,14 @@ from collections.abc import Mapping
 from typing import TypeVar
 
 from otphsm.core.app.validation import VerifyOutcome
+from otphsm.core.audit import AuditHead
 from otphsm.core.codice_fiscale import validate as validate_codice_fiscale
 from otphsm.core.errors import InvalidInput
 from otphsm.core.otp import HashAlgorithm
 from otphsm.core.records import ActivationMethod, Citizen
 from otphsm.core.tokens import OtpMode, OtpParameters, Token, TokenKind, TokenState
 from otphsm.core.verification import VerifyResult
-from otphsm.v1 import common_pb2, enrolment_pb2
+from otphsm.v1 import admin_pb2, common_pb2, enrolment_pb2
 
 MAX_ID_LENGTH = 64
 MAX_ACTIVATION_CODE_LENGTH = 32
@@ -86,6 +87,12 @@ def codice_fiscale(value: str, field: str = "codice_fiscale") -> str:
     if len(value) > 16:
         raise InvalidInput(f"{field} is 16 characters")
     return validate_codice_fiscale(value).code
+
+
+def audit_head(message: admin_pb2.AuditHead) -> AuditHead:
+    if message.seq < 1 or len(message.entry_hash) != 32:
+        raise InvalidInput("expected_head: seq from 1 and a 32-byte entry_hash")
+    return AuditHead(message.seq, message.entry_hash)
 
 
 def activation_code(value: str) -> str:

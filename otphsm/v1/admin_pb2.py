@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from otphsm.v1 import common_pb2 as otphsm_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15otphsm/v1/admin.proto\x12\totphsm.v1\x1a\x16otphsm/v1/common.proto\"\x1e\n\x0cTokenRequest\x12\x0e\n\x06serial\x18\x01 \x01(\t\"0\n\rTokenResponse\x12\x1f\n\x05token\x18\x01 \x01(\x0b\x32\x10.otphsm.v1.Token\"+\n\x11ListTokensRequest\x12\x16\n\x0e\x63odice_fiscale\x18\x01 \x01(\t\"6\n\x12ListTokensResponse\x12 \n\x06tokens\x18\x01 \x03(\x0b\x32\x10.otphsm.v1.Token\"\x14\n\x12VerifyAuditRequest\",\n\x0c\x41uditFinding\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0f\n\x07problem\x18\x02 \x01(\t\"a\n\x13VerifyAuditResponse\x12\x0f\n\x07\x65ntries\x18\x01 \x01(\x04\x12\x0e\n\x06intact\x18\x02 \x01(\x08\x12)\n\x08\x66indings\x18\x03 \x03(\x0b\x32\x17.otphsm.v1.AuditFinding\"]\n\x11ImportPskcRequest\x12\x0c\n\x04pskc\x18\x01 \x01(\x0c\x12\x18\n\x0epre_shared_key\x18\x02 \x01(\x0cH\x00\x12\x12\n\x08password\x18\x03 \x01(\tH\x00\x42\x0c\n\nprotection\"6\n\x12ImportPskcResponse\x12 \n\x06tokens\x18\x01 \x03(\x0b\x32\x10.otphsm.v1.Token2\xa6\x04\n\x0c\x41\x64minService\x12<\n\x07Suspend\x12\x17.otphsm.v1.TokenRequest\x1a\x18.otphsm.v1.TokenResponse\x12;\n\x06Resume\x12\x17.otphsm.v1.TokenRequest\x1a\x18.otphsm.v1.TokenResponse\x12;\n\x06Revoke\x12\x17.otphsm.v1.TokenRequest\x1a\x18.otphsm.v1.TokenResponse\x12;\n\x06Unlock\x12\x17.otphsm.v1.TokenRequest\x1a\x18.otphsm.v1.TokenResponse\x12I\n\nListTokens\x12\x1c.otphsm.v1.ListTokensRequest\x1a\x1d.otphsm.v1.ListTokensResponse\x12=\n\x08GetToken\x12\x17.otphsm.v1.TokenRequest\x1a\x18.otphsm.v1.TokenResponse\x12L\n\x0bVerifyAudit\x12\x1d.otphsm.v1.VerifyAuditRequest\x1a\x1e.otphsm.v1.VerifyAuditResponse\x12I\n\nImportPskc\x12\x1c.otphsm.v1.ImportPskcRequest\x1a\x1d.otphsm.v1.ImportPskcResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15otphsm/v1/admin.proto\x12\totphsm.v1\x1a\x16otphsm/v1/common.proto\"\x1e\n\x0cTokenRequest\x12\x0e\n\x06serial\x18\x01 \x01(\t\"0\n\rTokenResponse\x12\x1f\n\x05token\x18\x01 \x01(\x0b\x32\x10.otphsm.v1.Token\"+\n\x11ListTokensRequest\x12\x16\n\x0e\x63odice_fiscale\x18\x01 \x01(\t\"6\n\x12ListTokensResponse\x12 \n\x06tokens\x18\x01 \x03(\x0b\x32\x10.otphsm.v1.Token\"A\n\x12VerifyAuditRequest\x12+\n\rexpected_head\x18\x01 \x01(\x0b\x32\x14.otphsm.v1.AuditHead\",\n\tAuditHead\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x12\n\nentry_hash\x18\x02 \x01(\x0c\",\n\x0c\x41uditFinding\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0f\n\x07problem\x18\x02 \x01(\t\"\x85\x01\n\x13VerifyAuditResponse\x12\x0f\n\x07\x65ntries\x18\x01 \x01(\x04\x12\x0e\n\x06intact\x18\x02 \x01(\x08\x12)\n\x08\x66indings\x18\x03 \x03(\x0b\x32\x17.otphsm.v1.AuditFinding\x12\"\n\x04head\x18\x04 \x01(\x0b\x32\x14.otphsm.v1.AuditHead\"]\n\x11ImportPskcRequest\x12\x0c\n\x04pskc\x18\x01 \x01(\x0c\x12\x18\n\x0epre_shared_key\x18\x02 \x01(\x0cH\x00\x12\x12\n\x08password\x18\x03 \x01(\tH\x00\x42\x0c\n\nprotection\"6\n\x12ImportPskcResponse\x12 \n\x06tokens\x18\x01 \x03(\x0b\x32\x10.otphsm.v1.Token2\xa6\x04\n\x0c\x41\x64minService\x12<\n\x07Suspend\x12\x17.otphsm.v1.TokenRequest\x1a\x18.otphsm.v1.TokenResponse\x12;\n\x06Resume\x12\x17.otphsm.v1.TokenRequest\x1a\x18.otphsm.v1.TokenResponse\x12;\n\x06Revoke\x12\x17.otphsm.v1.TokenRequest\x1a\x18.otphsm.v1.TokenResponse\x12;\n\x06Unlock\x12\x17.otphsm.v1.TokenRequest\x1a\x18.otphsm.v1.TokenResponse\x12I\n\nListTokens\x12\x1c.otphsm.v1.ListTokensRequest\x1a\x1d.otphsm.v1.ListTokensResponse\x12=\n\x08GetToken\x12\x17.otphsm.v1.TokenRequest\x1a\x18.otphsm.v1.TokenResponse\x12L\n\x0bVerifyAudit\x12\x1d.otphsm.v1.VerifyAuditRequest\x1a\x1e.otphsm.v1.VerifyAuditResponse\x12I\n\nImportPskc\x12\x1c.otphsm.v1.ImportPskcRequest\x1a\x1d.otphsm.v1.ImportPskcResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,15 +41,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTTOKENSRESPONSE']._serialized_start=187
   _globals['_LISTTOKENSRESPONSE']._serialized_end=241
   _globals['_VERIFYAUDITREQUEST']._serialized_start=243
-  _globals['_VERIFYAUDITREQUEST']._serialized_end=263
-  _globals['_AUDITFINDING']._serialized_start=265
-  _globals['_AUDITFINDING']._serialized_end=309
-  _globals['_VERIFYAUDITRESPONSE']._serialized_start=311
-  _globals['_VERIFYAUDITRESPONSE']._serialized_end=408
-  _globals['_IMPORTPSKCREQUEST']._serialized_start=410
-  _globals['_IMPORTPSKCREQUEST']._serialized_end=503
-  _globals['_IMPORTPSKCRESPONSE']._serialized_start=505
-  _globals['_IMPORTPSKCRESPONSE']._serialized_end=559
-  _globals['_ADMINSERVICE']._serialized_start=562
-  _globals['_ADMINSERVICE']._serialized_end=1112
+  _globals['_VERIFYAUDITREQUEST']._serialized_end=308
+  _globals['_AUDITHEAD']._serialized_start=310
+  _globals['_AUDITHEAD']._serialized_end=354
+  _globals['_AUDITFINDING']._serialized_start=356
+  _globals['_AUDITFINDING']._serialized_end=400
+  _globals['_VERIFYAUDITRESPONSE']._serialized_start=403
+  _globals['_VERIFYAUDITRESPONSE']._serialized_end=536
+  _globals['_IMPORTPSKCREQUEST']._serialized_start=538
+  _globals['_IMPORTPSKCREQUEST']._serialized_end=631
+  _globals['_IMPORTPSKCRESPONSE']._serialized_start=633
+  _globals['_IMPORTPSKCRESPONSE']._serialized_end=687
+  _globals['_ADMINSERVICE']._serialized_start=690
+  _globals['_ADMINSERVICE']._serialized_end=1240
 # @@protoc_insertion_point(module_scope)

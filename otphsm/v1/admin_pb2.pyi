@@ -32,8 +32,18 @@ class ListTokensResponse(_message.Message):
     def __init__(self, tokens: _Optional[_Iterable[_Union[_common_pb2.Token, _Mapping]]] = ...) -> None: ...
 
 class VerifyAuditRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("expected_head",)
+    EXPECTED_HEAD_FIELD_NUMBER: _ClassVar[int]
+    expected_head: AuditHead
+    def __init__(self, expected_head: _Optional[_Union[AuditHead, _Mapping]] = ...) -> None: ...
+
+class AuditHead(_message.Message):
+    __slots__ = ("seq", "entry_hash")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    ENTRY_HASH_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    entry_hash: bytes
+    def __init__(self, seq: _Optional[int] = ..., entry_hash: _Optional[bytes] = ...) -> None: ...
 
 class AuditFinding(_message.Message):
     __slots__ = ("seq", "problem")
@@ -44,14 +54,16 @@ class AuditFinding(_message.Message):
     def __init__(self, seq: _Optional[int] = ..., problem: _Optional[str] = ...) -> None: ...
 
 class VerifyAuditResponse(_message.Message):
-    __slots__ = ("entries", "intact", "findings")
+    __slots__ = ("entries", "intact", "findings", "head")
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
     INTACT_FIELD_NUMBER: _ClassVar[int]
     FINDINGS_FIELD_NUMBER: _ClassVar[int]
+    HEAD_FIELD_NUMBER: _ClassVar[int]
     entries: int
     intact: bool
     findings: _containers.RepeatedCompositeFieldContainer[AuditFinding]
-    def __init__(self, entries: _Optional[int] = ..., intact: _Optional[bool] = ..., findings: _Optional[_Iterable[_Union[AuditFinding, _Mapping]]] = ...) -> None: ...
+    head: AuditHead
+    def __init__(self, entries: _Optional[int] = ..., intact: _Optional[bool] = ..., findings: _Optional[_Iterable[_Union[AuditFinding, _Mapping]]] = ..., head: _Optional[_Union[AuditHead, _Mapping]] = ...) -> None: ...
 
 class ImportPskcRequest(_message.Message):
     __slots__ = ("pskc", "pre_shared_key", "password")

@@ -47,10 +47,17 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     def VerifyAudit(
         self, request: pb.VerifyAuditRequest, context: grpc.ServicerContext
     ) -> pb.VerifyAuditResponse:
-        report = verify_audit(self._app)
+        expected = None
+        if request.HasField("expected_head"):
+            expected = convert.audit_head(request.expected_head)
+        report = verify_audit(self._app, expected)
         findings = [pb.AuditFinding(seq=f.seq, problem=f.problem.value) for f in report.findings]
+        head = report.head
         return pb.VerifyAuditResponse(
-            entries=report.entries, intact=report.intact, findings=findings
+            entries=report.entries,
+            intact=report.intact,
+            findings=findings,
+            head=pb.AuditHead(seq=head.seq, entry_hash=head.entry_hash) if head else None,
         )
 
     def ImportPskc(
