@@ -271,7 +271,7 @@ def test_no_room_at_all_is_a_clear_capacity_error(softhsm) -> None:  # type: ign
     made.plan.max_session_objects = 0
     try:
         made.vault.close()  # start from an empty session
-        with pytest.raises(HsmCapacityExceeded, match="hsm.cache_size"):
+        with pytest.raises(HsmCapacityExceeded, match=r"hsm\.cache_size"):
             made.check(next(iter(made.seeds)))
     finally:
         made.vault.close()

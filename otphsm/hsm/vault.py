@@ -306,8 +306,7 @@ class HsmSeedVault:
                 # Out of session-object space: give back half of the cached seeds, once.
                 if attempt or not len(self._seeds):
                     raise HsmCapacityExceeded(
-                        "the HSM has no room for another unwrapped seed; lower "
-                        "hsm.cache_size",
+                        "the HSM has no room for another unwrapped seed; lower hsm.cache_size",
                         ckr=0x31,
                         ckr_name="CKR_DEVICE_MEMORY",
                     ) from exc
