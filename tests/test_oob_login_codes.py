@@ -214,6 +214,7 @@ def test_a_code_can_be_pushed_to_the_token_app(
     start_factor_service: StartService,
     cns_card_1024: CnsCard,
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     service = start_factor_service()
     cf = enrol(service, cns_card_1024)  # no phone number at all
@@ -236,6 +237,13 @@ def test_a_code_can_be_pushed_to_the_token_app(
     assert verify(service, cf, code).result == OK
     assert cli_main(["sim", "push", "show", "--outbox", str(outbox.directory),
                      "--serial", "MOB-0000000000"]) == 1  # fmt: skip
+    capsys.readouterr()
+    monkeypatch.delenv("OTPHSM_PUSH_OUTBOX", raising=False)
+    assert cli_main(["sim", "push", "show", "--serial", phone.serial]) == 2
+    assert "--outbox DIR or $OTPHSM_PUSH_OUTBOX" in capsys.readouterr().err
+    monkeypatch.setenv("OTPHSM_PUSH_OUTBOX", str(outbox.directory))  # as `otphsm token inbox`
+    assert cli_main(["sim", "push", "show", "--serial", phone.serial, "--last"]) == 0
+    assert code in capsys.readouterr().out
 
 
 def test_an_undelivered_code_is_withdrawn(

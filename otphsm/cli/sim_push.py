@@ -6,9 +6,12 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
+import sys
 from pathlib import Path
 
 from otphsm.cli.commands import CommandTree
+from otphsm.simulators.sms.push import PUSH_OUTBOX_ENV
 
 
 def register(tree: CommandTree) -> None:
@@ -18,7 +21,10 @@ def register(tree: CommandTree) -> None:
         "sim", "push", "show", handler=_show, help="show the notifications pushed to a device"
     )
     parser.add_argument(
-        "--outbox", required=True, type=Path, metavar="DIR", help="the service's sms.push_outbox"
+        "--outbox",
+        type=Path,
+        metavar="DIR",
+        help=f"the service's sms.push_outbox (default ${PUSH_OUTBOX_ENV})",
     )
     parser.add_argument("--serial", required=True, help="the token serial of the device")
     parser.add_argument("--last", action="store_true", help="only the newest notification")
@@ -28,11 +34,17 @@ def register(tree: CommandTree) -> None:
 def _show(args: argparse.Namespace) -> int:
     from otphsm.simulators.sms.push import read_push_messages
 
-    messages = read_push_messages(args.outbox, args.serial)
+    outbox = args.outbox or os.environ.get(PUSH_OUTBOX_ENV)
+    if not outbox:
+        print(
+            f"otphsm: error: name the outbox: --outbox DIR or ${PUSH_OUTBOX_ENV}", file=sys.stderr
+        )
+        return 2
+    messages = read_push_messages(Path(outbox), args.serial)
     if args.last:
         messages = messages[-1:]
     if not messages:
-        print(f"no notifications for {args.serial} in {args.outbox}")
+        print(f"no notifications for {args.serial} in {outbox}")
         return 1
     for message in messages:
         if args.json:

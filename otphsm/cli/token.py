@@ -29,12 +29,12 @@ from typing import TYPE_CHECKING
 from otphsm.cli.commands import CommandTree
 from otphsm.cli.connection import add_connection_arguments, connect
 from otphsm.cli.ui import ExitCode, Handler, Prompter, console, guarded
+from otphsm.simulators.sms.push import PUSH_OUTBOX_ENV
 
 if TYPE_CHECKING:
     from otphsm.simulators.token.mobile_app import Activated, MobileApp
 
 STATE_ENV = "OTPHSM_TOKEN_STATE"
-PUSH_OUTBOX_ENV = "OTPHSM_PUSH_OUTBOX"
 REMEMBER_MINUTES = (0, 5, 10)
 ASK = "-"
 """An option value that means: ask for it without echo."""

@@ -13,6 +13,9 @@ from otphsm.core.clock import Clock, SystemClock
 from otphsm.core.errors import DeviceUnavailable
 from otphsm.core.tokens import check_serial
 
+PUSH_OUTBOX_ENV = "OTPHSM_PUSH_OUTBOX"
+"""Where the commands that read the simulated push service's outbox look by default."""
+
 
 class PushServiceDown(DeviceUnavailable):
     pass
