@@ -13,6 +13,15 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
+# One tier alone: make test-unit, test-card, test-hsm, test-store, test-app, test-service,
+# test-faults, test-cli (the folders under tests/).
+TIERS := unit card hsm store app service faults cli
+TIER_TARGETS := $(addprefix test-,$(TIERS))
+.PHONY: $(TIER_TARGETS)
+
+$(TIER_TARGETS): test-%: setup
+	$(PY) -m pytest tests/$* $(PYTEST_ARGS)
+
 lint: setup
 	$(PY) -m ruff check otphsm tests bench
 	$(PY) -m ruff format --check otphsm tests bench

@@ -87,9 +87,11 @@ def measure(seconds: float) -> list[tuple[str, float]]:
         provision_softhsm(softhsm)
         seed_value = os.urandom(20)
         rows: list[tuple[str, float]] = [
-            ("stdlib hmac, seed in host memory (baseline)",
-             rate(lambda: hmac.new(seed_value, MESSAGE, "sha1").digest(), seconds)),
-        ]  # fmt: skip
+            (
+                "stdlib hmac, seed in host memory (baseline)",
+                rate(lambda: hmac.new(seed_value, MESSAGE, "sha1").digest(), seconds),
+            ),
+        ]
         vault = open_vault(softhsm.hsm_config())
         rows.append(("HSM, wrapped seed, cached handle", _hot_loop(vault, seconds)))
         rows.append(

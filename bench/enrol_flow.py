@@ -127,8 +127,11 @@ def measure_enrolment(env: Any, server_target: str, rounds: int) -> dict[str, fl
     )
     device = device_pb2_grpc.DeviceServiceStub(_channel(server_target, env.client_tls("device")))
     timings: dict[str, list[float]] = {
-        "station_card_ms": [], "server_rpcs_ms": [], "device_ms": [], "total_ms": [],
-    }  # fmt: skip
+        "station_card_ms": [],
+        "server_rpcs_ms": [],
+        "device_ms": [],
+        "total_ms": [],
+    }
     with PrivatePcscd(directory) as pcscd:
         link = VpcdLink(card, pcscd.ports[0], quickack=True, backoff=Backoff(0.02, 0.2))
         link.insert(wait=10)

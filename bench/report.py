@@ -147,8 +147,13 @@ def write_chart(results: dict[str, Any], directory: Path) -> Path | None:
         )
     noop = [n for n in results.get("noop", []) if not n.get("interceptor")]
     if noop:
-        axes[0].plot([n["tokens"] for n in noop], [n["peak_rps"] for n in noop], ":", marker="s",
-                     label="do-nothing servicer")  # fmt: skip
+        axes[0].plot(
+            [n["tokens"] for n in noop],
+            [n["peak_rps"] for n in noop],
+            ":",
+            marker="s",
+            label="do-nothing servicer",
+        )
     for ax, title in ((axes[0], "peak verifications/s"), (axes[1], "p99 ms at half the peak rate")):
         ax.set_xscale("log")
         ax.set_xlabel("tokens in the database")

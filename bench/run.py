@@ -36,10 +36,22 @@ from load import LoadResult, run_load
 from otphsm.hsm import open_vault
 
 RESULTS = Path(__file__).resolve().parent / "results"
-FULL = {"sizes": (1_000, 100_000, 1_000_000), "known": (1_000, 20_000, 20_000),
-        "warmup": 1.0, "duration": 4.0, "hsm_seconds": 1.0, "enrol_rounds": 5}  # fmt: skip
-QUICK = {"sizes": (1_000, 10_000), "known": (1_000, 2_000),
-         "warmup": 0.5, "duration": 1.5, "hsm_seconds": 0.2, "enrol_rounds": 1}  # fmt: skip
+FULL = {
+    "sizes": (1_000, 100_000, 1_000_000),
+    "known": (1_000, 20_000, 20_000),
+    "warmup": 1.0,
+    "duration": 4.0,
+    "hsm_seconds": 1.0,
+    "enrol_rounds": 5,
+}
+QUICK = {
+    "sizes": (1_000, 10_000),
+    "known": (1_000, 2_000),
+    "warmup": 0.5,
+    "duration": 1.5,
+    "hsm_seconds": 0.2,
+    "enrol_rounds": 1,
+}
 
 
 class Bench:
@@ -65,10 +77,16 @@ class Bench:
         database = servers[0].name.split("-")[0]  # replicas share their database's counters
         before = sum(s.cpu_seconds() for s in servers)
         result = run_load(
-            [s.target for s in servers], self.tls, kind, self.fleet.tokens_for(database),
-            processes=self.args.processes, threads=self.args.threads,
-            warmup=self.plan["warmup"], duration=self.plan["duration"], rate=rate,
-        )  # fmt: skip
+            [s.target for s in servers],
+            self.tls,
+            kind,
+            self.fleet.tokens_for(database),
+            processes=self.args.processes,
+            threads=self.args.threads,
+            warmup=self.plan["warmup"],
+            duration=self.plan["duration"],
+            rate=rate,
+        )
         cpu = sum(s.cpu_seconds() for s in servers) - before
         baseline = servers[0] in (self.noop, self.noop_intercepted)
         if not baseline:
@@ -91,29 +109,38 @@ class Bench:
         for interceptor, server in ((False, self.noop), (True, self.noop_intercepted)):
             peak, half, cpu = self.peak_and_half([server], "valid")
             baselines[interceptor] = {
-                "tokens": size, "interceptor": interceptor, "peak_rps": peak.rate,
+                "tokens": size,
+                "interceptor": interceptor,
+                "peak_rps": peak.rate,
                 "peak_p50_ms": peak.percentile(0.5) * 1e3,
-                "half_p99_ms": half.percentile(0.99) * 1e3, "server_cpu_us": cpu,
-            }  # fmt: skip
+                "half_p99_ms": half.percentile(0.99) * 1e3,
+                "server_cpu_us": cpu,
+            }
             self.results["noop"].append(baselines[interceptor])
             label = "do-nothing+interceptor" if interceptor else "do-nothing"
             p99 = baselines[interceptor]["half_p99_ms"]
-            self.say(f"{size:>9,} {label:<22} {peak.rate:8,.0f}/s  p99@½ {p99:.2f} ms  "
-                     f"cpu {cpu:,.0f} µs")  # fmt: skip
+            self.say(
+                f"{size:>9,} {label:<22} {peak.rate:8,.0f}/s  p99@½ {p99:.2f} ms  cpu {cpu:,.0f} µs"
+            )
         noop, intercepted = baselines[False], baselines[True]
         for name, server in self.stores.items():
             for kind in ("valid", "wrong"):
                 peak, half, cpu = self.peak_and_half([server], kind)
                 row = {
-                    "tokens": size, "server": name, "codes": kind, "peak_rps": peak.rate,
+                    "tokens": size,
+                    "server": name,
+                    "codes": kind,
+                    "peak_rps": peak.rate,
                     "vs_noop": peak.rate / noop["peak_rps"],
                     "vs_noop_interceptor": peak.rate / intercepted["peak_rps"],
                     "peak_p50_ms": peak.percentile(0.5) * 1e3,
                     "peak_p99_ms": peak.percentile(0.99) * 1e3,
-                    "half_rate": half.rate, "half_p50_ms": half.percentile(0.5) * 1e3,
-                    "half_p99_ms": half.percentile(0.99) * 1e3, "server_cpu_us": cpu,
+                    "half_rate": half.rate,
+                    "half_p50_ms": half.percentile(0.5) * 1e3,
+                    "half_p99_ms": half.percentile(0.99) * 1e3,
+                    "server_cpu_us": cpu,
                     "results": dict(peak.results + half.results),
-                }  # fmt: skip
+                }
                 self.results["verify"].append(row)
                 self.say(
                     f"{size:>9,} {name:<10} {kind:<5} {peak.rate:8,.0f}/s "
@@ -136,8 +163,10 @@ class Bench:
                     "server_cpu_us": cpu,
                 }
                 self.results["replicas"].append(row)
-                self.say(f"replicas {len(servers)}  {peak.rate:8,.0f}/s  p99@½ "
-                         f"{row['half_p99_ms']:.2f} ms")  # fmt: skip
+                self.say(
+                    f"replicas {len(servers)}  {peak.rate:8,.0f}/s  p99@½ "
+                    f"{row['half_p99_ms']:.2f} ms"
+                )
         finally:
             second.stop()
 
@@ -156,8 +185,10 @@ class Bench:
             for size, known in zip(self.plan["sizes"], self.plan["known"], strict=True):
                 started = time.monotonic()
                 grow(self.fleet, vault, urls, size, known, int(time.time()))
-                self.say(f"fleet of {size:,} tokens ({len(self.fleet.known):,} verified) "
-                         f"in {time.monotonic() - started:.1f} s")  # fmt: skip
+                self.say(
+                    f"fleet of {size:,} tokens ({len(self.fleet.known):,} verified) "
+                    f"in {time.monotonic() - started:.1f} s"
+                )
                 if "verify" in sections:
                     self.verify_at(size)
                 if size == self.plan["sizes"][0] and "replicas" in sections:
@@ -178,8 +209,11 @@ def hsm_rows(seconds: float) -> list[tuple[str, float]]:
     script = Path(__file__).resolve().parent / "bench_hsm.py"
     done = subprocess.run(
         [sys.executable, str(script), "--seconds", str(seconds), "--json"],
-        capture_output=True, text=True, check=True, timeout=600,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
     return [(str(path), float(ops)) for path, ops in json.loads(done.stdout.splitlines()[-1])]
 
 
@@ -201,14 +235,23 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "met": row["vs_noop"] >= 0.6,
             }
         )
-        found.append({"name": f"{server}: p99 ≤ 10 ms at half the peak rate",
-                      "measured": f"{row['half_p99_ms']:.2f} ms",
-                      "met": row["half_p99_ms"] <= 10})  # fmt: skip
+        found.append(
+            {
+                "name": f"{server}: p99 ≤ 10 ms at half the peak rate",
+                "measured": f"{row['half_p99_ms']:.2f} ms",
+                "met": row["half_p99_ms"] <= 10,
+            }
+        )
         big = rows.get((large, server, "valid"))
         if big is not None and large > small:
             ratio = big["peak_rps"] / row["peak_rps"]
-            found.append({"name": f"{server}: {large:,} tokens ≥ 80% of {small:,}",
-                          "measured": f"{ratio:.0%}", "met": ratio >= 0.8})  # fmt: skip
+            found.append(
+                {
+                    "name": f"{server}: {large:,} tokens ≥ 80% of {small:,}",
+                    "measured": f"{ratio:.0%}",
+                    "met": ratio >= 0.8,
+                }
+            )
     return found
 
 

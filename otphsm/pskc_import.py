@@ -251,9 +251,11 @@ def _package(index: int, key: Key, decrypt: _Decrypt, now: float | None) -> FobP
         counter = 0
     if not 0 <= counter <= MAX_COUNTER:
         raise PskcRefused(
-            PskcProblem.BAD_PARAMETERS, f"the counter must be 0..{MAX_COUNTER}", package=index,
+            PskcProblem.BAD_PARAMETERS,
+            f"the counter must be 0..{MAX_COUNTER}",
+            package=index,
             serial=serial,
-        )  # fmt: skip
+        )
     _check_policy(index, serial, key, now)
     secret = decrypt.secret(index, key)
     if secret is None:
@@ -262,8 +264,9 @@ def _package(index: int, key: Key, decrypt: _Decrypt, now: float | None) -> FobP
         raise PskcRefused(
             PskcProblem.BAD_SECRET,
             f"a secret must be {MIN_SECRET_BYTES}..{MAX_SECRET_BYTES} bytes, got {len(secret)}",
-            package=index, serial=serial,
-        )  # fmt: skip
+            package=index,
+            serial=serial,
+        )
     return FobPackage(serial, bytearray(secret), params, counter)
 
 
@@ -307,23 +310,29 @@ def _check_policy(index: int, serial: str, key: Key, now: float | None) -> None:
     policy = key.policy
     if policy.unknown_policy_elements:
         raise PskcRefused(
-            PskcProblem.UNSUPPORTED, "a key policy this service does not know", package=index,
+            PskcProblem.UNSUPPORTED,
+            "a key policy this service does not know",
+            package=index,
             serial=serial,
-        )  # fmt: skip
+        )
     if policy.key_usage and "OTP" not in policy.key_usage:
         raise PskcRefused(
-            PskcProblem.UNSUPPORTED, "the key's policy does not allow OTP", package=index,
+            PskcProblem.UNSUPPORTED,
+            "the key's policy does not allow OTP",
+            package=index,
             serial=serial,
-        )  # fmt: skip
+        )
     if now is None:
         return
     moment = dt.datetime.fromtimestamp(now, dt.UTC)
     for expiry in (policy.expiry_date, key.device.expiry_date):
         if expiry is not None and _aware(expiry) < moment:
             raise PskcRefused(
-                PskcProblem.BAD_PARAMETERS, f"expired on {expiry.date().isoformat()}",
-                package=index, serial=serial,
-            )  # fmt: skip
+                PskcProblem.BAD_PARAMETERS,
+                f"expired on {expiry.date().isoformat()}",
+                package=index,
+                serial=serial,
+            )
 
 
 def _aware(moment: dt.datetime) -> dt.datetime:

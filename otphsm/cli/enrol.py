@@ -39,17 +39,21 @@ def register(tree: CommandTree) -> None:
     tree.command("enrol", "readers", handler=guarded(_readers), help="list the card readers")
 
     new = tree.command(
-        "enrol", "new", handler=guarded(_new),
+        "enrol",
+        "new",
+        handler=guarded(_new),
         help="authorise with the citizen's card, then hand out an activation",
-    )  # fmt: skip
+    )
     _card_arguments(new)
     new.add_argument("--phone", metavar="E164", help="record the citizen's phone for SMS codes")
     _issue_arguments(new)
 
     replace = tree.command(
-        "enrol", "replace", handler=guarded(_replace),
+        "enrol",
+        "replace",
+        handler=guarded(_replace),
         help="a lost phone: authorise by SMS code or card, then activate the new phone",
-    )  # fmt: skip
+    )
     how = replace.add_mutually_exclusive_group(required=True)
     how.add_argument("--sms", action="store_true", help="send a code to the recorded phone")
     how.add_argument("--card", action="store_true", help="a fresh card authorisation")
@@ -58,9 +62,11 @@ def register(tree: CommandTree) -> None:
     _issue_arguments(replace)
 
     fob = tree.command(
-        "enrol", "assign-fob", handler=guarded(_assign_fob),
+        "enrol",
+        "assign-fob",
+        handler=guarded(_assign_fob),
         help="give a key fob from the inventory to the citizen (card or SMS authorisation)",
-    )  # fmt: skip
+    )
     fob.add_argument("serial", metavar="SERIAL", help="as printed on the fob")
     fob.add_argument("--sms", action="store_true", help="authorise by SMS code, not the card")
     fob.add_argument("--codice-fiscale", metavar="CF", help="with --sms: whose phone")
@@ -72,13 +78,17 @@ def _card_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("the card")
     group.add_argument("--reader", help="the reader whose name contains this (default: any)")
     group.add_argument(
-        "--timeout", type=float, default=DEFAULT_CARD_TIMEOUT, metavar="SECONDS",
+        "--timeout",
+        type=float,
+        default=DEFAULT_CARD_TIMEOUT,
+        metavar="SECONDS",
         help=f"how long to wait for the card (default {DEFAULT_CARD_TIMEOUT:g})",
-    )  # fmt: skip
+    )
     group.add_argument(
-        "--pin-from-stdin", action="store_true",
+        "--pin-from-stdin",
+        action="store_true",
         help="read the PIN, secret or SMS code from stdin, one per line, without prompting",
-    )  # fmt: skip
+    )
     add_connection_arguments(parser, "enroller")
 
 
@@ -86,18 +96,29 @@ def _issue_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("the activation handed out")
     method = group.add_mutually_exclusive_group()
     method.add_argument(
-        "--temporary-secret", action="store_true",
+        "--temporary-secret",
+        action="store_true",
         help="the citizen types a 5-digit secret here, then in the app (valid 5 min)",
-    )  # fmt: skip
+    )
     method.add_argument(
-        "--otpauth", action="store_true",
+        "--otpauth",
+        action="store_true",
         help="compatibility: an otpauth:// QR for any authenticator app (shows the seed once)",
-    )  # fmt: skip
-    group.add_argument("--png", type=Path, metavar="FILE",
-                       help="where to save the QR (default: activation-SERIAL.png)")  # fmt: skip
+    )
+    group.add_argument(
+        "--png",
+        type=Path,
+        metavar="FILE",
+        help="where to save the QR (default: activation-SERIAL.png)",
+    )
     group.add_argument("--show-uri", action="store_true", help="with --otpauth: print the URI")
-    group.add_argument("--period", type=int, default=0, metavar="SECONDS",
-                       help="TOTP step (default: the service's, 30)")  # fmt: skip
+    group.add_argument(
+        "--period",
+        type=int,
+        default=0,
+        metavar="SECONDS",
+        help="TOTP step (default: the service's, 30)",
+    )
     group.add_argument("--digits", type=int, default=0, choices=(0, 6, 7, 8))
 
 
@@ -205,8 +226,10 @@ def _readers(args: argparse.Namespace) -> int:
     if not statuses:
         console().print("No card reader is connected.")
         return ExitCode.CARD
-    _table(*((s.name, "card inserted" if s.card_present else "empty") for s in statuses),
-           header=("Reader", "State"))  # fmt: skip
+    _table(
+        *((s.name, "card inserted" if s.card_present else "empty") for s in statuses),
+        header=("Reader", "State"),
+    )
     return ExitCode.OK
 
 
@@ -290,15 +313,20 @@ def _issue_and_show(station: Station, authorised: Authorised, args: argparse.Nam
     )
     token = issued.token
     out = console()
-    out.print(f"Token [bold]{token.serial}[/bold] created for {token.codice_fiscale}: pending "
-              "until the app proves possession with its first code")  # fmt: skip
+    out.print(
+        f"Token [bold]{token.serial}[/bold] created for {token.codice_fiscale}: pending "
+        "until the app proves possession with its first code"
+    )
     if token.replaces_serial:
-        out.print(f"It replaces {token.replaces_serial}, revoked when the new phone proves "
-                  "possession")  # fmt: skip
+        out.print(
+            f"It replaces {token.replaces_serial}, revoked when the new phone proves possession"
+        )
     until = _time(issued.activation_expires_at)
     if method is ActivationMethod.TEMPORARY_SECRET:
-        out.print(f"Temporary-secret session open until {until}: in the app, the citizen "
-                  "enters their codice fiscale and the secret they chose")  # fmt: skip
+        out.print(
+            f"Temporary-secret session open until {until}: in the app, the citizen "
+            "enters their codice fiscale and the secret they chose"
+        )
         return ExitCode.OK
     if method is ActivationMethod.CODE:
         out.print(f"Activation code: [bold]{issued.activation_code}[/bold]  (valid until {until})")

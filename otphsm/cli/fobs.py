@@ -25,9 +25,12 @@ def register(tree: CommandTree) -> None:
     tree.group("sim", help="simulated devices: HSM, card reader and card, tokens")
     tree.group("sim", "fob", help="emulated hardware key fobs and their vendor's PSKC file")
     batch = tree.command(
-        "sim", "fob", "make-batch", handler=_make_batch,
+        "sim",
+        "fob",
+        "make-batch",
+        handler=_make_batch,
         help="make a batch of fobs: a PSKC file for the operator, a state file for the fobs",
-    )  # fmt: skip
+    )
     batch.add_argument("--out", required=True, type=Path, metavar="FILE", help="PSKC file")
     batch.add_argument(
         "--state", type=Path, metavar="STATEFILE", help="fobs' state (default: FILE.fobs.json)"
@@ -46,17 +49,24 @@ def register(tree: CommandTree) -> None:
         "--first", type=int, metavar="N", help="first serial number (default: random)"
     )
     batch.add_argument("--start-counter", type=int, default=0, help="HOTP counter at delivery")
-    batch.add_argument("--iterations", type=int, default=DEFAULT_PBKDF2_ITERATIONS,
-                       help="PBKDF2 iterations with --password")  # fmt: skip
+    batch.add_argument(
+        "--iterations",
+        type=int,
+        default=DEFAULT_PBKDF2_ITERATIONS,
+        help="PBKDF2 iterations with --password",
+    )
     batch.add_argument("--force", action="store_true", help="overwrite existing files")
 
     press = tree.command(
         "sim", "fob", "press", handler=_press, help="press a HOTP fob's button: print its code"
     )
     show = tree.command(
-        "sim", "fob", "show", handler=_show,
+        "sim",
+        "fob",
+        "show",
+        handler=_show,
         help="print what a fob shows: the display (TOTP) or a button press (HOTP)",
-    )  # fmt: skip
+    )
     for parser in (press, show):
         parser.add_argument("state", type=Path, metavar="STATEFILE")
         parser.add_argument("serial", metavar="SERIAL")

@@ -22,15 +22,18 @@ ASK = "-"
 def register(tree: CommandTree) -> None:
     tree.group("admin", help="operator tasks")
     parser = tree.command(
-        "admin", "import-pskc", handler=guarded(_import_pskc),
+        "admin",
+        "import-pskc",
+        handler=guarded(_import_pskc),
         help="import a vendor's PSKC file of key fobs into the inventory (all or nothing)",
-    )  # fmt: skip
+    )
     parser.add_argument("file", type=Path, metavar="FILE")
     key = parser.add_mutually_exclusive_group(required=True)
     key.add_argument("--psk", metavar="HEX", help="the pre-shared AES key, in hex")
     key.add_argument("--password", metavar="P", help="the file's password ('-' asks)")
-    parser.add_argument("--pin-from-stdin", action="store_true",
-                        help="with --password -: read it from stdin")  # fmt: skip
+    parser.add_argument(
+        "--pin-from-stdin", action="store_true", help="with --password -: read it from stdin"
+    )
     add_connection_arguments(parser, "admin")
 
 
@@ -67,8 +70,11 @@ def _import_pskc(args: argparse.Namespace) -> int:
     for token in response.tokens:
         mode = common_pb2.OtpMode.Name(token.params.mode).removeprefix("OTP_MODE_")
         algorithm = common_pb2.HashAlgorithm.Name(token.params.algorithm)
-        table.add_row(token.serial, f"{mode} {algorithm.removeprefix('HASH_ALGORITHM_')}",
-                      str(token.params.digits))  # fmt: skip
+        table.add_row(
+            token.serial,
+            f"{mode} {algorithm.removeprefix('HASH_ALGORITHM_')}",
+            str(token.params.digits),
+        )
     out = console()
     out.print(f"Imported {len(response.tokens)} key fob(s) from {path} into the inventory:")
     out.print(table)

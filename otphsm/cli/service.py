@@ -102,8 +102,10 @@ def _hsm_init(args: argparse.Namespace) -> int:
         report = provision(owner, so_pin)
     kek = "created" if report.kek_created else "kept"
     pepper = "created" if report.pepper_created else "kept"
-    print(f"token {config.token_label!r}: KEK {config.kek_label!r} {kek}, "
-          f"pepper key {config.pepper_label!r} {pepper}")  # fmt: skip
+    print(
+        f"token {config.token_label!r}: KEK {config.kek_label!r} {kek}, "
+        f"pepper key {config.pepper_label!r} {pepper}"
+    )
     open_vault(config).close()  # the same checks as at start-up
     print("checked: the keys are usable and a stored seed unwraps only into a sign-only key")
     return 0
@@ -139,11 +141,15 @@ def _audit_verify(args: argparse.Namespace) -> int:
         return 0
     for finding in report.findings:
         if finding.problem is AuditProblem.TRUNCATED:
-            print(f"entry {finding.seq}: truncated: the recorded head is missing (the chain ends "
-                  f"at {end}): entries were removed from the end")  # fmt: skip
+            print(
+                f"entry {finding.seq}: truncated: the recorded head is missing (the chain ends "
+                f"at {end}): entries were removed from the end"
+            )
         elif finding.problem is AuditProblem.HEAD_MISMATCH:
-            print(f"entry {finding.seq}: head_mismatch: its hash does not match the recorded "
-                  "head: the chain was rewritten at or before it")  # fmt: skip
+            print(
+                f"entry {finding.seq}: head_mismatch: its hash does not match the recorded "
+                "head: the chain was rewritten at or before it"
+            )
         else:
             print(f"entry {finding.seq}: {finding.problem.value}")
     print(f"BROKEN: {len(report.findings)} finding(s) in {report.entries} entries (last: {end})")

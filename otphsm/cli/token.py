@@ -47,8 +47,13 @@ def register(tree: CommandTree) -> None:
     how.add_argument("--code", help="the 18-digit activation code (or the QR text); '-' asks")
     how.add_argument("--temporary-secret", metavar="S", help="5 digits chosen at the counter")
     activate.add_argument("--codice-fiscale", metavar="CF", help="with --temporary-secret")
-    activate.add_argument("--remember", type=int, choices=REMEMBER_MINUTES, metavar="MINUTES",
-                          help="remember the PIN 0, 5 or 10 minutes")  # fmt: skip
+    activate.add_argument(
+        "--remember",
+        type=int,
+        choices=REMEMBER_MINUTES,
+        metavar="MINUTES",
+        help="remember the PIN 0, 5 or 10 minutes",
+    )
     add_connection_arguments(activate, "device")
 
     add_uri = _command(tree, "add-uri", _add_uri, "scan an otpauth:// URI (compatibility mode)")
@@ -78,10 +83,17 @@ def _command(
 ) -> argparse.ArgumentParser:
     parser = tree.command("token", name, handler=guarded(handler), help=help_text)
     parser.add_argument("--state", type=Path, metavar="FILE", help="the app's state file")
-    parser.add_argument("--skew", type=float, metavar="SECONDS",
-                        help="the phone's clock is this far ahead (negative: behind)")  # fmt: skip
-    parser.add_argument("--pin-from-stdin", action="store_true",
-                        help="read the app PIN (and secrets) from stdin, one per line")  # fmt: skip
+    parser.add_argument(
+        "--skew",
+        type=float,
+        metavar="SECONDS",
+        help="the phone's clock is this far ahead (negative: behind)",
+    )
+    parser.add_argument(
+        "--pin-from-stdin",
+        action="store_true",
+        help="read the app PIN (and secrets) from stdin, one per line",
+    )
     return parser
 
 
@@ -162,8 +174,10 @@ def _report_activation(activated: Activated) -> int:
     out = console()
     account = activated.account
     verb = "replaced" if activated.replaced else "added"
-    out.print(f"Account [bold]{account.name}[/bold] {verb} (token {account.serial}); "
-              "the seed was derived on the phone and in the HSM, it never travelled")  # fmt: skip
+    out.print(
+        f"Account [bold]{account.name}[/bold] {verb} (token {account.serial}); "
+        "the seed was derived on the phone and in the HSM, it never travelled"
+    )
     proof = activated.proof
     if proof.ok:
         out.print("First code accepted by the service: the token is active.")
@@ -240,8 +254,10 @@ def _settings(args: argparse.Namespace) -> int:
     state = app.state
     minutes = state.remember_seconds // 60
     console().print(f"Phone clock: {state.skew_seconds:+g} s from the true time")
-    console().print(f"App PIN: {'set' if state.has_pin else 'not set'}; remembered {minutes} min; "
-                    f"{state.pin_failures} wrong in a row")  # fmt: skip
+    console().print(
+        f"App PIN: {'set' if state.has_pin else 'not set'}; remembered {minutes} min; "
+        f"{state.pin_failures} wrong in a row"
+    )
     return ExitCode.OK
 
 

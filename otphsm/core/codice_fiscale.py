@@ -40,8 +40,33 @@ _FORMAT = re.compile(
 # Check-character values of each character at an odd (1st, 3rd, ...) or even position.
 # A digit and the letter of the same rank (0/A, 1/B, ... 9/J) share a value.
 _ODD_VALUES_BY_RANK = (
-    1, 0, 5, 7, 9, 13, 15, 17, 19, 21, 2, 4, 18, 20, 11, 3, 6, 8, 12, 14, 16, 10, 22, 25, 24, 23,
-)  # fmt: skip
+    1,
+    0,
+    5,
+    7,
+    9,
+    13,
+    15,
+    17,
+    19,
+    21,
+    2,
+    4,
+    18,
+    20,
+    11,
+    3,
+    6,
+    8,
+    12,
+    14,
+    16,
+    10,
+    22,
+    25,
+    24,
+    23,
+)
 _ODD_VALUES = {
     **{letter: _ODD_VALUES_BY_RANK[rank] for rank, letter in enumerate(_ALPHABET)},
     **{str(digit): _ODD_VALUES_BY_RANK[digit] for digit in range(10)},

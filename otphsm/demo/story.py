@@ -74,8 +74,10 @@ class ScriptedCard:
 
     def card_read(self, reader: str, contents: CardContents) -> None:
         data = contents.personal_data
-        self.narrator.say(f"card {contents.card_id} in {reader}: {data.given_name} "
-                          f"{data.surname}, {data.codice_fiscale}")  # fmt: skip
+        self.narrator.say(
+            f"card {contents.card_id} in {reader}: {data.given_name} "
+            f"{data.surname}, {data.codice_fiscale}"
+        )
 
     def ask_pin(self, tries_left: int | None) -> str:
         if tries_left is not None:
@@ -153,8 +155,10 @@ class Scene:
         )
         png = self.directory / "activation.png"
         png.write_bytes(issued.qr_png)
-        say(f"token {issued.token.serial} created, pending; activation code "
-            f"{issued.activation_code}, and its QR (also in {png}):")  # fmt: skip
+        say(
+            f"token {issued.token.serial} created, pending; activation code "
+            f"{issued.activation_code}, and its QR (also in {png}):"
+        )
         for line in issued.qr_text.splitlines():
             self.narrator.write(f"     {line}")
         expect(issued.token.state == common_pb2.TOKEN_STATE_PENDING, "the token waits")
@@ -165,8 +169,10 @@ class Scene:
             "Secure activation on the citizen's phone (otphsm token activate --code …)"
         )
         phone = self.phone("phone", activation_code)
-        self.narrator.say("the phone sent an ephemeral P-256 key; phone and HSM derived the "
-                          "same seed by ECDH; the seed never travelled")  # fmt: skip
+        self.narrator.say(
+            "the phone sent an ephemeral P-256 key; phone and HSM derived the "
+            "same seed by ECDH; the seed never travelled"
+        )
         serial = phone.find().serial
         active = self.state_of(serial) == common_pb2.TOKEN_STATE_ACTIVE
         self.narrator.expect(active, f"{serial} is active")
@@ -179,20 +185,28 @@ class Scene:
         wait_next_step(self.narrator)
         code = phone.code().code
         expect(self.login(code).result == ok, "the phone's code: OK")
-        expect(self.login(code).result == common_pb2.VERIFY_RESULT_REPLAYED,
-               "the same code again: REPLAYED (a code is accepted once, ever)")  # fmt: skip
+        expect(
+            self.login(code).result == common_pb2.VERIFY_RESULT_REPLAYED,
+            "the same code again: REPLAYED (a code is accepted once, ever)",
+        )
 
         self.narrator.step("Three wrong codes lock the token (the replay was the first failure)")
         wrong = _wrong_code(phone.find(), time.time())
         results = [self.login(wrong) for _ in range(3)]
-        names = [common_pb2.VerifyResult.Name(r.result).removeprefix("VERIFY_RESULT_")
-                 for r in results]  # fmt: skip
-        self.narrator.say(f"results: {', '.join(names)}; "
-                          f"retry after {results[1].retry_after_seconds} s")  # fmt: skip
-        expect(names == ["WRONG_CODE", "WRONG_CODE", "LOCKED"],
-               "3 failures in a row lock it; then it answers LOCKED")  # fmt: skip
-        expect(self.login(code).result == common_pb2.VERIFY_RESULT_LOCKED,
-               "while locked, no code is even computed")  # fmt: skip
+        names = [
+            common_pb2.VerifyResult.Name(r.result).removeprefix("VERIFY_RESULT_") for r in results
+        ]
+        self.narrator.say(
+            f"results: {', '.join(names)}; retry after {results[1].retry_after_seconds} s"
+        )
+        expect(
+            names == ["WRONG_CODE", "WRONG_CODE", "LOCKED"],
+            "3 failures in a row lock it; then it answers LOCKED",
+        )
+        expect(
+            self.login(code).result == common_pb2.VERIFY_RESULT_LOCKED,
+            "while locked, no code is even computed",
+        )
 
         self.narrator.step("Released by an operator (AdminService.Unlock)")
         request = admin_pb2.TokenRequest(serial=serial)
@@ -221,10 +235,14 @@ class Scene:
         self.narrator.secrets.extend([code, code.replace("-", "")])
         expect(reissued.token.replaces_serial == serial, f"the new token replaces {serial}")
         self.phone("new-phone", reissued.activation_code)
-        expect(self.state_of(serial) == common_pb2.TOKEN_STATE_REVOKED,
-               f"the lost phone's token {serial} is revoked")  # fmt: skip
-        expect(self.login(old_code, serial).result == common_pb2.VERIFY_RESULT_REVOKED,
-               "a code from the lost phone: REVOKED")  # fmt: skip
+        expect(
+            self.state_of(serial) == common_pb2.TOKEN_STATE_REVOKED,
+            f"the lost phone's token {serial} is revoked",
+        )
+        expect(
+            self.login(old_code, serial).result == common_pb2.VERIFY_RESULT_REVOKED,
+            "a code from the lost phone: REVOKED",
+        )
 
     def closing(self) -> None:
         self.narrator.step("The audit chain and the server's log")
@@ -260,8 +278,10 @@ def fob_story(scene: Scene) -> None:
     )
     document = path.read_bytes()
     narrator.secrets.extend(fob.secret.hex() for fob in fobs)
-    narrator.say(f"{len(fobs)} HOTP fobs {fobs[0].serial} … {fobs[-1].serial}, seeds encrypted "
-                 "under a password (PBKDF2) and MACed")  # fmt: skip
+    narrator.say(
+        f"{len(fobs)} HOTP fobs {fobs[0].serial} … {fobs[-1].serial}, seeds encrypted "
+        "under a password (PBKDF2) and MACed"
+    )
     tampered = admin_pb2.ImportPskcRequest(pskc=_tamper(document), password=FOB_PASSWORD)
     reason = ""
     try:
@@ -285,12 +305,16 @@ def fob_story(scene: Scene) -> None:
     citizen = ScriptedCard(narrator, [CARD_PIN])
     authorised = scene.station.authorise_with_card(scene.world.reader, citizen)
     token, proof = scene.station.assign_fob(authorised.authorisation_id, fob.serial, fob.press())
-    narrator.expect(proof is not None and proof.result == common_pb2.VERIFY_RESULT_OK,
-                    f"the fob's first code proves the citizen holds {fob.serial}")  # fmt: skip
+    narrator.expect(
+        proof is not None and proof.result == common_pb2.VERIFY_RESULT_OK,
+        f"the fob's first code proves the citizen holds {fob.serial}",
+    )
     narrator.expect(token.state == common_pb2.TOKEN_STATE_ACTIVE, "the fob is active")
     result = scene.login(fob.press())
-    narrator.expect(result.result == common_pb2.VERIFY_RESULT_OK and result.serial == fob.serial,
-                    "a login by codice fiscale with the fob's next press: OK")  # fmt: skip
+    narrator.expect(
+        result.result == common_pb2.VERIFY_RESULT_OK and result.serial == fob.serial,
+        "a login by codice fiscale with the fob's next press: OK",
+    )
 
 
 def _wrong_code(account: Account, now: float) -> str:

@@ -147,11 +147,15 @@ class DemoWorld:
         self.softhsm = create_softhsm(self.directory / "hsm", ("otphsm",))
         self.softhsm.activate()
         provision_softhsm(self.softhsm)
-        self.say(f"SoftHSM2 token 'otphsm' provisioned in {self.softhsm.directory} "
-                 "(trusted KEK made by the Security Officer, pepper key)")  # fmt: skip
+        self.say(
+            f"SoftHSM2 token 'otphsm' provisioned in {self.softhsm.directory} "
+            "(trusted KEK made by the Security Officer, pepper key)"
+        )
         self.pki = write_dev_pki(self.directory / "pki")
-        self.say("development PKI: a CA, the server's certificate, one client per role "
-                 "(verifier, enroller, device, admin)")  # fmt: skip
+        self.say(
+            "development PKI: a CA, the server's certificate, one client per role "
+            "(verifier, enroller, device, admin)"
+        )
         trust, crl = self._issue_card()
         self._start_pcscd()
         self._start_serve(trust, crl)
@@ -171,8 +175,10 @@ class DemoWorld:
         crl = self.directory / "cns-ca.crl.pem"
         trust.write_bytes(ca.certificate.public_bytes(serialization.Encoding.PEM))
         crl.write_bytes(ca.crl(now=now).public_bytes(serialization.Encoding.PEM))
-        self.say(f"CPS card {card_id} issued for {given} {surname} ({cf}) by the test "
-                 "'CA Cittadini'; the service trusts that CA and its CRL")  # fmt: skip
+        self.say(
+            f"CPS card {card_id} issued for {given} {surname} ({cf}) by the test "
+            "'CA Cittadini'; the service trusts that CA and its CRL"
+        )
         return trust, crl
 
     def _start_pcscd(self) -> None:
@@ -188,20 +194,26 @@ class DemoWorld:
         self.reader = pcscd.reader_names[0]
         with PcscContext() as context:
             context.wait_for_card(self.reader, 5.0)
-        self.say(f"private pcscd (pid {pcscd.pid}) with a vpcd reader; the card is in "
-                 f"'{self.reader}'")  # fmt: skip
+        self.say(
+            f"private pcscd (pid {pcscd.pid}) with a vpcd reader; the card is in '{self.reader}'"
+        )
 
     def _start_serve(self, trust: Path, crl: Path) -> None:
         assert self.softhsm is not None and self.pki is not None
         config = self.directory / "otphsm.toml"
         sections: dict[str, dict[str, Any]] = {
             "server": {
-                "address": "127.0.0.1", "port": 0,
-                "tls_cert": str(self.pki.server_cert), "tls_key": str(self.pki.server_key),
-                "tls_client_ca": str(self.pki.ca), "grace_seconds": 2.0, "log_format": "json",
+                "address": "127.0.0.1",
+                "port": 0,
+                "tls_cert": str(self.pki.server_cert),
+                "tls_key": str(self.pki.server_key),
+                "tls_client_ca": str(self.pki.ca),
+                "grace_seconds": 2.0,
+                "log_format": "json",
             },
             "hsm": {
-                "module": self.softhsm.module, "token_label": self.softhsm.token_label,
+                "module": self.softhsm.module,
+                "token_label": self.softhsm.token_label,
                 "user_pin": self.softhsm.user_pin,
             },
             "store": {"url": f"sqlite:///{self.directory / 'otphsm.db'}"},
@@ -209,7 +221,7 @@ class DemoWorld:
             "sms": {"outbox": str(self.outbox)},
             "policy": {"issuer": ISSUER},
             "metrics": {"enabled": False},
-        }  # fmt: skip
+        }
         lines = []
         for name, values in sections.items():
             lines.append(f"[{name}]")
@@ -221,8 +233,10 @@ class DemoWorld:
         self.serve = ServeProcess(config, env)
         self._stack.callback(self.serve.stop)
         self.port = self.serve.wait_serving(SERVE_START_TIMEOUT)
-        self.say(f"otphsm serve (pid {self.serve.process.pid}) on 127.0.0.1:{self.port}: "
-                 "mTLS, SQLite, SMS outbox")  # fmt: skip
+        self.say(
+            f"otphsm serve (pid {self.serve.process.pid}) on 127.0.0.1:{self.port}: "
+            "mTLS, SQLite, SMS outbox"
+        )
 
     def client(self, role: str) -> Client:
         """An mTLS client with the dev certificate of `role`; closed with the world."""

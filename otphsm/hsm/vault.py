@@ -231,9 +231,10 @@ class HsmSeedVault:
         """Ask the KEK to unwrap a throw-away seed into a readable key: it must refuse, or
         whoever holds the user PIN could read every stored seed."""
         probe = ctx.session.generate_key(
-            KeyType.GENERIC_SECRET, 160,
+            KeyType.GENERIC_SECRET,
+            160,
             template=templates.without_class_and_type(templates.SEED_TO_WRAP),
-        )  # fmt: skip
+        )
         blob = self._wrap_and_destroy(ctx, probe).data
         try:
             readable = kek.unwrap_key(

@@ -35,9 +35,11 @@ class Metrics:
             registry=r,
         )
         self.rpc_errors = Counter(
-            "otphsm_rpc_errors", "RPCs that ended in an error, by RPC and status code.",
-            ("rpc", "code"), registry=r,
-        )  # fmt: skip
+            "otphsm_rpc_errors",
+            "RPCs that ended in an error, by RPC and status code.",
+            ("rpc", "code"),
+            registry=r,
+        )
         self.hsm_errors = Counter(
             "otphsm_hsm_errors",
             "HSM failures seen by RPCs and health checks, by error class.",

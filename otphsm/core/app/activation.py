@@ -76,9 +76,12 @@ def _activate(
     if not app.store.update_token(activated):
         raise FailedPrecondition("the token changed during activation: start again")
     app.audit(
-        actor, "device_activated", token.serial,
-        method=activation.method.value, codice_fiscale=token.codice_fiscale,
-    )  # fmt: skip
+        actor,
+        "device_activated",
+        token.serial,
+        method=activation.method.value,
+        codice_fiscale=token.codice_fiscale,
+    )
     return ActivatedDevice(
         replace(activated, version=activated.version + 1),
         derived.server_public_point,

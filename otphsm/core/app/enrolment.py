@@ -89,10 +89,13 @@ def authorise_with_card(
     )
     app.store.insert_authorisation(authorisation)
     app.audit(
-        actor, "card_authorised", citizen.codice_fiscale,
-        card_id=holder.card_id, certificate_serial=citizen.certificate_serial,
+        actor,
+        "card_authorised",
+        citizen.codice_fiscale,
+        card_id=holder.card_id,
+        certificate_serial=citizen.certificate_serial,
         authorisation=authorisation.authorisation_id,
-    )  # fmt: skip
+    )
     return authorisation, citizen
 
 

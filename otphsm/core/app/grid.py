@@ -87,9 +87,14 @@ def issue_grid_card(app: App, actor: Actor, authorisation_id: str) -> IssuedGrid
         app.audit(actor, "grid_card_revoked", old.serial, codice_fiscale=cf, reason="reissued")
         app.hsm.destroy_seed(old.key)
     app.audit(
-        actor, "grid_card_issued", card.serial, codice_fiscale=cf, cells=card.cells,
-        cell_digits=card.cell_digits, replaces=[old.serial for old in revoked] or None,
-    )  # fmt: skip
+        actor,
+        "grid_card_issued",
+        card.serial,
+        codice_fiscale=cf,
+        cells=card.cells,
+        cell_digits=card.cell_digits,
+        replaces=[old.serial for old in revoked] or None,
+    )
     return IssuedGridCard(card, holder, values, [old.serial for old in revoked])
 
 

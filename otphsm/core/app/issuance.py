@@ -111,10 +111,16 @@ def issue_token(
     app.store.insert_token(token)
     app.store.insert_activation(activation)
     app.audit(
-        actor, "token_created", serial, codice_fiscale=cf, method=method.value,
-        mode=params.mode.value, algorithm=params.algorithm.value, digits=params.digits,
+        actor,
+        "token_created",
+        serial,
+        codice_fiscale=cf,
+        method=method.value,
+        mode=params.mode.value,
+        algorithm=params.algorithm.value,
+        digits=params.digits,
         replaces=token.replaces_serial,
-    )  # fmt: skip
+    )
     return IssuedToken(
         token=token,
         activation=activation,

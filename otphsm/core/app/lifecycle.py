@@ -62,10 +62,11 @@ def _refuse_a_second_active_phone(app: App, serial: str) -> None:
     if token.kind is not TokenKind.MOBILE or token.state is not TokenState.SUSPENDED:
         return
     if any(
-        other.serial != serial and other.kind is TokenKind.MOBILE
+        other.serial != serial
+        and other.kind is TokenKind.MOBILE
         and other.state is TokenState.ACTIVE
         for other in app.store.tokens_of(token.codice_fiscale)
-    ):  # fmt: skip
+    ):
         raise FailedPrecondition(_SECOND_PHONE)
 
 

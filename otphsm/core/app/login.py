@@ -81,14 +81,22 @@ def request_login_code(
         oob.deliver(app, code, lambda: send(message))
     except Exception as exc:
         app.audit(
-            actor, "login_code_undelivered", cf, oob=code.oob_id, channel=channel.value,
+            actor,
+            "login_code_undelivered",
+            cf,
+            oob=code.oob_id,
+            channel=channel.value,
             error=type(exc).__name__,
-        )  # fmt: skip
+        )
         raise
     app.audit(
-        actor, "login_code_sent", cf, oob=code.oob_id, channel=channel.value,
+        actor,
+        "login_code_sent",
+        cf,
+        oob=code.oob_id,
+        channel=channel.value,
         device=device_serial or None,
-    )  # fmt: skip
+    )
     return LoginCodeSent(
         code.oob_id, code.expires_at, channel, citizen.code_prefix_mac is not None, device_serial
     )

@@ -83,9 +83,15 @@ def create_softhsm(
         if label not in present:
             _run_util(
                 softhsm,
-                "--init-token", "--free", "--label", label,
-                "--so-pin", softhsm.so_pin, "--pin", softhsm.user_pin,
-            )  # fmt: skip
+                "--init-token",
+                "--free",
+                "--label",
+                label,
+                "--so-pin",
+                softhsm.so_pin,
+                "--pin",
+                softhsm.user_pin,
+            )
     return softhsm
 
 

@@ -1,0 +1,134 @@
+"""Lockout cannot lock a citizen out for good: every lock expires (the growing wait is capped
+by `verification.lock_max_seconds`), and a caller flooding wrong codes is slowed per caller
+(RESOURCE_EXHAUSTED with retry-after) without slowing other callers."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from support.fault_support import HotpToken, add_hotp_tokens
+from support.service_fixtures import TWO_ROLES, ServiceUnderTest, start_service
+
+from otphsm.service.errors import RETRY_AFTER_KEY
+from otphsm.service.ratelimit import FailureRateLimiter, RateLimitSection
+from otphsm.v1 import common_pb2, validation_pb2
+
+pytestmark = [pytest.mark.softhsm, pytest.mark.slow, pytest.mark.timeout(120)]
+
+LOCK_MAX = 900
+BURST = 20
+
+
+def _service(
+    request: pytest.FixtureRequest, tmp_path: Path, ratelimit: dict[str, object]
+) -> ServiceUnderTest:
+    db = tmp_path / "otphsm.db"
+    return start_service(
+        request,
+        tmp_path,
+        f"sqlite://{db}",
+        db,
+        overrides={"ratelimit": ratelimit, "verification": {"lock_max_seconds": LOCK_MAX}},
+    )
+
+
+@pytest.fixture
+def limited_service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServiceUnderTest]:
+    service = _service(request, tmp_path, {"failures_per_second": 0.01, "burst": BURST})
+    yield service
+    service.close()
+
+
+@pytest.fixture
+def unlimited_service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServiceUnderTest]:
+    """No rate limit at all: the lock must expire on its own."""
+    service = _service(request, tmp_path, {"enabled": False})
+    yield service
+    service.close()
+
+
+def verify(stub: object, token: HotpToken, code: str) -> common_pb2.VerifyResponse:
+    answer: common_pb2.VerifyResponse = stub.Verify(  # type: ignore[attr-defined]
+        validation_pb2.VerifyRequest(serial=token.serial, code=code), timeout=10
+    )
+    return answer
+
+
+def test_a_lock_always_expires_however_often_it_is_provoked(
+    unlimited_service: ServiceUnderTest,
+) -> None:
+    service = unlimited_service
+    (token,) = add_hotp_tokens(service.running.assembly.app, 1)
+    # each lock cycle: an attacker (its own certificate, its own bucket) sends 3 wrong codes
+    attackers = [service.validation(), service.validation(TWO_ROLES)]
+    waits = []
+    for cycle in range(10):
+        attacker = attackers[cycle % 2]
+        answers = [verify(attacker, token, token.wrong_code(0)) for _ in range(3)]
+        assert answers[-1].retry_after_seconds > 0, answers
+        waits.append(answers[-1].retry_after_seconds)
+        locked = verify(service.validation(), token, token.code(0))
+        assert locked.result == common_pb2.VERIFY_RESULT_LOCKED
+        service.clock.advance(locked.retry_after_seconds)
+    assert max(waits) == LOCK_MAX and waits == sorted(waits)  # grows, then stays capped
+    # the citizen's own right code goes through as soon as the lock has run out
+    accepted = verify(service.validation(), token, token.code(0))
+    assert accepted.result == common_pb2.VERIFY_RESULT_OK
+
+
+def test_a_caller_flooding_wrong_codes_is_slowed_and_other_callers_are_not(
+    limited_service: ServiceUnderTest,
+) -> None:
+    service = limited_service
+    tokens = add_hotp_tokens(service.running.assembly.app, 12)
+    flooder, other = service.validation(), service.validation(TWO_ROLES)
+    outcomes: Counter[str] = Counter()
+    retry_after = []
+    for i in range(3 * BURST):
+        token = tokens[i % len(tokens)]
+        try:
+            answer = verify(flooder, token, token.wrong_code(0))
+            outcomes[common_pb2.VerifyResult.Name(answer.result)] += 1
+        except grpc.RpcError as error:
+            assert error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED, error
+            outcomes["limited"] += 1
+            trailers = dict(error.trailing_metadata() or ())
+            retry_after.append(int(trailers[RETRY_AFTER_KEY]))
+    assert outcomes["limited"] == 2 * BURST, outcomes  # the burst, then nothing
+    assert retry_after and min(retry_after) >= 1
+    before = service.snapshot()
+    with pytest.raises(grpc.RpcError) as refused:  # even a right code waits: nothing is read
+        verify(flooder, tokens[-1], tokens[-1].code(0))
+    assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert service.snapshot() == before
+    # another relying party is served as usual, right and wrong codes alike
+    fresh = add_hotp_tokens(service.running.assembly.app, 1, prefix="OTHER")[0]
+    assert verify(other, fresh, fresh.code(0)).result == common_pb2.VERIFY_RESULT_OK
+    assert verify(other, fresh, fresh.wrong_code(1)).result == (common_pb2.VERIFY_RESULT_WRONG_CODE)
+
+
+def test_the_bucket_refills_with_time_and_right_codes_cost_nothing() -> None:
+    now = [0.0]
+    limiter = FailureRateLimiter(
+        RateLimitSection(failures_per_second=2.0, burst=3), clock=lambda: now[0]
+    )
+    verify_rpc = "/otphsm.v1.ValidationService/Verify"
+    ok = common_pb2.VerifyResponse(result=common_pb2.VERIFY_RESULT_OK)
+    wrong = common_pb2.VerifyResponse(result=common_pb2.VERIFY_RESULT_WRONG_CODE)
+    for _ in range(50):
+        limiter.admit(verify_rpc, "CN=portal")
+        limiter.record(verify_rpc, "CN=portal", ok)
+    for _ in range(3):
+        limiter.admit(verify_rpc, "CN=portal")
+        limiter.record(verify_rpc, "CN=portal", wrong)
+    with pytest.raises(Exception, match="retry in 1 s") as raised:
+        limiter.admit(verify_rpc, "CN=portal")
+    assert getattr(raised.value, "retry_after", 0) == 1
+    limiter.admit(verify_rpc, "CN=other")  # another caller has its own bucket
+    limiter.admit("/otphsm.v1.AdminService/GetToken", "CN=portal")  # not a code check
+    now[0] += 0.5  # one failure's worth refilled
+    limiter.admit(verify_rpc, "CN=portal")
