@@ -26,11 +26,17 @@ class HashAlgorithm(enum.StrEnum):
         return _DIGEST_SIZES[self]
 
     @property
+    def block_size(self) -> int:
+        """HMAC's block (RFC 2104's B): a longer key is hashed first."""
+        return _BLOCK_SIZES[self]
+
+    @property
     def hashlib_name(self) -> str:
         return self.value.lower()
 
 
 _DIGEST_SIZES = {HashAlgorithm.SHA1: 20, HashAlgorithm.SHA256: 32, HashAlgorithm.SHA512: 64}
+_BLOCK_SIZES = {HashAlgorithm.SHA1: 64, HashAlgorithm.SHA256: 64, HashAlgorithm.SHA512: 128}
 
 
 def counter_bytes(counter: int) -> bytes:

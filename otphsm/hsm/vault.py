@@ -7,6 +7,7 @@ trusted KEK (or never, in resident mode); HMACs are computed with C_Sign.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from typing import Any
 
 import pkcs11.exceptions as p11e
@@ -97,9 +98,7 @@ class HsmSeedVault:
             raise InvalidInput(
                 f"a seed must be {MIN_IMPORTED_SEED}..{MAX_IMPORTED_SEED} bytes, got {len(secret)}"
             )
-        # SoftHSM refuses HMAC keys shorter than the digest; HMAC zero-pads keys to its block
-        # size anyway, so padding up to the digest size gives the same MACs.
-        value = bytearray(secret).ljust(algorithm.digest_size, b"\0")
+        value = _hmac_key(secret, algorithm)
 
         def op(ctx: SessionContext) -> SeedRef:
             if self._config.seed_storage is SeedStorage.RESIDENT:
@@ -366,6 +365,17 @@ def _unwrap_der_octet_string(value: bytes) -> bytes:
 def _destroy_quietly(key: Any) -> None:
     with contextlib.suppress(p11e.PKCS11Error):
         key.destroy()
+
+
+def _hmac_key(secret: bytes | bytearray, algorithm: HashAlgorithm) -> bytearray:
+    """The key the HSM keeps for `secret`, giving the same MACs (RFC 2104 §2). A key longer
+    than the block is replaced by its hash, as HMAC does: unwrapping with RFC 5649 may leave
+    the wrap's zero padding on it, which would change the MAC of a key that is not hashed.
+    A shorter key is zero-padded up to the digest size (SoftHSM refuses shorter HMAC keys;
+    HMAC zero-pads to the block anyway)."""
+    if len(secret) > algorithm.block_size:
+        return bytearray(hashlib.new(algorithm.hashlib_name, secret).digest())
+    return bytearray(secret).ljust(algorithm.digest_size, b"\0")
 
 
 def _wipe(buffer: bytearray) -> None:

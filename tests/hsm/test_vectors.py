@@ -46,3 +46,20 @@ def test_short_seed_is_zero_padded_to_the_same_hmac(vault) -> None:  # type: ign
     for alg in HashAlgorithm:
         seed = vault.import_seed(short, alg)
         assert vault.hmac(seed, alg, b"msg") == hmac.new(short, b"msg", alg.hashlib_name).digest()
+
+
+@pytest.mark.parametrize("length", [65, 70, 100, 127, 128])
+@pytest.mark.parametrize("algorithm", list(HashAlgorithm))
+def test_seed_longer_than_the_hash_block_gives_the_rfc_2104_hmac(
+    any_vault, algorithm: HashAlgorithm, length: int
+) -> None:  # type: ignore[no-untyped-def]
+    """RFC 2104 hashes a key longer than the block; the HSM must give the same MAC whatever the
+    key wrap does with a length that is not a multiple of 8 (SoftHSM keeps RFC 5649's padding)."""
+    import hmac
+    import os
+
+    secret = os.urandom(length)
+    seed = any_vault.import_seed(bytearray(secret), algorithm)
+    for message in (b"\0" * 8, b"msg"):
+        expected = hmac.new(secret, message, algorithm.hashlib_name).digest()
+        assert any_vault.hmac(seed, algorithm, message) == expected
