@@ -165,8 +165,8 @@ def test_audit_verify_with_the_database_unreachable(
     monkeypatch: pytest.MonkeyPatch,
     request: pytest.FixtureRequest,
 ) -> None:
-    """The HSM opens, the PostgreSQL server does not answer: a device the command needs cannot
-    be reached (5), as for the service itself."""
+    """A sound configuration (a real SoftHSM token) whose PostgreSQL server does not answer:
+    a device the command needs cannot be reached (5), as the service itself would say."""
     raw = service_config(
         tmp_path,
         request.getfixturevalue("softhsm"),
