@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from otphsm.cli.commands import CommandTree
 from otphsm.cli.connection import add_connection_arguments, connect
-from otphsm.cli.ui import ExitCode, Prompter, console, guarded
+from otphsm.cli.ui import ExitCode, Prompter, console
 
 if TYPE_CHECKING:
     from rich.status import Status
@@ -36,12 +36,12 @@ SMS_ATTEMPTS = 3
 
 def register(tree: CommandTree) -> None:
     tree.group("enrol", help="the technician's station: card authorisation, tokens, fobs")
-    tree.command("enrol", "readers", handler=guarded(_readers), help="list the card readers")
+    tree.command("enrol", "readers", handler=_readers, help="list the card readers")
 
     new = tree.command(
         "enrol",
         "new",
-        handler=guarded(_new),
+        handler=_new,
         help="authorise with the citizen's card, then hand out an activation",
     )
     _card_arguments(new)
@@ -51,7 +51,7 @@ def register(tree: CommandTree) -> None:
     replace = tree.command(
         "enrol",
         "replace",
-        handler=guarded(_replace),
+        handler=_replace,
         help="a lost phone: authorise by SMS code or card, then activate the new phone",
     )
     how = replace.add_mutually_exclusive_group(required=True)
@@ -64,7 +64,7 @@ def register(tree: CommandTree) -> None:
     fob = tree.command(
         "enrol",
         "assign-fob",
-        handler=guarded(_assign_fob),
+        handler=_assign_fob,
         help="give a key fob from the inventory to the citizen (card or SMS authorisation)",
     )
     fob.add_argument("serial", metavar="SERIAL", help="as printed on the fob")

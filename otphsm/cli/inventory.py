@@ -13,7 +13,7 @@ from pathlib import Path
 
 from otphsm.cli.commands import CommandTree
 from otphsm.cli.connection import add_connection_arguments, connect
-from otphsm.cli.ui import ExitCode, Prompter, console, guarded
+from otphsm.cli.ui import ExitCode, Prompter, console
 
 MAX_FILE_BYTES = 16 * 1024 * 1024
 ASK = "-"
@@ -24,7 +24,7 @@ def register(tree: CommandTree) -> None:
     parser = tree.command(
         "admin",
         "import-pskc",
-        handler=guarded(_import_pskc),
+        handler=_import_pskc,
         help="import a vendor's PSKC file of key fobs into the inventory (all or nothing)",
     )
     parser.add_argument("file", type=Path, metavar="FILE")

@@ -1,4 +1,8 @@
-"""`otphsm` entry point. Each command group lives in its own module exposing `register()`."""
+"""`otphsm` entry point. Each command group lives in its own module exposing `register()`.
+
+Every command's typed error ends here: one line on stderr and its code from the one table
+(`otphsm.cli.ui.exit_code_for`, README "The command line"); Ctrl-C exits 130.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from otphsm.cli.commands import CommandTree
+from otphsm.cli.ui import ExitCode, exit_code_for
 from otphsm.core.errors import OtpHsmError
 
 # Each module exposes `register(tree: CommandTree) -> None`.
@@ -40,9 +45,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         result: int = args.handler(args)
     except OtpHsmError as exc:
         print(f"otphsm: error: {exc}", file=sys.stderr)
-        return 2
+        return exit_code_for(exc)
     except KeyboardInterrupt:
-        return 130
+        print("\notphsm: interrupted", file=sys.stderr)
+        return ExitCode.INTERRUPTED
     return result
 
 

@@ -7,10 +7,10 @@ import argparse
 import datetime as dt
 import json
 import os
-import sys
 from pathlib import Path
 
 from otphsm.cli.commands import CommandTree
+from otphsm.core.errors import InvalidInput
 from otphsm.simulators.sms.push import PUSH_OUTBOX_ENV
 
 
@@ -36,10 +36,7 @@ def _show(args: argparse.Namespace) -> int:
 
     outbox = args.outbox or os.environ.get(PUSH_OUTBOX_ENV)
     if not outbox:
-        print(
-            f"otphsm: error: name the outbox: --outbox DIR or ${PUSH_OUTBOX_ENV}", file=sys.stderr
-        )
-        return 2
+        raise InvalidInput(f"name the outbox: --outbox DIR or ${PUSH_OUTBOX_ENV}")
     messages = read_push_messages(Path(outbox), args.serial)
     if args.last:
         messages = messages[-1:]

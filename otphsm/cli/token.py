@@ -26,9 +26,9 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from otphsm.cli.commands import CommandTree
+from otphsm.cli.commands import CommandTree, Handler
 from otphsm.cli.connection import add_connection_arguments, connect
-from otphsm.cli.ui import ExitCode, Handler, Prompter, console, guarded
+from otphsm.cli.ui import ExitCode, Prompter, console
 from otphsm.simulators.sms.push import PUSH_OUTBOX_ENV
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ def register(tree: CommandTree) -> None:
 def _command(
     tree: CommandTree, name: str, handler: Handler, help_text: str
 ) -> argparse.ArgumentParser:
-    parser = tree.command("token", name, handler=guarded(handler), help=help_text)
+    parser = tree.command("token", name, handler=handler, help=help_text)
     parser.add_argument("--state", type=Path, metavar="FILE", help="the app's state file")
     parser.add_argument(
         "--skew",

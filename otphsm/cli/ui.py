@@ -1,15 +1,17 @@
-"""What the interactive commands (`otphsm enrol`, `otphsm token`, `otphsm admin import-pskc`)
-share: exit codes, one clear line per typed error, secret prompts, and a rich console.
+"""What the commands share: the one table of exit codes (`otphsm.cli.main` maps every typed
+error through `exit_code_for`, for every command), secret prompts, and a rich console.
 
-Exit codes:
+Exit codes (README, "The command line"):
 
     0   done
     1   done, but what was checked did not pass (e.g. the service refused the first code)
     2   invalid input or configuration (also argparse's usage errors, and what the service
         refused as INVALID_ARGUMENT, e.g. a PSKC file)
     3   the card or the reader: no reader, no card, card removed, timeout, PIN wrong or blocked
-    4   refused: by the service (authorisation, state, not found, role) or by the app (its PIN)
-    5   the service cannot be reached (network, TLS, timeout)
+    4   refused: by the service (authorisation, state, not found, role, rate), by the app (its
+        PIN), or something named that does not exist (a fob serial)
+    5   the service cannot be reached (network, TLS, timeout), nor a device it needs (the HSM,
+        the database, the SMS gateway)
     130 interrupted (Ctrl-C)
 
 rich is imported when a command first prints, not when `otphsm` starts.
@@ -18,10 +20,8 @@ rich is imported when a command first prints, not when `otphsm` starts.
 from __future__ import annotations
 
 import enum
-import functools
 import getpass
 import sys
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from otphsm.core.errors import (
@@ -32,11 +32,10 @@ from otphsm.core.errors import (
     InvalidInput,
     NotFound,
     OtpHsmError,
+    RateLimited,
 )
 
 if TYPE_CHECKING:
-    import argparse
-
     from rich.console import Console
 
 
@@ -51,6 +50,8 @@ class ExitCode(enum.IntEnum):
 
 
 def exit_code_for(exc: OtpHsmError) -> ExitCode:
+    """The one table from a typed error to the exit code; the first match wins (a card's
+    wrong PIN is a `DeviceRefused` too, but it is the card's: 3)."""
     from otphsm.client import ServiceRefused, ServiceUnavailable
     from otphsm.smartcard.errors import SmartcardError
 
@@ -61,32 +62,18 @@ def exit_code_for(exc: OtpHsmError) -> ExitCode:
     if isinstance(exc, ServiceRefused) and exc.code == "INVALID_ARGUMENT":
         return ExitCode.INVALID
     if isinstance(
-        exc, ServiceRefused | AuthorisationRefused | FailedPrecondition | NotFound | DeviceRefused
+        exc,
+        ServiceRefused
+        | AuthorisationRefused
+        | FailedPrecondition
+        | RateLimited
+        | NotFound
+        | DeviceRefused,
     ):
         return ExitCode.REFUSED
     if isinstance(exc, DeviceUnavailable):
         return ExitCode.UNREACHABLE
     return ExitCode.INVALID
-
-
-Handler = Callable[["argparse.Namespace"], int]
-
-
-def guarded(handler: Handler) -> Handler:
-    """Typed errors become one line on stderr and their exit code; Ctrl-C exits 130."""
-
-    @functools.wraps(handler)
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return handler(args)
-        except OtpHsmError as exc:
-            print(f"otphsm: error: {exc}", file=sys.stderr)
-            return exit_code_for(exc)
-        except KeyboardInterrupt:
-            print("\notphsm: interrupted", file=sys.stderr)
-            return ExitCode.INTERRUPTED
-
-    return run
 
 
 _console: Console | None = None

@@ -1,5 +1,5 @@
-"""The flows of DESIGN.md through the use cases, on real parts: SoftHSM2, SQLite, the test
-CNS PKI and a simulated card read by the station-side client, an emulated phone."""
+"""The flows of docs/architecture.md through the use cases, on real parts: SoftHSM2, SQLite,
+the test CNS PKI and a simulated card read by the station-side client, an emulated phone."""
 
 from __future__ import annotations
 

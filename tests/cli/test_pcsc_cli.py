@@ -92,7 +92,7 @@ def test_card_info_reports_a_wrong_pin_with_tries_left(
 def test_card_info_on_an_empty_reader_waits_then_says_so(
     pcscd: PrivatePcscd, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["card", "info", "--reader", "00 01", "--timeout", "0.3"]) == 2
+    assert main(["card", "info", "--reader", "00 01", "--timeout", "0.3"]) == 3  # the card: 3
     captured = capsys.readouterr()
     assert "Waiting for a card in Virtual PCD 00 01" in captured.out
     assert "no card was inserted in Virtual PCD 00 01 within 0.3s" in captured.err

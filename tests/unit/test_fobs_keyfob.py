@@ -109,7 +109,7 @@ def test_cli_makes_a_batch_and_drives_the_fobs(
     assert "FOB-00001235  hotp  SHA1  6 digits  counter 3" in capsys.readouterr().out
     assert main([*args, "--count", "1", "--psk", psk]) == 2  # exists: no overwrite
     assert "pass --force" in capsys.readouterr().err
-    assert main(["sim", "fob", "press", str(state), "FOB-00000000"]) == 2
+    assert main(["sim", "fob", "press", str(state), "FOB-00000000"]) == 4  # not found
 
 
 def test_cli_totp_batch_with_a_password(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
