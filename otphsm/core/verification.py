@@ -11,7 +11,9 @@ import enum
 import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from typing import Annotated
 
+from otphsm.core.bounds import at_least
 from otphsm.core.errors import InvalidInput
 from otphsm.core.otp import MAX_DIGITS, MIN_DIGITS, HmacFn, hotp, totp_counter
 from otphsm.core.tokens import OtpMode, Token, TokenState
@@ -35,21 +37,21 @@ FAILURES = (VerifyResult.WRONG_CODE, VerifyResult.REPLAYED, VerifyResult.EXPIRED
 
 @dataclass(frozen=True, slots=True)
 class VerificationPolicy:
-    totp_window_steps: int = 1
+    totp_window_steps: Annotated[int, at_least(0)] = 1
     """Steps accepted either side of the device's expected step (network delay)."""
-    first_use_window_steps: int = 2
+    first_use_window_steps: Annotated[int, at_least(0)] = 2
     """At proof of possession no drift is known yet: a phone up to ±2 steps off (e.g. 40 s
     fast at any moment of a 30 s step) is accepted once, and its drift learned from there."""
-    hotp_look_ahead: int = 10
-    max_drift_steps: int = 20
+    hotp_look_ahead: Annotated[int, at_least(0)] = 10
+    max_drift_steps: Annotated[int, at_least(0)] = 20
     """Learned drift never exceeds this (±10 min at 30 s); beyond it only a resync helps."""
-    expired_look_back_steps: int = 10
+    expired_look_back_steps: Annotated[int, at_least(0)] = 10
     """How far back a right-but-late TOTP code is recognised and reported as expired."""
-    lock_after_failures: int = 3
-    lock_seconds: int = 60
-    lock_max_seconds: int = 900
-    resync_hotp_range: int = 1000
-    resync_totp_seconds: int = 600
+    lock_after_failures: Annotated[int, at_least(1)] = 3
+    lock_seconds: Annotated[int, at_least(1)] = 60
+    lock_max_seconds: Annotated[int, at_least(1)] = 900
+    resync_hotp_range: Annotated[int, at_least(0)] = 1000
+    resync_totp_seconds: Annotated[int, at_least(1)] = 600
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import enum
+
 from pkcs11 import Mechanism
 
 from otphsm.core.otp import HashAlgorithm
@@ -13,17 +15,26 @@ HMAC_MECHANISMS: dict[HashAlgorithm, Mechanism] = {
     HashAlgorithm.SHA512: Mechanism.SHA512_HMAC,
 }
 
-# SoftHSM 2.6 wraps only with AES_KEY_WRAP_PAD; opencryptoki only with AES_CBC_PAD.
+
+class WrapMechanism(enum.StrEnum):
+    """How seeds are wrapped under the KEK (`hsm.wrap_mechanism`)."""
+
+    AES_KEY_WRAP_PAD = "AES_KEY_WRAP_PAD"
+    """SoftHSM 2.6 wraps only with this one."""
+    AES_CBC_PAD = "AES_CBC_PAD"
+    """opencryptoki wraps only with this one."""
+
+
 WRAP_MECHANISMS: dict[str, Mechanism] = {
-    "AES_KEY_WRAP_PAD": Mechanism.AES_KEY_WRAP_PAD,
-    "AES_CBC_PAD": Mechanism.AES_CBC_PAD,
+    WrapMechanism.AES_KEY_WRAP_PAD: Mechanism.AES_KEY_WRAP_PAD,
+    WrapMechanism.AES_CBC_PAD: Mechanism.AES_CBC_PAD,
 }
 
 # Wrapping with AES_CBC_PAD needs an IV; a fixed zero IV is acceptable because each wrapped
 # value is a distinct random key (no plaintext repeats under the KEK).
 WRAP_MECHANISM_PARAMS: dict[str, bytes | None] = {
-    "AES_KEY_WRAP_PAD": None,
-    "AES_CBC_PAD": bytes(16),
+    WrapMechanism.AES_KEY_WRAP_PAD: None,
+    WrapMechanism.AES_CBC_PAD: bytes(16),
 }
 
 

@@ -1,7 +1,8 @@
 """The composition root: the one place that turns configuration into adapters and the `App`.
 
-Every choice from configuration is made here and fails loudly on a value it does not know
-(a store URL scheme, a seed storage, a wrap mechanism, a reader kind).
+Every choice from configuration is made here. The loader has already parsed each choice into
+its enum (a seed storage, a wrap mechanism, an SMS gateway, a reader kind); the store's URL
+scheme is the one left to refuse (`otphsm.store.open_store`).
 """
 
 from __future__ import annotations
@@ -9,15 +10,22 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import assert_never
 
 from otphsm.core.app.context import App
 from otphsm.core.certificates import TrustStore
 from otphsm.core.clock import Clock, SystemClock
 from otphsm.core.errors import ConfigurationError
 from otphsm.core.ports import PushGateway, SmsGateway, Store
-from otphsm.core.seeds import SeedStorage
 from otphsm.hsm import HsmConfig, HsmSeedVault, SessionSource, open_vault
-from otphsm.service.config import CardSection, HsmSection, ServiceConfig, SmsSection
+from otphsm.service.config import (
+    CardSection,
+    HsmSection,
+    ReaderKind,
+    ServiceConfig,
+    SmsKind,
+    SmsSection,
+)
 from otphsm.service.readers import LocalReaders, PcscReaders
 from otphsm.simulators.sms.outbox import OutboxSmsGateway
 from otphsm.simulators.sms.push import PushOutbox
@@ -78,10 +86,6 @@ def assemble(
 
 
 def hsm_config(section: HsmSection) -> HsmConfig:
-    try:
-        storage = SeedStorage(section.seed_storage)
-    except ValueError:
-        raise ConfigurationError(f"unknown hsm.seed_storage {section.seed_storage!r}") from None
     return HsmConfig(
         token_label=section.token_label,
         user_pin=section.pin(),
@@ -89,26 +93,28 @@ def hsm_config(section: HsmSection) -> HsmConfig:
         kek_label=section.kek_label,
         pepper_label=section.pepper_label,
         wrap_mechanism=section.wrap_mechanism,
-        seed_storage=storage,
+        seed_storage=section.seed_storage,
         handle_cache_size=section.cache_size,
     )
 
 
 def sms_gateway(section: SmsSection, clock: Clock) -> SmsGateway:
-    if section.kind == "outbox":
-        return OutboxSmsGateway(Path(section.outbox), clock)
-    if section.kind == "http":
-        token = ""
-        if section.bearer_token_file:
-            token = _read(section.bearer_token_file, "sms.bearer_token_file").decode().strip()
-        return HttpSmsGateway(
-            section.url,
-            timeout_seconds=section.timeout_seconds,
-            retries=section.retries,
-            backoff_seconds=section.retry_backoff_seconds,
-            bearer_token=token,
-        )
-    raise ConfigurationError(f"unknown sms.kind {section.kind!r}: use outbox or http")
+    match section.kind:
+        case SmsKind.OUTBOX:
+            return OutboxSmsGateway(Path(section.outbox), clock)
+        case SmsKind.HTTP:
+            token = ""
+            if section.bearer_token_file:
+                token = _read(section.bearer_token_file, "sms.bearer_token_file").decode().strip()
+            return HttpSmsGateway(
+                section.url,
+                timeout_seconds=section.timeout_seconds,
+                retries=section.retries,
+                backoff_seconds=section.retry_backoff_seconds,
+                bearer_token=token,
+            )
+        case unreachable:
+            assert_never(unreachable)
 
 
 def load_trust(section: CardSection) -> TrustStore:
@@ -120,12 +126,14 @@ def load_trust(section: CardSection) -> TrustStore:
         raise ConfigurationError(f"card.trusted_ca / card.crls do not parse: {exc}") from None
 
 
-def _readers(kind: str) -> LocalReaders | None:
-    if kind == "pcsc":
-        return PcscReaders()
-    if kind == "none":
-        return None
-    raise ConfigurationError(f"unknown card.readers {kind!r}: use none or pcsc")
+def _readers(kind: ReaderKind) -> LocalReaders | None:
+    match kind:
+        case ReaderKind.PCSC:
+            return PcscReaders()
+        case ReaderKind.NONE:
+            return None
+        case unreachable:
+            assert_never(unreachable)
 
 
 def _read(path: str, key: str) -> bytes:

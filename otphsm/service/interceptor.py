@@ -20,9 +20,10 @@ from otphsm.core.app.context import Actor
 from otphsm.core.errors import InvalidInput, RateLimited
 from otphsm.hsm.errors import HsmError
 from otphsm.service.auth import Authenticator, CallerRefused
+from otphsm.service.config import RateLimitSection
 from otphsm.service.errors import status_for
 from otphsm.service.metrics import Metrics
-from otphsm.service.ratelimit import FailureRateLimiter, RateLimitSection
+from otphsm.service.ratelimit import FailureRateLimiter
 from otphsm.v1 import common_pb2
 
 log = logging.getLogger("otphsm.rpc")

@@ -8,13 +8,32 @@ secret or SMS code.
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import sys
 import time
 from typing import Any, TextIO
 
-FORMATS = ("json", "text")
+
+class LogFormat(enum.StrEnum):
+    JSON = "json"
+    TEXT = "text"
+    """key=value pairs, one record a line."""
+
+
+class LogLevel(enum.StrEnum):
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+    @classmethod
+    def _missing_(cls, value: object) -> LogLevel | None:
+        """Any case: "info" is INFO."""
+        if isinstance(value, str):
+            return cls.__members__.get(value.upper())
+        return None
 
 
 class JsonFormatter(logging.Formatter):
@@ -48,12 +67,12 @@ class KeyValueFormatter(logging.Formatter):
         return line
 
 
-def configure_logging(level: str = "INFO", fmt: str = "json", stream: TextIO | None = None) -> None:
-    """Send the root logger's records to `stream` (stderr) in `fmt` ("json" or "text")."""
-    if fmt not in FORMATS:
-        raise ValueError(f"log format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+def configure_logging(
+    level: LogLevel = LogLevel.INFO, fmt: LogFormat = LogFormat.JSON, stream: TextIO | None = None
+) -> None:
+    """Send the root logger's records to `stream` (stderr) in `fmt`."""
     handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else KeyValueFormatter())
+    handler.setFormatter(JsonFormatter() if fmt == LogFormat.JSON else KeyValueFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -8,7 +8,7 @@ call such as an unknown serial); a busy portal whose citizens type right codes i
 slowed. While a caller's bucket is empty its code checks are refused before anything is read
 or written: RESOURCE_EXHAUSTED with `retry-after-seconds`.
 
-    [ratelimit]  enabled, failures_per_second, burst
+    [ratelimit]  enabled, failures_per_second, burst (`otphsm.service.config.RateLimitSection`)
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from otphsm.core.errors import ConfigurationError, RateLimited
+from otphsm.core.errors import RateLimited
+from otphsm.service.config import RateLimitSection
 from otphsm.v1 import common_pb2
 
 CODE_CHECK_RPCS = frozenset(
@@ -35,21 +35,6 @@ CODE_CHECK_RPCS = frozenset(
 
 MAX_CALLERS = 10_000
 """Buckets kept (least recently used dropped first): callers come from the client CA."""
-
-
-@dataclass(frozen=True)
-class RateLimitSection:
-    enabled: bool = True
-    failures_per_second: float = 10.0
-    """Failed code checks a caller may sustain, per second."""
-    burst: int = 100
-    """Failed code checks a caller may make at once after a quiet spell."""
-
-    def __post_init__(self) -> None:
-        if self.failures_per_second <= 0:
-            raise ConfigurationError("ratelimit.failures_per_second must be > 0")
-        if self.burst < 1:
-            raise ConfigurationError("ratelimit.burst must be at least 1")
 
 
 class _Bucket:

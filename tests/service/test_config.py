@@ -19,9 +19,12 @@ from otphsm.core.errors import (
     InvalidInput,
     NotFound,
 )
+from otphsm.core.seeds import SeedStorage
 from otphsm.hsm.errors import HsmPinIncorrect, HsmUnavailable
-from otphsm.service.config import config_from_mapping, load_config
+from otphsm.hsm.mechanisms import WrapMechanism
+from otphsm.service.config import ReaderKind, SmsKind, config_from_mapping, load_config
 from otphsm.service.errors import INTERNAL_MESSAGE, status_for
+from otphsm.service.logs import LogFormat, LogLevel
 from otphsm.smartcard.errors import WrongPin
 from otphsm.store.errors import StoreUnavailable
 
@@ -108,6 +111,11 @@ def test_the_pin_may_come_from_a_file(tmp_path: Path) -> None:
         (("port = 7000", "port = 7000\nprot = 1"), "unknown key(s) ['prot'] in [server]"),
         (("port = 7000", 'port = "7000"'), "server.port must be an integer"),
         (("port = 7000", "port = 70000"), "server.port must be 0..65535"),
+        (("port = 7000", "port = 7000\nmax_workers = 0"), "server.max_workers must be >= 1"),
+        (
+            ("port = 7000", 'port = 7000\nlog_format = "xml"'),
+            "server.log_format must be one of ['json', 'text']",
+        ),
         (('tls_key = "tls/server-key.pem"', ""), "server.tls_key must be set"),
         (('user_pin = "s3cret-pin-0042"', ""), "exactly one of hsm.user_pin"),
         (('user_pin = "s3cret-pin-0042"', 'user_pin = "x"\nuser_pin_file = "p"'), "exactly one"),
@@ -130,6 +138,7 @@ def test_the_pin_may_come_from_a_file(tmp_path: Path) -> None:
         (("[card]", '[card]\nreaders = "usb"'), "card.readers must be one of"),
         (("[card]", "[policy]\nchallenge_seconds = 0\n[card]"), "policy.challenge_seconds must"),
         (("[card]", "[policy]\nnonsense = 1\n[card]"), "unknown key(s) ['nonsense'] in [policy]"),
+        (("[card]", "[policy]\ngrid_cells = 9\n[card]"), "policy.grid_cells must be 10..100"),
         (
             ("[card]", "[verification]\nlock_after_failures = 0\n[card]"),
             "verification.lock_after_failures must be >= 1",
@@ -143,6 +152,19 @@ def test_invalid_configurations_are_refused_clearly(
     old, new = change
     assert old in MINIMAL
     assert says in config_error(tmp_path, MINIMAL.replace(old, new, 1))
+
+
+def test_choices_are_parsed_once_into_their_enums(tmp_path: Path) -> None:
+    text = MINIMAL.replace("port = 7000", 'port = 7000\nlog_level = "debug"')
+    env = {"OTPHSM_HSM_WRAP_MECHANISM": "AES_CBC_PAD", "OTPHSM_CARD_READERS": "pcsc"}
+    config = load_config(write(tmp_path, text), env)
+    assert config.server.log_level is LogLevel.DEBUG
+    assert config.server.log_format is LogFormat.JSON
+    assert config.hsm.seed_storage is SeedStorage.WRAPPED
+    assert config.hsm.wrap_mechanism is WrapMechanism.AES_CBC_PAD
+    assert config.card.readers is ReaderKind.PCSC and config.sms.kind is SmsKind.OUTBOX
+    message = config_error(tmp_path, MINIMAL, {"OTPHSM_CARD_READERS": "usb"})
+    assert "OTPHSM_CARD_READERS must be one of ['none', 'pcsc']" in message
 
 
 def test_a_bad_environment_value_names_the_variable(tmp_path: Path) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Annotated
 
 from otphsm.core.audit import seal
+from otphsm.core.bounds import at_least, between, check_bounds
 from otphsm.core.certificates import TrustStore
 from otphsm.core.clock import Clock
 from otphsm.core.grid_card import MAX_CELL_DIGITS
@@ -36,39 +38,34 @@ class Actor:
 class AppPolicy:
     issuer: str = "otphsm"
     """The issuer shown in authenticator apps (otpauth:// label)."""
-    challenge_seconds: int = 60
-    authorisation_seconds: int = 600
-    activation_code_seconds: int = 1800
-    temporary_secret_seconds: int = 300
-    secret_failures_before_wait: int = 3
-    secret_wait_seconds: int = 60
-    sms_code_seconds: int = 600
-    sms_code_digits: int = 6
-    write_attempts: int = 8
+    challenge_seconds: Annotated[int, at_least(1)] = 60
+    authorisation_seconds: Annotated[int, at_least(1)] = 600
+    activation_code_seconds: Annotated[int, at_least(1)] = 1800
+    temporary_secret_seconds: Annotated[int, at_least(1)] = 300
+    secret_failures_before_wait: Annotated[int, at_least(1)] = 3
+    secret_wait_seconds: Annotated[int, at_least(1)] = 60
+    sms_code_seconds: Annotated[int, at_least(1)] = 600
+    sms_code_digits: Annotated[int, at_least(1)] = 6
+    write_attempts: Annotated[int, at_least(1)] = 8
     """Conditional writes retried (re-read, re-decide) this many times under contention."""
-    login_codes_per_citizen: int = 3
+    login_codes_per_citizen: Annotated[int, at_least(0)] = 3
     """Out-of-band login codes sent to one citizen per `login_code_citizen_window_seconds`
     (0: no limit)."""
-    login_code_citizen_window_seconds: int = 600
-    login_codes_per_caller: int = 30
+    login_code_citizen_window_seconds: Annotated[int, at_least(1)] = 600
+    login_codes_per_caller: Annotated[int, at_least(0)] = 30
     """Out-of-band login codes one relying party may have sent per
     `login_code_caller_window_seconds` (0: no limit)."""
-    login_code_caller_window_seconds: int = 60
-    grid_cells: int = 50
+    login_code_caller_window_seconds: Annotated[int, at_least(1)] = 60
+    grid_cells: Annotated[int, between(10, 100)] = 50
     """Cells on a new Security Card (10..100)."""
-    grid_cell_digits: int = 3
+    grid_cell_digits: Annotated[int, between(2, MAX_CELL_DIGITS)] = 3
     """Digits per cell (2..`MAX_CELL_DIGITS`)."""
-    grid_challenge_seconds: int = 300
+    grid_challenge_seconds: Annotated[int, at_least(1)] = 300
     """How long a Security Card challenge (two cells) may be answered."""
     verification: VerificationPolicy = field(default_factory=VerificationPolicy)
 
     def __post_init__(self) -> None:
-        if not 10 <= self.grid_cells <= 100:
-            raise ValueError(f"grid_cells must be 10..100, got {self.grid_cells}")
-        if not 2 <= self.grid_cell_digits <= MAX_CELL_DIGITS:
-            raise ValueError(
-                f"grid_cell_digits must be 2..{MAX_CELL_DIGITS}, got {self.grid_cell_digits}"
-            )
+        check_bounds(self)  # a core object holds them whoever builds it, not only the config
 
 
 @dataclass
