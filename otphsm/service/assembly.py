@@ -18,9 +18,9 @@ from otphsm.core.ports import PushGateway, SmsGateway, Store
 from otphsm.core.seeds import SeedStorage
 from otphsm.hsm import HsmConfig, HsmSeedVault, SessionSource, open_vault
 from otphsm.service.config import CardSection, HsmSection, ServiceConfig, SmsSection
-from otphsm.service.readers import LocalReaders, PcscReaders
 from otphsm.simulators.sms.outbox import OutboxSmsGateway
 from otphsm.simulators.sms.push import PushOutbox
+from otphsm.smartcard.readers import LocalReaders, PcscReaders
 from otphsm.sms_http import HttpSmsGateway
 from otphsm.store import open_store
 
