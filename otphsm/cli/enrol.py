@@ -27,8 +27,8 @@ from otphsm.cli.ui import ExitCode, Prompter, console
 if TYPE_CHECKING:
     from rich.status import Status
 
+    from otphsm.client.station import Authorised, Station
     from otphsm.smartcard.cns import CardContents
-    from otphsm.station import Authorised, Station
 
 DEFAULT_CARD_TIMEOUT = 60.0
 SMS_ATTEMPTS = 3
@@ -126,7 +126,7 @@ def _issue_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 class ConsoleCardEvents:
-    """`station.CardEvents` on the terminal."""
+    """`otphsm.client.station.CardEvents` on the terminal."""
 
     def __init__(self, prompter: Prompter) -> None:
         self.prompter = prompter
@@ -176,7 +176,7 @@ class ConsoleCardEvents:
 
 
 def _card_authorisation(station: Station, args: argparse.Namespace) -> Authorised:
-    from otphsm.station import wait_for_card
+    from otphsm.client.station import wait_for_card
 
     events = ConsoleCardEvents(Prompter(from_stdin=args.pin_from_stdin))
     try:
@@ -192,7 +192,7 @@ def _card_authorisation(station: Station, args: argparse.Namespace) -> Authorise
 
 
 def _sms_authorisation(station: Station, args: argparse.Namespace) -> Authorised:
-    from otphsm.client import ServiceRefused
+    from otphsm.client import AuthorisationRefused
 
     if not args.codice_fiscale:
         from otphsm.core.errors import InvalidInput
@@ -206,8 +206,8 @@ def _sms_authorisation(station: Station, args: argparse.Namespace) -> Authorised
         code = prompter.secret("Code received by SMS: ", "SMS code")
         try:
             authorised = station.authorise_with_sms_code(cf, code)
-        except ServiceRefused as exc:
-            if exc.retry_after or exc.reason != "AUTHORISATION_REFUSED" or attempt == SMS_ATTEMPTS:
+        except AuthorisationRefused as exc:
+            if exc.retry_after or attempt == SMS_ATTEMPTS:
                 raise
             console().print(f"[red]{exc}[/red]")
             continue
@@ -220,7 +220,7 @@ def _sms_authorisation(station: Station, args: argparse.Namespace) -> Authorised
 
 
 def _readers(args: argparse.Namespace) -> int:
-    from otphsm.station import reader_statuses
+    from otphsm.client.station import reader_statuses
 
     statuses = reader_statuses()
     if not statuses:
@@ -234,7 +234,7 @@ def _readers(args: argparse.Namespace) -> int:
 
 
 def _new(args: argparse.Namespace) -> int:
-    from otphsm.station import Station
+    from otphsm.client.station import Station
 
     with connect(args) as client:
         station = Station(client)
@@ -246,7 +246,7 @@ def _new(args: argparse.Namespace) -> int:
 
 
 def _replace(args: argparse.Namespace) -> int:
-    from otphsm.station import Station
+    from otphsm.client.station import Station
 
     with connect(args) as client:
         station = Station(client)
@@ -258,7 +258,7 @@ def _replace(args: argparse.Namespace) -> int:
 
 
 def _assign_fob(args: argparse.Namespace) -> int:
-    from otphsm.station import Station
+    from otphsm.client.station import Station
 
     code = args.code or ""
     if not code and not args.pin_from_stdin and sys.stdin.isatty():
@@ -270,15 +270,13 @@ def _assign_fob(args: argparse.Namespace) -> int:
         else:
             authorised = _card_authorisation(station, args)
         token, proof = station.assign_fob(authorised.authorisation_id, args.serial, code)
-    from otphsm.v1 import common_pb2
-
-    state = common_pb2.TokenState.Name(token.state).removeprefix("TOKEN_STATE_").lower()
+    state = token.state.value
     console().print(f"Key fob [bold]{token.serial}[/bold] assigned to {token.codice_fiscale}")
     if proof is None:
         console().print("It stays pending until its first code proves the citizen holds it.")
         return ExitCode.OK
-    result = common_pb2.VerifyResult.Name(proof.result).removeprefix("VERIFY_RESULT_").lower()
-    if proof.result == common_pb2.VERIFY_RESULT_OK:
+    result = proof.result.value
+    if proof.ok:
         console().print(f"First code accepted: the fob is {state}.")
         return ExitCode.OK
     console().print(

@@ -38,8 +38,8 @@ def register(tree: CommandTree) -> None:
 
 
 def _import_pskc(args: argparse.Namespace) -> int:
+    from otphsm.client import Operator
     from otphsm.core.errors import InvalidInput
-    from otphsm.v1 import admin_pb2, admin_pb2_grpc, common_pb2
 
     path: Path = args.file
     try:
@@ -48,10 +48,11 @@ def _import_pskc(args: argparse.Namespace) -> int:
         data = path.read_bytes()
     except OSError as exc:
         raise InvalidInput(f"cannot read {path}: {exc.strerror}") from None
-    request = admin_pb2.ImportPskcRequest(pskc=data)
+    pre_shared_key: bytes | None = None
+    password: str | None = None
     if args.psk is not None:
         try:
-            request.pre_shared_key = bytes.fromhex(args.psk)
+            pre_shared_key = bytes.fromhex(args.psk)
         except ValueError:
             raise InvalidInput("--psk is hexadecimal") from None
     else:
@@ -60,22 +61,19 @@ def _import_pskc(args: argparse.Namespace) -> int:
             password = Prompter(from_stdin=args.pin_from_stdin).secret(
                 "PSKC file password: ", "PSKC password"
             )
-        request.password = password
     with connect(args) as client:
-        stub = admin_pb2_grpc.AdminServiceStub(client.channel)
-        response = client.call(stub.ImportPskc, request)
+        tokens = Operator(client).import_pskc(
+            data, pre_shared_key=pre_shared_key, password=password
+        )
     from rich.table import Table
 
     table = Table("Serial", "Type", "Digits", box=None)
-    for token in response.tokens:
-        mode = common_pb2.OtpMode.Name(token.params.mode).removeprefix("OTP_MODE_")
-        algorithm = common_pb2.HashAlgorithm.Name(token.params.algorithm)
+    for token in tokens:
+        params = token.params
         table.add_row(
-            token.serial,
-            f"{mode} {algorithm.removeprefix('HASH_ALGORITHM_')}",
-            str(token.params.digits),
+            token.serial, f"{params.mode.name} {params.algorithm.name}", str(params.digits)
         )
     out = console()
-    out.print(f"Imported {len(response.tokens)} key fob(s) from {path} into the inventory:")
+    out.print(f"Imported {len(tokens)} key fob(s) from {path} into the inventory:")
     out.print(table)
     return ExitCode.OK

@@ -17,11 +17,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from otphsm.client import ServiceRefused
+from otphsm.client import Operator, ServiceRefused, Verifier, VerifyOutcome
+from otphsm.client.station import Station
 from otphsm.core.clock import SystemClock
 from otphsm.core.otp import hotp
 from otphsm.core.records import ActivationMethod
-from otphsm.core.tokens import OtpMode, OtpParameters
+from otphsm.core.tokens import OtpMode, OtpParameters, TokenState
+from otphsm.core.verification import VerifyResult
 from otphsm.demo.world import CARD_PIN, DemoWorld
 from otphsm.simulators.token.app_state import Account
 from otphsm.simulators.token.grpc_gateway import GrpcDeviceGateway
@@ -29,8 +31,6 @@ from otphsm.simulators.token.keyfob import KeyFob
 from otphsm.simulators.token.mobile_app import AppStore, MobileApp
 from otphsm.simulators.token.pskc_factory import BatchSpec, make_batch_file
 from otphsm.smartcard.cns import CardContents
-from otphsm.station import Station
-from otphsm.v1 import admin_pb2, admin_pb2_grpc, common_pb2, validation_pb2, validation_pb2_grpc
 
 PERIOD = 10
 APP_PIN = "24680"
@@ -62,7 +62,8 @@ class Narrator:
 
 
 class ScriptedCard:
-    """The citizen at the counter (station.CardEvents): types a wrong PIN first, if asked to."""
+    """The citizen at the counter (`otphsm.client.station.CardEvents`): types a wrong PIN
+    first, if asked to."""
 
     def __init__(self, narrator: Narrator, pins: list[str]) -> None:
         self.narrator = narrator
@@ -107,23 +108,16 @@ class Scene:
         self.directory = directory
         self.cf = world.citizen.codice_fiscale
         self.station = Station(world.client("enroller"))
-        self.relying = world.client("verifier")
-        self.verifier = validation_pb2_grpc.ValidationServiceStub(self.relying.channel)
-        self.operator = world.client("admin")
-        self.admin = admin_pb2_grpc.AdminServiceStub(self.operator.channel)
+        self.verifier = Verifier(world.client("verifier"))
+        self.operator = Operator(world.client("admin"))
         self.gateway = GrpcDeviceGateway(world.client("device"))
 
-    def login(self, code: str, serial: str = "") -> common_pb2.VerifyResponse:
+    def login(self, code: str, serial: str = "") -> VerifyOutcome:
         """A portal login: by codice fiscale, or against one token when `serial` is given."""
-        if serial:
-            request = validation_pb2.VerifyRequest(serial=serial, code=code)
-        else:
-            request = validation_pb2.VerifyRequest(codice_fiscale=self.cf, code=code)
-        return self.relying.call(self.verifier.Verify, request)
+        return self.verifier.verify(code, serial=serial, codice_fiscale=self.cf)
 
-    def state_of(self, serial: str) -> int:
-        request = admin_pb2.TokenRequest(serial=serial)
-        return self.operator.call(self.admin.GetToken, request).token.state
+    def state_of(self, serial: str) -> TokenState:
+        return self.operator.get_token(serial).state
 
     def phone(self, name: str, activation_code: str) -> MobileApp:
         """A phone with the app, activated with `activation_code` (secure ECDH activation)."""
@@ -161,7 +155,7 @@ class Scene:
         )
         for line in issued.qr_text.splitlines():
             self.narrator.write(f"     {line}")
-        expect(issued.token.state == common_pb2.TOKEN_STATE_PENDING, "the token waits")
+        expect(issued.token.state is TokenState.PENDING, "the token waits")
         return issued.activation_code
 
     def activate(self, activation_code: str) -> tuple[MobileApp, str]:
@@ -174,47 +168,42 @@ class Scene:
             "same seed by ECDH; the seed never travelled"
         )
         serial = phone.find().serial
-        active = self.state_of(serial) == common_pb2.TOKEN_STATE_ACTIVE
+        active = self.state_of(serial) is TokenState.ACTIVE
         self.narrator.expect(active, f"{serial} is active")
         return phone, serial
 
     def logins_and_lock(self, phone: MobileApp, serial: str) -> str:
         """Login, replay, three wrong codes, locked, unlocked, login; the last code used."""
-        expect, ok = self.narrator.expect, common_pb2.VERIFY_RESULT_OK
+        expect, ok = self.narrator.expect, VerifyResult.OK
         self.narrator.step("Logins on a citizen portal (ValidationService.Verify by CF)")
         wait_next_step(self.narrator)
         code = phone.code().code
-        expect(self.login(code).result == ok, "the phone's code: OK")
+        expect(self.login(code).result is ok, "the phone's code: OK")
         expect(
-            self.login(code).result == common_pb2.VERIFY_RESULT_REPLAYED,
+            self.login(code).result is VerifyResult.REPLAYED,
             "the same code again: REPLAYED (a code is accepted once, ever)",
         )
 
         self.narrator.step("Three wrong codes lock the token (the replay was the first failure)")
         wrong = _wrong_code(phone.find(), time.time())
         results = [self.login(wrong) for _ in range(3)]
-        names = [
-            common_pb2.VerifyResult.Name(r.result).removeprefix("VERIFY_RESULT_") for r in results
-        ]
-        self.narrator.say(
-            f"results: {', '.join(names)}; retry after {results[1].retry_after_seconds} s"
-        )
+        names = [r.result.name for r in results]
+        self.narrator.say(f"results: {', '.join(names)}; retry after {results[1].retry_after} s")
         expect(
             names == ["WRONG_CODE", "WRONG_CODE", "LOCKED"],
             "3 failures in a row lock it; then it answers LOCKED",
         )
         expect(
-            self.login(code).result == common_pb2.VERIFY_RESULT_LOCKED,
+            self.login(code).result is VerifyResult.LOCKED,
             "while locked, no code is even computed",
         )
 
         self.narrator.step("Released by an operator (AdminService.Unlock)")
-        request = admin_pb2.TokenRequest(serial=serial)
-        unlocked = self.operator.call(self.admin.Unlock, request).token
+        unlocked = self.operator.unlock(serial)
         expect(unlocked.failures == 0 and unlocked.locked_until == 0, "unlocked")
         wait_next_step(self.narrator)
         code = phone.code().code
-        expect(self.login(code).result == ok, "the next code logs in again")
+        expect(self.login(code).result is ok, "the next code logs in again")
         return code
 
     def replace_phone(self, serial: str, old_code: str) -> None:
@@ -236,17 +225,17 @@ class Scene:
         expect(reissued.token.replaces_serial == serial, f"the new token replaces {serial}")
         self.phone("new-phone", reissued.activation_code)
         expect(
-            self.state_of(serial) == common_pb2.TOKEN_STATE_REVOKED,
+            self.state_of(serial) is TokenState.REVOKED,
             f"the lost phone's token {serial} is revoked",
         )
         expect(
-            self.login(old_code, serial).result == common_pb2.VERIFY_RESULT_REVOKED,
+            self.login(old_code, serial).result is VerifyResult.REVOKED,
             "a code from the lost phone: REVOKED",
         )
 
     def closing(self) -> None:
         self.narrator.step("The audit chain and the server's log")
-        report = self.operator.call(self.admin.VerifyAudit, admin_pb2.VerifyAuditRequest())
+        report = self.operator.verify_audit()
         self.narrator.expect(
             report.intact, f"{report.entries} audit entries, hash-chained and HSM-MACed"
         )
@@ -268,7 +257,7 @@ def play(world: DemoWorld, narrator: Narrator, directory: Path) -> None:
 
 
 def fob_story(scene: Scene) -> None:
-    narrator, operator, admin = scene.narrator, scene.operator, scene.admin
+    narrator, operator = scene.narrator, scene.operator
     narrator.step("Key fobs: the vendor's PSKC file (otphsm admin import-pskc)")
     params = OtpParameters(mode=OtpMode.HOTP)
     first = int(time.time()) % 90_000_000
@@ -282,23 +271,21 @@ def fob_story(scene: Scene) -> None:
         f"{len(fobs)} HOTP fobs {fobs[0].serial} … {fobs[-1].serial}, seeds encrypted "
         "under a password (PBKDF2) and MACed"
     )
-    tampered = admin_pb2.ImportPskcRequest(pskc=_tamper(document), password=FOB_PASSWORD)
     reason = ""
     try:
-        operator.call(admin.ImportPskc, tampered)
+        operator.import_pskc(_tamper(document), password=FOB_PASSWORD)
     except ServiceRefused as refused:
         reason = refused.reason
         narrator.say(f"a copy altered in transit: {refused}")
     narrator.expect(reason == "BAD_MAC", "the altered file is refused whole (BAD_MAC)")
     try:
-        operator.call(admin.GetToken, admin_pb2.TokenRequest(serial=fobs[0].serial))
+        operator.get_token(fobs[0].serial)
         imported_anyway = True
     except ServiceRefused:
         imported_anyway = False
     narrator.expect(not imported_anyway, "and nothing of it was imported")
-    genuine = admin_pb2.ImportPskcRequest(pskc=document, password=FOB_PASSWORD)
-    response = operator.call(admin.ImportPskc, genuine)
-    narrator.expect(len(response.tokens) == len(fobs), "the genuine file: 3 fobs in inventory")
+    imported = operator.import_pskc(document, password=FOB_PASSWORD)
+    narrator.expect(len(imported) == len(fobs), "the genuine file: 3 fobs in inventory")
 
     narrator.step("A fob for the citizen (otphsm enrol assign-fob SERIAL), card in the reader")
     fob: KeyFob = fobs[0]
@@ -306,13 +293,13 @@ def fob_story(scene: Scene) -> None:
     authorised = scene.station.authorise_with_card(scene.world.reader, citizen)
     token, proof = scene.station.assign_fob(authorised.authorisation_id, fob.serial, fob.press())
     narrator.expect(
-        proof is not None and proof.result == common_pb2.VERIFY_RESULT_OK,
+        proof is not None and proof.ok,
         f"the fob's first code proves the citizen holds {fob.serial}",
     )
-    narrator.expect(token.state == common_pb2.TOKEN_STATE_ACTIVE, "the fob is active")
+    narrator.expect(token.state is TokenState.ACTIVE, "the fob is active")
     result = scene.login(fob.press())
     narrator.expect(
-        result.result == common_pb2.VERIFY_RESULT_OK and result.serial == fob.serial,
+        result.ok and result.serial == fob.serial,
         "a login by codice fiscale with the fob's next press: OK",
     )
 

@@ -26,9 +26,9 @@ from otphsm.service.config import (
     SmsKind,
     SmsSection,
 )
-from otphsm.service.readers import LocalReaders, PcscReaders
 from otphsm.simulators.sms.outbox import OutboxSmsGateway
 from otphsm.simulators.sms.push import PushOutbox
+from otphsm.smartcard.readers import LocalReaders, PcscReaders
 from otphsm.sms_http import HttpSmsGateway
 from otphsm.store import open_store
 

@@ -1,4 +1,5 @@
-"""Proto ↔ domain: field checks at the boundary, enums both ways, records to messages.
+"""Proto ↔ domain: field checks at the boundary, enums both ways (the tables of
+`otphsm.client.wire`, shared with the client), records to messages.
 
 Checks here are the ones the proto documents and the use cases do not already make (id and
 key sizes, codice fiscale format, enum values); they raise `InvalidInput` before any use case
@@ -10,65 +11,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TypeVar
 
+from otphsm.client import wire
 from otphsm.core.app.validation import VerifyOutcome
 from otphsm.core.audit import AuditHead
 from otphsm.core.codice_fiscale import validate as validate_codice_fiscale
 from otphsm.core.errors import InvalidInput
-from otphsm.core.otp import HashAlgorithm
 from otphsm.core.records import ActivationMethod, Citizen
-from otphsm.core.tokens import OtpMode, OtpParameters, Token, TokenKind, TokenState
-from otphsm.core.verification import VerifyResult
-from otphsm.v1 import admin_pb2, common_pb2, enrolment_pb2
+from otphsm.core.tokens import OtpMode, OtpParameters, Token
+from otphsm.v1 import admin_pb2, common_pb2
 
 MAX_ID_LENGTH = 64
 MAX_ACTIVATION_CODE_LENGTH = 32
 P256_POINT_LENGTH = 65
 
 E = TypeVar("E")
-
-_MODES: Mapping[int, OtpMode] = {
-    common_pb2.OTP_MODE_UNSPECIFIED: OtpMode.TOTP,
-    common_pb2.OTP_MODE_TOTP: OtpMode.TOTP,
-    common_pb2.OTP_MODE_HOTP: OtpMode.HOTP,
-}
-_ALGORITHMS: Mapping[int, HashAlgorithm] = {
-    common_pb2.HASH_ALGORITHM_UNSPECIFIED: HashAlgorithm.SHA1,
-    common_pb2.HASH_ALGORITHM_SHA1: HashAlgorithm.SHA1,
-    common_pb2.HASH_ALGORITHM_SHA256: HashAlgorithm.SHA256,
-    common_pb2.HASH_ALGORITHM_SHA512: HashAlgorithm.SHA512,
-}
-_METHODS: Mapping[int, ActivationMethod] = {
-    enrolment_pb2.ACTIVATION_METHOD_UNSPECIFIED: ActivationMethod.CODE,
-    enrolment_pb2.ACTIVATION_METHOD_CODE: ActivationMethod.CODE,
-    enrolment_pb2.ACTIVATION_METHOD_TEMPORARY_SECRET: ActivationMethod.TEMPORARY_SECRET,
-    enrolment_pb2.ACTIVATION_METHOD_OTPAUTH: ActivationMethod.OTPAUTH,
-}
-_MODE_OUT = {OtpMode.TOTP: common_pb2.OTP_MODE_TOTP, OtpMode.HOTP: common_pb2.OTP_MODE_HOTP}
-_ALGORITHM_OUT = {
-    HashAlgorithm.SHA1: common_pb2.HASH_ALGORITHM_SHA1,
-    HashAlgorithm.SHA256: common_pb2.HASH_ALGORITHM_SHA256,
-    HashAlgorithm.SHA512: common_pb2.HASH_ALGORITHM_SHA512,
-}
-_KIND_OUT = {
-    TokenKind.MOBILE: common_pb2.TOKEN_KIND_MOBILE,
-    TokenKind.PHYSICAL: common_pb2.TOKEN_KIND_PHYSICAL,
-}
-_STATE_OUT = {
-    TokenState.PENDING: common_pb2.TOKEN_STATE_PENDING,
-    TokenState.ACTIVE: common_pb2.TOKEN_STATE_ACTIVE,
-    TokenState.SUSPENDED: common_pb2.TOKEN_STATE_SUSPENDED,
-    TokenState.REVOKED: common_pb2.TOKEN_STATE_REVOKED,
-}
-_RESULT_OUT = {
-    VerifyResult.OK: common_pb2.VERIFY_RESULT_OK,
-    VerifyResult.WRONG_CODE: common_pb2.VERIFY_RESULT_WRONG_CODE,
-    VerifyResult.REPLAYED: common_pb2.VERIFY_RESULT_REPLAYED,
-    VerifyResult.EXPIRED: common_pb2.VERIFY_RESULT_EXPIRED,
-    VerifyResult.LOCKED: common_pb2.VERIFY_RESULT_LOCKED,
-    VerifyResult.NOT_ACTIVE: common_pb2.VERIFY_RESULT_NOT_ACTIVE,
-    VerifyResult.REVOKED: common_pb2.VERIFY_RESULT_REVOKED,
-}
-
 
 # --- requests → domain -------------------------------------------------------------------
 
@@ -113,8 +69,8 @@ def device_public_key(value: bytes) -> bytes:
 
 
 def otp_parameters(message: common_pb2.OtpParameters) -> OtpParameters:
-    mode = _enum(_MODES, message.mode, "params.mode")
-    algorithm = _enum(_ALGORITHMS, message.algorithm, "params.algorithm")
+    mode = _enum(wire.OTP_MODES, message.mode, "params.mode")
+    algorithm = _enum(wire.HASH_ALGORITHMS, message.algorithm, "params.algorithm")
     return OtpParameters(
         mode=mode,
         algorithm=algorithm,
@@ -124,7 +80,7 @@ def otp_parameters(message: common_pb2.OtpParameters) -> OtpParameters:
 
 
 def activation_method(value: int) -> ActivationMethod:
-    return _enum(_METHODS, value, "method")
+    return _enum(wire.ACTIVATION_METHODS, value, "method")
 
 
 def _enum(table: Mapping[int, E], value: int, field: str) -> E:
@@ -139,8 +95,8 @@ def _enum(table: Mapping[int, E], value: int, field: str) -> E:
 
 def params_message(params: OtpParameters) -> common_pb2.OtpParameters:
     return common_pb2.OtpParameters(
-        mode=_MODE_OUT[params.mode],
-        algorithm=_ALGORITHM_OUT[params.algorithm],
+        mode=wire.OTP_MODE_NUMBERS[params.mode],
+        algorithm=wire.HASH_ALGORITHM_NUMBERS[params.algorithm],
         digits=params.digits,
         period_seconds=params.period if params.mode is OtpMode.TOTP else 0,
     )
@@ -150,8 +106,8 @@ def token_message(token: Token) -> common_pb2.Token:
     return common_pb2.Token(
         serial=token.serial,
         codice_fiscale=token.codice_fiscale,
-        kind=_KIND_OUT[token.kind],
-        state=_STATE_OUT[token.state],
+        kind=wire.TOKEN_KIND_NUMBERS[token.kind],
+        state=wire.TOKEN_STATE_NUMBERS[token.state],
         params=params_message(token.params),
         created_at=token.created_at,
         activated_at=token.activated_at or 0,
@@ -177,7 +133,7 @@ def citizen_message(citizen: Citizen) -> common_pb2.Citizen:
 
 def verify_response(outcome: VerifyOutcome) -> common_pb2.VerifyResponse:
     return common_pb2.VerifyResponse(
-        result=_RESULT_OUT[outcome.result],
+        result=wire.VERIFY_RESULT_NUMBERS[outcome.result],
         serial=outcome.serial,
         retry_after_seconds=max(0, int(outcome.retry_after)),
     )

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from otphsm.client.wire import AUTHORISATION_REFUSED, REASON_KEY, RETRY_AFTER_KEY
 from otphsm.core.certificates import CardCheckFailed
 from otphsm.core.errors import (
     AuthorisationRefused,
@@ -30,8 +31,6 @@ from otphsm.core.errors import (
 from otphsm.core.ports import Conflict
 from otphsm.pskc_checks import PskcRefused
 
-RETRY_AFTER_KEY = "retry-after-seconds"
-REASON_KEY = "otphsm-reason"
 INTERNAL_MESSAGE = "internal error; the server log has the details"
 
 # First match wins: subclasses that need another code come before their bases.
@@ -39,7 +38,7 @@ STATUS_TABLE: tuple[tuple[type[BaseException], grpc.StatusCode, str], ...] = (
     (InvalidInput, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_INPUT"),
     (NotFound, grpc.StatusCode.NOT_FOUND, "NOT_FOUND"),
     (FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION, "FAILED_PRECONDITION"),
-    (AuthorisationRefused, grpc.StatusCode.FAILED_PRECONDITION, "AUTHORISATION_REFUSED"),
+    (AuthorisationRefused, grpc.StatusCode.FAILED_PRECONDITION, AUTHORISATION_REFUSED),
     (ConfigurationError, grpc.StatusCode.UNAVAILABLE, "CONFIGURATION"),
     (DeviceUnavailable, grpc.StatusCode.UNAVAILABLE, "DEVICE_UNAVAILABLE"),
     (DeviceRefused, grpc.StatusCode.FAILED_PRECONDITION, "DEVICE_REFUSED"),

@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
+from otphsm.client import wire
 from otphsm.core.app.context import Actor
 from otphsm.core.errors import InvalidInput, RateLimited
 from otphsm.hsm.errors import HsmError
@@ -65,8 +66,7 @@ class _CallRecord:
 
     def succeeded(self, response: object) -> None:
         if isinstance(response, common_pb2.VerifyResponse):
-            result = common_pb2.VerifyResult.Name(response.result)
-            result = result.removeprefix("VERIFY_RESULT_").lower()
+            result = wire.verify_result(response.result).value
             self.metrics.verifications.labels(self.rpc, result).inc()
             self.fields["result"] = result
             if response.serial:

@@ -8,12 +8,12 @@ that cannot be read changes nothing in the store.
 from __future__ import annotations
 
 from otphsm.core.app.context import Actor, App
-from otphsm.core.app.enrolment import CardEvidence, authorise_with_card, new_challenge
+from otphsm.core.app.enrolment import authorise_with_card, new_challenge
 from otphsm.core.errors import FailedPrecondition, InvalidInput
 from otphsm.core.records import Authorisation, Citizen
-from otphsm.service.readers import LocalReaders
-from otphsm.smartcard.cns import CnsClient
 from otphsm.smartcard.cns_files import PIN_MAX_LENGTH
+from otphsm.smartcard.dialogue import sign_challenge_with_card
+from otphsm.smartcard.readers import LocalReaders
 
 MAX_READER_NAME = 128
 PIN_MIN_LENGTH = 5
@@ -41,15 +41,5 @@ def authorise_with_local_card(
     if readers is None:
         raise NoLocalReaders("this server has no card readers (card.readers = none)")
     with readers.connect(reader) as transport:
-        client = CnsClient(transport)
-        contents = client.read_card()
-        client.verify_pin(pin)
-        challenge = new_challenge(app, actor)
-        signature = client.sign_challenge(challenge.nonce)
-    evidence = CardEvidence(
-        certificate_der=contents.certificate,
-        card_id=contents.card_id,
-        codice_fiscale=contents.personal_data.codice_fiscale,
-        signature=signature,
-    )
-    return authorise_with_card(app, actor, challenge.challenge_id, evidence)
+        signed = sign_challenge_with_card(transport, pin, lambda: new_challenge(app, actor))
+    return authorise_with_card(app, actor, signed.challenge.challenge_id, signed.evidence)

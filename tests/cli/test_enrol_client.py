@@ -10,11 +10,14 @@ import pytest
 
 from otphsm.cli.ui import ExitCode, exit_code_for
 from otphsm.client import (
+    REASON_KEY,
+    AuthorisationRefused,
     ServiceRefused,
     ServiceUnavailable,
     client_config,
     service_error,
 )
+from otphsm.core import errors as core_errors
 from otphsm.core.errors import ConfigurationError, InvalidInput, NotFound
 from otphsm.simulators.token.mobile_app import WrongAppPin
 from otphsm.smartcard.errors import CardRemoved, WrongPin
@@ -82,6 +85,24 @@ def test_a_refusal_keeps_the_reason_and_the_wait() -> None:
         "the service refused: too many wrong codes: wait before trying again (try again in 42 s)"
     )
     assert exit_code_for(error) is ExitCode.REFUSED
+
+
+def test_a_refused_authorisation_has_its_own_type() -> None:
+    error = service_error(
+        FakeRpcError(
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "the code is wrong or expired",
+            ((REASON_KEY, "AUTHORISATION_REFUSED"),),
+        ),
+        "h:1",
+    )
+    assert isinstance(error, AuthorisationRefused) and isinstance(error, ServiceRefused)
+    assert isinstance(error, core_errors.AuthorisationRefused)
+    assert exit_code_for(error) is ExitCode.REFUSED
+    other = service_error(
+        FakeRpcError(grpc.StatusCode.FAILED_PRECONDITION, "no", ((REASON_KEY, "EXPIRED"),)), "h:1"
+    )
+    assert type(other) is ServiceRefused
 
 
 def test_an_unreachable_service_is_one_line() -> None:

@@ -15,11 +15,11 @@ from support.card_fixtures import CARD_PIN, MARIO_ROSSI
 from support.pcsc_fixtures import InsertCard, WrappedCard, wait_card_state
 from support.service_fixtures import ServiceUnderTest, start_service
 
-from otphsm.service.readers import PcscReaders
 from otphsm.simulators.card.cns_card import CnsCard
 from otphsm.simulators.card.pcscd import PrivatePcscd
 from otphsm.simulators.card.spec import CardSpec
 from otphsm.simulators.card.vpcd import VpcdLink
+from otphsm.smartcard.readers import PcscReaders
 from otphsm.v1 import enrolment_pb2
 
 pytestmark = [pytest.mark.softhsm, pytest.mark.pcscd, pytest.mark.slow, pytest.mark.timeout(120)]

@@ -13,8 +13,8 @@ import pytest
 from support.fault_support import HotpToken, add_hotp_tokens
 from support.service_fixtures import TWO_ROLES, ServiceUnderTest, start_service
 
+from otphsm.client.wire import RETRY_AFTER_KEY
 from otphsm.service.config import RateLimitSection
-from otphsm.service.errors import RETRY_AFTER_KEY
 from otphsm.service.ratelimit import FailureRateLimiter
 from otphsm.v1 import common_pb2, validation_pb2
 

@@ -15,9 +15,9 @@ from support.pcsc_fixtures import InsertCard
 from support.recorded_calls import RecordedCalls, assert_in_no_bytes
 from support.service_fixtures import ServiceUnderTest, start_service
 
-from otphsm.service.readers import PcscReaders
 from otphsm.simulators.card.cns_card import CnsCard
 from otphsm.simulators.card.spec import CardSpec
+from otphsm.smartcard.readers import PcscReaders
 from otphsm.v1 import enrolment_pb2
 
 pytestmark = [pytest.mark.softhsm, pytest.mark.pcscd]

@@ -15,11 +15,11 @@ from support.factor_fixtures import StartService, code_in, oob_stub, push_outbox
 from support.service_fixtures import ServiceUnderTest
 
 from otphsm.client import Client, ServiceRefused
+from otphsm.client.station import Station
 from otphsm.core.records import ActivationMethod
 from otphsm.simulators.card.cns_card import CnsCard
 from otphsm.simulators.token.grpc_gateway import GrpcDeviceGateway
 from otphsm.simulators.token.mobile_app import AppStore, MobileApp
-from otphsm.station import Station
 from otphsm.v1 import (
     admin_pb2,
     admin_pb2_grpc,

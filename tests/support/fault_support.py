@@ -17,6 +17,7 @@ from typing import Any
 
 import grpc
 
+from otphsm.client import wire
 from otphsm.core.app.context import App
 from otphsm.core.otp import HashAlgorithm, hotp
 from otphsm.core.tokens import OtpMode, OtpParameters, Token, TokenKind, TokenState
@@ -166,7 +167,7 @@ class VerifyLoad:
     def _call(self, stub: Any, serial: str, code: str) -> str:
         try:
             answer = stub.Verify(validation_pb2.VerifyRequest(serial=serial, code=code), timeout=10)
-            kind: str = common_pb2.VerifyResult.Name(answer.result).removeprefix("VERIFY_RESULT_")
+            kind: str = wire.verify_result(answer.result).name
         except grpc.RpcError as error:
             kind = f"rpc:{error.code().name}"
             time.sleep(0.02)  # the server is down or busy: do not spin

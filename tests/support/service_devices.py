@@ -11,27 +11,28 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from otphsm.client.results import otp_parameters
 from otphsm.core.otp import hotp, totp
 from otphsm.simulators.card.cns_card import CnsCard
 from otphsm.simulators.card.inprocess import InProcessConnection
 from otphsm.simulators.card.vpcd import VirtualCard
-from otphsm.smartcard.cns import CnsClient
+from otphsm.simulators.token.mobile_app import derive_seed, public_point
+from otphsm.smartcard.dialogue import sign_challenge_with_card
 from otphsm.smartcard.errors import NoCard, NoReader
 from otphsm.smartcard.pcsc import CardEvent, CardEventKind
+from otphsm.smartcard.readers import ReaderStatus
 from otphsm.smartcard.transport import CardTransport
-from otphsm.v1 import common_pb2, device_pb2
+from otphsm.v1 import device_pb2
 from support.card_fixtures import CARD_PIN
 
 KIOSK_READER = "Kiosk Reader 00"
 
-_ALGORITHMS = {
-    common_pb2.HASH_ALGORITHM_SHA1: "sha1",
-    common_pb2.HASH_ALGORITHM_SHA256: "sha256",
-    common_pb2.HASH_ALGORITHM_SHA512: "sha512",
-}
+
+@dataclass(frozen=True)
+class _Nonce:
+    nonce: bytes
 
 
 # --- the client side ---------------------------------------------------------------------
@@ -46,15 +47,12 @@ def card_signature(
     with contextlib.ExitStack() as stack:
         if transport is None:
             transport = stack.enter_context(InProcessConnection(card))
-        client = CnsClient(transport)
-        contents = client.read_card()
-        client.verify_pin(pin)
-        signature = client.sign_challenge(nonce)
+        evidence = sign_challenge_with_card(transport, pin, lambda: _Nonce(nonce)).evidence
     return {
-        "certificate_der": contents.certificate,
-        "card_id": contents.card_id,
-        "codice_fiscale": contents.personal_data.codice_fiscale,
-        "signature": signature,
+        "certificate_der": evidence.certificate_der,
+        "card_id": evidence.card_id,
+        "codice_fiscale": evidence.codice_fiscale,
+        "signature": evidence.signature,
     }
 
 
@@ -73,19 +71,16 @@ class TokenApp:
 
     @property
     def public_key(self) -> bytes:
-        return self.key.public_key().public_bytes(
-            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
-        )
+        return public_point(self.key)
 
     def complete(self, response: device_pb2.ActivationResponse) -> None:
-        server = ec.EllipticCurvePublicKey.from_encoded_point(
-            ec.SECP256R1(), response.server_public_key
-        )
-        self.seed = self.key.exchange(ec.ECDH(), server)
+        """The phone app's own ECDH (`otphsm.simulators.token.mobile_app.derive_seed`)."""
+        self.seed = derive_seed(self.key, response.server_public_key)
         self.serial = response.serial
-        self.algorithm = _ALGORITHMS[response.params.algorithm]
-        self.digits = response.params.digits
-        self.period = response.params.period_seconds or 30
+        params = otp_parameters(response.params)
+        self.algorithm = params.algorithm.hashlib_name
+        self.digits = params.digits
+        self.period = params.period
 
     def _mac(self, message: bytes) -> bytes:
         return hmac.new(self.seed, message, self.algorithm).digest()
@@ -101,7 +96,7 @@ class TokenApp:
 
 
 class SimulatedReaders:
-    """Implements `otphsm.service.readers.LocalReaders` over simulated cards in process."""
+    """Implements `otphsm.smartcard.readers.LocalReaders` over simulated cards in process."""
 
     def __init__(self, names: tuple[str, ...] = (KIOSK_READER,)) -> None:
         self._slots: dict[str, VirtualCard | None] = dict.fromkeys(names)
@@ -116,6 +111,25 @@ class SimulatedReaders:
         with self._changed:
             self._slots[reader] = None
             self._changed.notify_all()
+
+    def statuses(self) -> list[ReaderStatus]:
+        with self._changed:
+            return [ReaderStatus(name, card is not None) for name, card in self._slots.items()]
+
+    def wait_for_card(self, reader: str, seconds: float) -> str:
+        deadline = time.monotonic() + seconds
+        with self._changed:
+            while True:
+                names = [name for name in self._slots if not reader or reader in name]
+                for name in names:
+                    if self._slots[name] is not None:
+                        return name
+                left = deadline - time.monotonic()
+                if left <= 0 and not names:
+                    raise NoReader(f"no reader matches {reader!r}")
+                if left <= 0:
+                    raise NoCard(f"no card in {', '.join(names)}")
+                self._changed.wait(left)
 
     def connect(self, reader: str) -> InProcessConnection:
         with self._changed:

@@ -16,8 +16,8 @@ from otphsm.core.verification import check_code_format, check_code_shape
 from otphsm.service import convert, kiosk
 from otphsm.service.interceptor import current_actor
 from otphsm.service.qr import activation_payload, make_qr
-from otphsm.service.readers import LocalReaders
 from otphsm.smartcard.pcsc import CardEventKind
+from otphsm.smartcard.readers import LocalReaders
 from otphsm.v1 import enrolment_pb2 as pb
 from otphsm.v1 import enrolment_pb2_grpc
 

@@ -271,7 +271,7 @@ class MobileApp:
         digits = normalise_activation_code(code)
         self._prepare_pin(new_pin)
         key = self._new_key()
-        activation = gateway.activate_with_code(digits, _public_point(key))
+        activation = gateway.activate_with_code(digits, public_point(key))
         return self._complete(gateway, key, activation, Origin.ACTIVATION_CODE, new_pin)
 
     def activate_with_temporary_secret(
@@ -286,7 +286,7 @@ class MobileApp:
         check_temporary_secret(secret)
         self._prepare_pin(new_pin)
         key = self._new_key()
-        activation = gateway.activate_with_temporary_secret(cf, secret, _public_point(key))
+        activation = gateway.activate_with_temporary_secret(cf, secret, public_point(key))
         return self._complete(gateway, key, activation, Origin.TEMPORARY_SECRET, new_pin)
 
     def prove(self, gateway: DeviceGateway, wanted: str | None = None) -> Proof:
@@ -326,13 +326,10 @@ class MobileApp:
         origin: str,
         new_pin: str | None,
     ) -> Activated:
-        server_key = ec.EllipticCurvePublicKey.from_encoded_point(
-            ec.SECP256R1(), activation.server_public_key
-        )
         account = Account(
             issuer=activation.issuer,
             account=activation.codice_fiscale,
-            secret=key.exchange(ec.ECDH(), server_key),
+            secret=derive_seed(key, activation.server_public_key),
             params=activation.params,
             origin=origin,
             serial=activation.serial,
@@ -363,7 +360,14 @@ def _hmac_fn(account: Account) -> Callable[[bytes], bytes]:
     return lambda message: hmac.new(account.secret, message, name).digest()
 
 
-def _public_point(key: ec.EllipticCurvePrivateKey) -> bytes:
+def public_point(key: ec.EllipticCurvePrivateKey) -> bytes:
+    """The phone's half of the secure activation: its P-256 public key, uncompressed."""
     return key.public_key().public_bytes(
         serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
     )
+
+
+def derive_seed(key: ec.EllipticCurvePrivateKey, server_public_key: bytes) -> bytes:
+    """The seed the phone derives by ECDH with the HSM's public key (the HSM derives the same)."""
+    server_key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), server_public_key)
+    return key.exchange(ec.ECDH(), server_key)

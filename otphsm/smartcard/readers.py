@@ -1,5 +1,6 @@
-"""The server's own card readers (a counter machine or a kiosk), for AuthoriseWithLocalCard and
-WatchCards: a small port with a PC/SC implementation; tests plug in simulated readers.
+"""The card-reader port: the readers a station (`otphsm.client.station`) or the server itself
+(a kiosk: AuthoriseWithLocalCard, WatchCards) reads cards from. `PcscReaders` is the PC/SC
+implementation; tests plug in simulated readers in process.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Protocol
 
 from otphsm.smartcard.pcsc import CardEvent, CardEventKind, PcscConnection, PcscContext
@@ -16,7 +18,22 @@ from otphsm.smartcard.transport import CardTransport
 POLL_SECONDS = 0.25
 
 
+@dataclass(frozen=True, slots=True)
+class ReaderStatus:
+    name: str
+    card_present: bool
+
+
 class LocalReaders(Protocol):
+    def statuses(self) -> list[ReaderStatus]:
+        """Every reader, and whether it holds a card."""
+        ...
+
+    def wait_for_card(self, reader: str, seconds: float) -> str:
+        """The name of a reader whose name contains `reader` (any when empty) that holds a
+        card, waiting up to `seconds`; then raises `NoCard` (readers, no card) or `NoReader`."""
+        ...
+
     def connect(self, reader: str) -> AbstractContextManager[CardTransport]:
         """A connection to the card in the first reader whose name contains `reader` (any
         reader when empty); raises a `SmartcardError` (NoReader, NoCard, ...)."""
@@ -34,6 +51,14 @@ class PcscReaders:
 
     def __init__(self, transmit_timeout: float = 10.0) -> None:
         self._timeout = transmit_timeout
+
+    def statuses(self) -> list[ReaderStatus]:
+        with PcscContext() as context:
+            return [ReaderStatus(name, context.card_present(name)) for name in context.readers()]
+
+    def wait_for_card(self, reader: str, seconds: float) -> str:
+        with PcscContext() as context:
+            return context.wait_for_card(reader or None, seconds)
 
     def connect(self, reader: str) -> AbstractContextManager[CardTransport]:
         with PcscContext() as context:

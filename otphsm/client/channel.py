@@ -1,5 +1,6 @@
-"""The client side of the gRPC API, as the CLIs use it: an mTLS channel from a client config
-(a TOML file, a development PKI directory, or flags) and one typed error per failed call.
+"""The channel to the service, as the CLIs use it: an mTLS channel from a client config (a TOML
+file, a development PKI directory, or flags); `Client.call` turns a failed call into the typed
+errors of `otphsm.client.errors`.
 
 A client config file:
 
@@ -12,49 +13,24 @@ A client config file:
 
 Relative paths are relative to the file. `otphsm admin dev-pki DIR` writes a directory that
 `--pki DIR` reads directly: `ca.pem`, `<role>.pem`, `<role>-key.pem`.
-
-Errors: a failed call raises `ServiceRefused` (the service answered no: its message, the
-`otphsm-reason` and `retry-after-seconds` metadata) or `ServiceUnavailable` (it could not be
-reached, TLS failed, or it did not answer in time). Neither message carries anything the
-caller sent, so no PIN, code or secret can leak through them.
 """
 
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
 
-from otphsm.core.errors import ConfigurationError, DeviceUnavailable, OtpHsmError
+from otphsm.client.errors import service_error
+from otphsm.core.errors import ConfigurationError
 
 DEFAULT_TIMEOUT = 15.0
-RETRY_AFTER_KEY = "retry-after-seconds"
-REASON_KEY = "otphsm-reason"
-_UNREACHABLE = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED"})
 
 Resp = TypeVar("Resp")
-
-
-class ServiceError(OtpHsmError):
-    """A call to the service failed; `code` is the gRPC status name."""
-
-    def __init__(self, message: str, *, code: str, reason: str = "", retry_after: int = 0) -> None:
-        super().__init__(message)
-        self.code = code
-        self.reason = reason
-        self.retry_after = retry_after
-
-
-class ServiceRefused(ServiceError):
-    """The service answered, and refused (invalid input, not found, a precondition, a role)."""
-
-
-class ServiceUnavailable(ServiceError, DeviceUnavailable):
-    """The service could not be reached, the TLS handshake failed, or it timed out."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,30 +144,3 @@ class Client:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-
-def service_error(exc: Any, server: str) -> ServiceError:
-    """The typed error for a failed call (`exc` is a `grpc.RpcError` that is also a `Call`)."""
-    code = exc.code().name if callable(getattr(exc, "code", None)) else "UNKNOWN"
-    details = str(exc.details() or "") if callable(getattr(exc, "details", None)) else ""
-    metadata: Mapping[str, str] = {}
-    trailing = getattr(exc, "trailing_metadata", None)
-    if callable(trailing):
-        metadata = {key: value for key, value in trailing() or () if isinstance(value, str)}
-    reason = metadata.get(REASON_KEY, "")
-    retry_text = metadata.get(RETRY_AFTER_KEY, "")
-    retry_after = int(retry_text) if retry_text.isdigit() else 0
-    if code in _UNREACHABLE:
-        what = "did not answer in time" if code == "DEADLINE_EXCEEDED" else "cannot be reached"
-        return ServiceUnavailable(
-            f"the service at {server} {what} ({code}): {_first_line(details)}", code=code
-        )
-    message = f"the service refused: {details or code.lower()}"
-    if retry_after:
-        message += f" (try again in {retry_after} s)"
-    return ServiceRefused(message, code=code, reason=reason, retry_after=retry_after)
-
-
-def _first_line(text: str) -> str:
-    line = text.strip().splitlines()[0] if text.strip() else "no details"
-    return line[:300]
