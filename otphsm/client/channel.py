@@ -17,7 +17,6 @@ Relative paths are relative to the file. `otphsm admin dev-pki DIR` writes a dir
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +25,10 @@ from typing import Any, TypeVar
 import grpc
 
 from otphsm.client.errors import service_error
+from otphsm.config.client import DEFAULT_TIMEOUT_SECONDS, load_client_section
 from otphsm.core.errors import ConfigurationError
 
-DEFAULT_TIMEOUT = 15.0
+DEFAULT_TIMEOUT = DEFAULT_TIMEOUT_SECONDS
 
 Resp = TypeVar("Resp")
 
@@ -82,27 +82,12 @@ def client_config(
 
 
 def _read_file(path: Path) -> dict[str, Any]:
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigurationError(f"cannot read {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigurationError(f"{path} is not valid TOML: {exc}") from None
-    section = raw.get("client")
-    if not isinstance(section, dict):
-        raise ConfigurationError(f"{path} has no [client] table")
-    known = {"server", "ca", "cert", "key", "timeout_seconds"}
-    unknown = sorted(set(section) - known)
-    if unknown:
-        raise ConfigurationError(f"unknown key(s) {unknown} in [client]; known: {sorted(known)}")
-    values: dict[str, Any] = {}
-    for name in ("ca", "cert", "key"):
-        if name in section:
-            values[name] = path.parent / str(section[name])
-    if "server" in section:
-        values["server"] = str(section["server"])
-    if "timeout_seconds" in section:
-        values["timeout"] = float(section["timeout_seconds"])
+    """The keys the file gives (one loader with the server's: `otphsm.config`)."""
+    section = load_client_section(path, env={})
+    values: dict[str, Any] = {"timeout": section.timeout_seconds}
+    for name in ("server", "ca", "cert", "key"):
+        if given := getattr(section, name):
+            values[name] = given
     return values
 
 
