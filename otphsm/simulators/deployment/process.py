@@ -1,0 +1,128 @@
+"""Server child processes of a deployment: `otphsm serve` (and anything else that logs the
+same "serving" record, such as the benchmark's do-nothing server), started on the port its
+config names (0: the kernel picks one), the bound port read back from its log.
+
+The child's stdout and stderr go to a log file (one JSON record per line); `records` reads
+them back, so the parent pumps nothing while the server runs. Stopping is what an operator
+does: SIGTERM (a graceful stop), SIGKILL only if it has not stopped after `STOP_WAIT`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from otphsm.core.errors import ConfigurationError
+from otphsm.simulators.hsm.softhsm import SoftHsm
+
+START_TIMEOUT = 60.0
+STOP_WAIT = 15.0
+SERVING = "serving"
+"""The `msg` of the record a server logs once it listens; its `port` field is the bound port."""
+
+
+class ServerStartError(ConfigurationError):
+    """A server process exited, or did not log that it was serving, in time."""
+
+
+class ServerProcess:
+    """One server child process; `wait_serving()` returns its port once it listens."""
+
+    def __init__(self, name: str, argv: Sequence[str], env: Mapping[str, str], log: Path) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.log = log
+        self._offset = log.stat().st_size if log.exists() else 0  # a restart appends
+        self._port: int | None = None
+        with log.open("ab") as out:
+            self.process = subprocess.Popen(
+                self.argv, env=dict(env), stdin=subprocess.DEVNULL, stdout=out, stderr=out
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise ServerStartError(f"{self.name} is not serving yet")
+        return self._port
+
+    @property
+    def target(self) -> str:
+        return f"localhost:{self.port}"
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        """This process's log records so far (lines that are not JSON as {"raw": line})."""
+        with self.log.open("rb") as source:
+            source.seek(self._offset)
+            text = source.read().decode("utf-8", errors="replace")
+        lines = text.split("\n")
+        lines.pop()  # "" after the last newline, or a line still being written
+        return [_parse(line) for line in lines if line.strip()]
+
+    def wait_serving(self, timeout: float = START_TIMEOUT) -> int:
+        """Block until the "serving" record is logged; its port."""
+        deadline = time.monotonic() + timeout
+        while self._port is None:
+            serving = [r for r in self.records if r.get("msg") == SERVING]
+            if serving:
+                self._port = int(serving[0]["port"])
+            elif (code := self.process.poll()) is not None:
+                raise ServerStartError(f"{self.name} exited with {code}: {self.log_tail()}")
+            elif time.monotonic() > deadline:
+                raise ServerStartError(f"{self.name} did not start: {self.log_tail()}")
+            else:
+                time.sleep(0.05)
+        return self._port
+
+    def log_tail(self, count: int = 5) -> str:
+        return " | ".join(json.dumps(r) for r in self.records[-count:]) or "(no log)"
+
+    def stop(self) -> None:
+        """SIGTERM, then wait; SIGKILL only if it is still running after STOP_WAIT seconds."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(STOP_WAIT)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+
+def _parse(line: str) -> dict[str, Any]:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return {"raw": line}
+    return record if isinstance(record, dict) else {"raw": line}
+
+
+def server_env(softhsm: SoftHsm) -> dict[str, str]:
+    """This process's environment for a server child: the config file alone decides, so the
+    developer's OTPHSM_* overrides are left out; SoftHSM2 reads the deployment's token."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTPHSM_")}
+    env["SOFTHSM2_CONF"] = str(softhsm.conf_path)
+    return env
+
+
+def start_server(name: str, argv: Sequence[str], softhsm: SoftHsm, log: Path) -> ServerProcess:
+    """Start a server child process with the deployment's environment (not waiting for it)."""
+    return ServerProcess(name, argv, server_env(softhsm), log)
+
+
+def start_serve(
+    config: Path, softhsm: SoftHsm, *, name: str = "otphsm serve", log: Path | None = None
+) -> ServerProcess:
+    """`otphsm serve --config CONFIG` as a child process, logging to `log` (default: the config
+    file's name with .log); call `wait_serving()` for its port."""
+    argv = [sys.executable, "-m", "otphsm.cli.main", "serve", "--config", str(config)]
+    return start_server(name, argv, softhsm, log or config.with_suffix(".log"))
