@@ -55,8 +55,7 @@ def private_pcscd(pytestconfig: pytest.Config) -> Iterator[PrivatePcscd]:
     """The run's private pcscd (started once)."""
     require_pcscd()
     directory = pytestconfig.stash[_SOCKET_DIR_KEY]
-    pcscd = PrivatePcscd(directory / "pcscd", socket_path=os.environ[SOCKET_ENV])
-    pcscd.start()
+    pcscd = deployment.start_pcscd(directory / "pcscd", socket_path=os.environ[SOCKET_ENV])
     try:
         yield pcscd
     finally:

@@ -14,9 +14,9 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from otphsm.core.errors import ConfigurationError
 from otphsm.simulators.hsm.softhsm import SoftHsm
@@ -60,14 +60,9 @@ class ServerProcess:
         return f"localhost:{self.port}"
 
     @property
-    def records(self) -> list[dict[str, Any]]:
-        """This process's log records so far (lines that are not JSON as {"raw": line})."""
-        with self.log.open("rb") as source:
-            source.seek(self._offset)
-            text = source.read().decode("utf-8", errors="replace")
-        lines = text.split("\n")
-        lines.pop()  # "" after the last newline, or a line still being written
-        return [_parse(line) for line in lines if line.strip()]
+    def records(self) -> LogRecords:
+        """This process's log records (read afresh at each use, so they follow the log)."""
+        return LogRecords(self.log, self._offset)
 
     def wait_serving(self, timeout: float = START_TIMEOUT) -> int:
         """Block until the "serving" record is logged; its port."""
@@ -96,6 +91,38 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(10)
+
+
+class LogRecords:
+    """The JSON records of a log file from `offset` on, as they are when looked at; a line
+    that is not JSON reads as {"raw": line}, a line still being written is left out."""
+
+    def __init__(self, log: Path, offset: int) -> None:
+        self.log = log
+        self.offset = offset
+
+    def _load(self) -> list[dict[str, Any]]:
+        with self.log.open("rb") as source:
+            source.seek(self.offset)
+            text = source.read().decode("utf-8", errors="replace")
+        lines = text.split("\n")
+        lines.pop()  # "" after the last newline, or a line still being written
+        return [_parse(line) for line in lines if line.strip()]
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
+
+    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        return self._load()[index]
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self._load())
 
 
 def _parse(line: str) -> dict[str, Any]:
