@@ -23,7 +23,8 @@ from pathlib import Path
 from otphsm.core.otp import HashAlgorithm
 from otphsm.core.seeds import SeedStorage
 from otphsm.hsm import HsmSeedVault, open_vault
-from otphsm.simulators.hsm.softhsm import SoftHsm, create_softhsm, provision_softhsm
+from otphsm.simulators.deployment import provisioned_softhsm
+from otphsm.simulators.hsm.softhsm import SoftHsm
 
 SHA1 = HashAlgorithm.SHA1
 MESSAGE = (12345).to_bytes(8, "big")
@@ -82,9 +83,7 @@ def processes(softhsm: SoftHsm, count: int, seconds: float) -> float:
 def measure(seconds: float) -> list[tuple[str, float]]:
     """(path, ops/s) rows; the first is the stdlib baseline."""
     with tempfile.TemporaryDirectory(prefix="otphsm-bench-") as tmp:
-        softhsm = create_softhsm(Path(tmp))
-        softhsm.activate()
-        provision_softhsm(softhsm)
+        softhsm = provisioned_softhsm(Path(tmp))
         seed_value = os.urandom(20)
         rows: list[tuple[str, float]] = [
             (

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
-import os
 import statistics
 import time
 from pathlib import Path
@@ -23,10 +22,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from otphsm.core.otp import totp
 from otphsm.simulators.card.cns_card import CnsCard
 from otphsm.simulators.card.factory import Person, issue_card
-from otphsm.simulators.card.pcscd import SOCKET_ENV, PrivatePcscd
-from otphsm.simulators.card.vpcd import Backoff, VpcdLink
+from otphsm.simulators.deployment import insert_card, start_pcscd
 from otphsm.smartcard.cns import CnsClient
-from otphsm.smartcard.pcsc import PcscConnection, PcscContext
+from otphsm.smartcard.pcsc import PcscConnection
 from otphsm.v1 import (
     common_pb2,
     device_pb2,
@@ -50,15 +48,6 @@ CITIZEN = Person(
 def _channel(target: str, tls: tuple[str, str, str]) -> grpc.Channel:
     ca, cert, key = (Path(p).read_bytes() for p in tls)
     return grpc.secure_channel(target, grpc.ssl_channel_credentials(ca, key, cert))
-
-
-def _wait_card(reader: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    with PcscContext() as context:
-        while not context.card_present(reader):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"pcscd did not see the card in {reader}")
-            time.sleep(0.02)
 
 
 def _enrol_once(reader: str, station: Any, device: Any, timings: dict[str, list[float]]) -> None:
@@ -118,8 +107,6 @@ def _enrol_once(reader: str, station: Any, device: Any, timings: dict[str, list[
 
 def measure_enrolment(env: Any, server_target: str, rounds: int) -> dict[str, float]:
     """Medians over `rounds` enrolments of the same citizen (each replaces the last token)."""
-    directory = env.root / "pcscd"
-    os.environ[SOCKET_ENV] = str(directory / "pcscd.comm")  # before the first PC/SC call
     now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
     card = CnsCard(issue_card(env.card_ca, CITIZEN, PIN, PUK, key_size=2048, now=now))
     station = enrolment_pb2_grpc.EnrolmentServiceStub(
@@ -132,16 +119,13 @@ def measure_enrolment(env: Any, server_target: str, rounds: int) -> dict[str, fl
         "device_ms": [],
         "total_ms": [],
     }
-    with PrivatePcscd(directory) as pcscd:
-        link = VpcdLink(card, pcscd.ports[0], quickack=True, backoff=Backoff(0.02, 0.2))
-        link.insert(wait=10)
+    with start_pcscd(env.root / "pcscd") as pcscd:  # before this process's first PC/SC call
+        inserted = insert_card(pcscd, card, timeout=10)
         try:
-            reader = pcscd.reader_names[0]
-            _wait_card(reader)
             for _ in range(rounds):
-                _enrol_once(reader, station, device, timings)
+                _enrol_once(inserted.reader, station, device, timings)
         finally:
-            link.remove()
+            inserted.link.remove()
     result = {name: statistics.median(values) for name, values in timings.items()}
     result["rounds"] = rounds
     return result

@@ -4,6 +4,10 @@ same `[server]` section (thread pool size, message limit, mTLS with client certi
 
     python bench/noop_server.py --config FILE [--interceptor]
 
+It listens on the config's address and port (0: the kernel picks one) and logs the same
+"serving" record with the bound port as `otphsm serve`, so the deployment harness starts it
+and reads its port back the same way.
+
 Bare, it has no interceptor: the ratio of the real service to it is the cost of everything
 otphsm adds (authentication, the store, the HSM, logging, metrics) over bare gRPC serving.
 With --interceptor it runs behind otphsm's own interceptor (certificate roles, the per-RPC log
@@ -13,6 +17,7 @@ line, metrics), so the two baselines split that cost: serving the call, then the
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import threading
 from pathlib import Path
@@ -42,14 +47,16 @@ def main() -> int:
     args = parser.parse_args()
     config = load_config(args.config, env={})
     section = config.server
+    configure_logging(section.log_level, section.log_format)
     interceptors: list[grpc.ServerInterceptor] = []
     if args.interceptor:
-        configure_logging(section.log_level, section.log_format)
         interceptors.append(ServiceInterceptor(Authenticator(insecure=section.insecure), Metrics()))
     server = new_grpc_server(section, interceptors)
     validation_pb2_grpc.add_ValidationServiceServicer_to_server(NoopValidation(), server)
-    bind(server, section)
+    port = bind(server, section)
     server.start()
+    fields = {"address": section.address, "port": port, "interceptor": args.interceptor}
+    logging.getLogger("otphsm.bench.noop").info("serving", extra={"fields": fields})
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -30,7 +30,7 @@ import bench_hsm
 import report
 from enrol_flow import measure_enrolment
 from fleet import Fleet, grow
-from harness import BenchEnv, ServerProcess, bench_env
+from harness import BenchEnv, ServerProcess, bench_env, cpu_seconds
 from load import LoadResult, run_load
 
 from otphsm.hsm import open_vault
@@ -75,7 +75,7 @@ class Bench:
     ) -> tuple[LoadResult, float]:
         """One run; the servers' CPU time per answered request (µs)."""
         database = servers[0].name.split("-")[0]  # replicas share their database's counters
-        before = sum(s.cpu_seconds() for s in servers)
+        before = sum(cpu_seconds(s) for s in servers)
         result = run_load(
             [s.target for s in servers],
             self.tls,
@@ -87,7 +87,7 @@ class Bench:
             duration=self.plan["duration"],
             rate=rate,
         )
-        cpu = sum(s.cpu_seconds() for s in servers) - before
+        cpu = sum(cpu_seconds(s) for s in servers) - before
         baseline = servers[0] in (self.noop, self.noop_intercepted)
         if not baseline:
             self.fleet.update_counters(database, result.counters)

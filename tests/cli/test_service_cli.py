@@ -17,11 +17,12 @@ import grpc
 import pytest
 from cryptography import x509
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from support.service_fixtures import ServeProcess, ServiceUnderTest, service_config, write_config
+from support.service_fixtures import ServiceUnderTest, service_config
 
 from otphsm.cli.main import main
 from otphsm.service.devpki import DevPki
 from otphsm.simulators.card.cns_card import CnsCard
+from otphsm.simulators.deployment import ServerProcess, start_serve, write_config
 from otphsm.v1 import admin_pb2, validation_pb2, validation_pb2_grpc
 
 ROLES = ("verifier", "enroller", "device", "admin")
@@ -285,7 +286,7 @@ def test_audit_verify_refuses_a_malformed_recorded_head(
 @pytest.fixture
 def serve_process(
     request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[tuple[ServeProcess, int, DevPki]]:
+) -> Iterator[tuple[ServerProcess, int, DevPki]]:
     softhsm = request.getfixturevalue("serve_softhsm")
     pki = request.getfixturevalue("dev_pki")
     raw = service_config(
@@ -297,16 +298,16 @@ def serve_process(
     )
     raw["server"]["grace_seconds"] = 5.0
     raw["metrics"]["enabled"] = False
-    server = ServeProcess(write_config(tmp_path / "otphsm.toml", raw), softhsm)
+    server = start_serve(write_config(tmp_path / "otphsm.toml", raw), softhsm)
     try:
-        yield server, server.wait_started(), pki
+        yield server, server.wait_serving(), pki
     finally:
-        server.close()
+        server.stop()
 
 
 @pytest.mark.softhsm
 def test_serve_logs_json_serves_and_stops_gracefully_on_sigterm(
-    serve_process: tuple[ServeProcess, int, DevPki],
+    serve_process: tuple[ServerProcess, int, DevPki],
     request: pytest.FixtureRequest,
 ) -> None:
     server, port, pki = serve_process

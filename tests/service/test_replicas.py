@@ -13,13 +13,14 @@ import grpc
 import pytest
 from support.card_fixtures import MARIO_ROSSI
 from support.service_devices import TokenApp
-from support.service_fixtures import ServeProcess, service_config, write_config
+from support.service_fixtures import service_config
 
 from otphsm.core.app.context import Actor, Role
 from otphsm.core.app.enrolment import grant_authorisation
 from otphsm.service.assembly import assemble
 from otphsm.service.config import load_config
 from otphsm.service.devpki import DevPki
+from otphsm.simulators.deployment import start_serve, write_config
 from otphsm.v1 import (
     common_pb2,
     device_pb2,
@@ -58,12 +59,12 @@ def replicas(
         raw["server"]["max_workers"] = CALLERS
         raw["metrics"]["enabled"] = False
         configs.append(write_config(tmp_path / f"replica-{name}.toml", raw))
-    servers = [ServeProcess(config, softhsm) for config in configs]
+    servers = [start_serve(config, softhsm) for config in configs]
     try:
-        yield configs[0], [server.wait_started() for server in servers], pki
+        yield configs[0], [server.wait_serving() for server in servers], pki
     finally:
         for server in servers:
-            server.close()
+            server.stop()
 
 
 def test_fifty_concurrent_verifications_over_two_replicas_accept_the_code_once(

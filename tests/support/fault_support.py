@@ -21,6 +21,7 @@ from otphsm.client import wire
 from otphsm.core.app.context import App
 from otphsm.core.otp import HashAlgorithm, hotp
 from otphsm.core.tokens import OtpMode, OtpParameters, Token, TokenKind, TokenState
+from otphsm.simulators.deployment import ServerProcess, start_serve, write_config
 from otphsm.v1 import common_pb2, validation_pb2, validation_pb2_grpc
 
 OK = common_pb2.VERIFY_RESULT_OK
@@ -215,7 +216,7 @@ def serve_configs(
 ) -> list[Path]:
     """One config file per replica: PostgreSQL, the run's SoftHSM token, port 0, no rate limit
     (the load sends many codes from one caller), no metrics endpoint."""
-    from support.service_fixtures import service_config, write_config
+    from support.service_fixtures import service_config
 
     configs = []
     for name in names:
@@ -236,19 +237,18 @@ def serve_configs(
 class Replica:
     """A `serve` process that can be killed and started again; `stub()` follows its port."""
 
+    process: ServerProcess
+
     def __init__(self, config: Path, softhsm: Any, pki: Any) -> None:
         self.config = config
         self.softhsm = softhsm
         self.pki = pki
-        self.process: Any = None
         self._stub: Any = None
         self.start()
 
     def start(self) -> None:
-        from support.service_fixtures import ServeProcess
-
-        self.process = ServeProcess(self.config, self.softhsm)
-        port = self.process.wait_started()
+        self.process = start_serve(self.config, self.softhsm)
+        port = self.process.wait_serving()
         self._stub = validation_pb2_grpc.ValidationServiceStub(verifier_channel(self.pki, port))
 
     def stub(self) -> Any:
@@ -263,7 +263,7 @@ class Replica:
         self.process.process.wait(30)
 
     def close(self) -> None:
-        self.process.close()
+        self.process.stop()
 
 
 def stored_counters(app: App, tokens: list[HotpToken]) -> dict[str, int]:

@@ -23,14 +23,13 @@ LEGACY_TOKEN = "legacy"  # initialised only; a test gives it a KEK without an un
 @pytest.fixture(scope="session")
 def softhsm(tmp_path_factory: pytest.TempPathFactory) -> SoftHsm:
     require_softhsm()
-    from otphsm.simulators.hsm.softhsm import create_softhsm, provision_softhsm
+    from otphsm.simulators.deployment import provisioned_softhsm
+    from otphsm.simulators.hsm.softhsm import provision_softhsm
 
-    hsm = create_softhsm(
+    hsm = provisioned_softhsm(
         Path(tmp_path_factory.mktemp("softhsm")),
         (MAIN_TOKEN, OTHER_TOKEN, BARE_TOKEN, LEGACY_TOKEN),
     )
-    hsm.activate()
-    provision_softhsm(hsm)
     provision_softhsm(hsm.token(OTHER_TOKEN))
     return hsm
 

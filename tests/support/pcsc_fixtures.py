@@ -1,5 +1,5 @@
 """Fixtures for the pcsc tier: a private pcscd with a vpcd reader pair, and simulated cards
-put into its readers over the vpcd transport.
+put into its readers over the vpcd transport (by the deployment harness's `insert_card`).
 
 libpcsclite reads `PCSCLITE_CSOCK_NAME` once per process, at the first PC/SC call, so
 `pytest_configure` points it at a private path before any test runs; every private pcscd of
@@ -16,27 +16,24 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from otphsm.simulators import deployment
 from otphsm.simulators.card.pcscd import SOCKET_ENV, PcscdError, PrivatePcscd
-from otphsm.simulators.card.vpcd import Backoff, VirtualCard, VpcdLink
-from otphsm.smartcard.pcsc import PcscConnection, PcscContext
+from otphsm.simulators.card.vpcd import VirtualCard
+from otphsm.simulators.deployment import InsertedCard, wait_card_state
 from support.requirements import require_tool
 
 _SOCKET_DIR_KEY = pytest.StashKey[Path]()
-CARD_WAIT = 5.0
-"""Seconds to wait for pcscd to notice an insertion or removal (it polls every ~0.4 s)."""
 
 
 def pytest_configure(config: pytest.Config) -> None:
     directory = Path(tempfile.mkdtemp(prefix="otphsm-pcsc-"))
     config.stash[_SOCKET_DIR_KEY] = directory
-    os.environ[SOCKET_ENV] = str(directory / "pcscd.comm")
+    deployment.use_pcscd_socket(directory / "pcscd.comm")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -58,8 +55,7 @@ def private_pcscd(pytestconfig: pytest.Config) -> Iterator[PrivatePcscd]:
     """The run's private pcscd (started once)."""
     require_pcscd()
     directory = pytestconfig.stash[_SOCKET_DIR_KEY]
-    pcscd = PrivatePcscd(directory / "pcscd", socket_path=os.environ[SOCKET_ENV])
-    pcscd.start()
+    pcscd = deployment.start_pcscd(directory / "pcscd", socket_path=os.environ[SOCKET_ENV])
     try:
         yield pcscd
     finally:
@@ -74,32 +70,6 @@ def pcscd(private_pcscd: PrivatePcscd) -> Iterator[PrivatePcscd]:
         private_pcscd.start()
 
 
-def wait_card_state(reader: str, present: bool, timeout: float = CARD_WAIT) -> None:
-    """Block until pcscd reports `reader` with (or without) a card."""
-    deadline = time.monotonic() + timeout
-    with PcscContext() as ctx:
-        while ctx.card_present(reader) != present:
-            if time.monotonic() > deadline:
-                state = "a card" if present else "an empty reader"
-                raise AssertionError(f"pcscd did not report {state} in {reader} in {timeout}s")
-            time.sleep(0.02)
-
-
-@dataclass
-class InsertedCard:
-    card: VirtualCard
-    link: VpcdLink
-    reader: str
-
-    def connect(self, timeout: float | None = 10.0) -> PcscConnection:
-        return PcscConnection(self.reader, timeout=timeout)
-
-    def remove(self, wait: bool = True) -> None:
-        self.link.remove()
-        if wait:
-            wait_card_state(self.reader, present=False)
-
-
 InsertCard = Callable[..., InsertedCard]
 
 
@@ -112,9 +82,7 @@ def insert_card(pcscd: PrivatePcscd) -> Iterator[InsertCard]:
     def insert(
         card: VirtualCard, slot: int = 0, *, quickack: bool = True, wait: bool = True
     ) -> InsertedCard:
-        link = VpcdLink(card, pcscd.ports[slot], quickack=quickack, backoff=Backoff(0.02, 0.2))
-        link.insert(wait=CARD_WAIT)
-        entry = InsertedCard(card, link, pcscd.reader_names[slot])
+        entry = deployment.insert_card(pcscd, card, slot, quickack=quickack, wait=False)
         inserted.append(entry)
         if wait:
             wait_card_state(entry.reader, present=True)

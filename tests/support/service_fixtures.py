@@ -2,18 +2,15 @@
 a fault-injecting session source), a SQLite or PostgreSQL store, the test CNS PKI, simulated
 card readers, and clients per role. The device side is computed with `cryptography` ECDH and
 our own HOTP/TOTP, the station side with the CNS client over the in-process card transport.
+
+Its config mapping is the deployment harness's (`otphsm.simulators.deployment.serve_config`),
+the same shape the tests' `otphsm serve` processes (`start_serve`) are started from.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
-import os
 import re
-import subprocess
-import sys
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,13 +18,19 @@ from typing import Any
 
 import grpc
 import pytest
-from cryptography.hazmat.primitives import serialization
 
 from otphsm.core.app.context import Role
 from otphsm.core.clock import ManualClock
 from otphsm.service.devpki import DevPki, client_files, write_dev_pki
 from otphsm.simulators.card.cns_card import CnsCard
 from otphsm.simulators.card.pki import TestCa
+from otphsm.simulators.deployment import (
+    CardTrust,
+    ConfigMapping,
+    serve_config,
+    with_sections,
+    write_card_trust,
+)
 from otphsm.simulators.sms.outbox import OutboxSmsGateway
 from otphsm.smartcard.transport import CardTransport
 from otphsm.v1 import (
@@ -140,30 +143,20 @@ class ServiceUnderTest:
         self.running.stop(0)
 
 
+TEST_SECTIONS: dict[str, dict[str, Any]] = {
+    "server": {"max_workers": 24, "health_interval_seconds": HEALTH_INTERVAL},
+    "metrics": {"enabled": True, "address": "127.0.0.1", "port": 0},
+}
+"""What the tests' servers set beyond the dev deployment's shape."""
+
+
 def service_config(
     tmp_path: Path, softhsm: Any, pki: DevPki, ca_files: tuple[Path, Path], store_url: str
-) -> dict[str, Any]:
-    return {
-        "server": {
-            "address": "127.0.0.1",
-            "port": 0,
-            "tls_cert": str(pki.server_cert),
-            "tls_key": str(pki.server_key),
-            "tls_client_ca": str(pki.ca),
-            "max_workers": 24,
-            "grace_seconds": 2.0,
-            "health_interval_seconds": HEALTH_INTERVAL,
-        },
-        "hsm": {
-            "module": softhsm.module,
-            "token_label": softhsm.token_label,
-            "user_pin": softhsm.user_pin,
-        },
-        "store": {"url": store_url},
-        "card": {"trusted_ca": [str(ca_files[0])], "crls": [str(ca_files[1])]},
-        "sms": {"outbox": str(tmp_path / "sms-outbox.jsonl")},
-        "metrics": {"enabled": True, "address": "127.0.0.1", "port": 0},
-    }
+) -> ConfigMapping:
+    """The deployment harness's config mapping, for the in-process server and `otphsm serve`
+    processes of the tests alike (the SMS outbox in `tmp_path`)."""
+    outbox = tmp_path / "sms-outbox.jsonl"
+    return serve_config(softhsm, pki, CardTrust(*ca_files), store_url, outbox, **TEST_SECTIONS)
 
 
 @pytest.fixture(scope="session")
@@ -181,13 +174,8 @@ def foreign_pki(tmp_path_factory: pytest.TempPathFactory) -> DevPki:
 
 
 @pytest.fixture(scope="session")
-def card_ca_files(card_ca: TestCa, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    directory = tmp_path_factory.mktemp("cns-trust")
-    ca = directory / "cns-ca.pem"
-    crl = directory / "cns-ca.crl.pem"
-    ca.write_bytes(card_ca.certificate.public_bytes(serialization.Encoding.PEM))
-    crl.write_bytes(card_ca.crl(now=CARD_NOW).public_bytes(serialization.Encoding.PEM))
-    return ca, crl
+def card_ca_files(card_ca: TestCa, tmp_path_factory: pytest.TempPathFactory) -> CardTrust:
+    return write_card_trust(card_ca, tmp_path_factory.mktemp("cns-trust"), CARD_NOW)
 
 
 def start_service(
@@ -209,9 +197,7 @@ def start_service(
     raw = service_config(
         tmp_path, softhsm, pki, request.getfixturevalue("card_ca_files"), store_url
     )
-    for section, values in (overrides or {}).items():
-        raw[section] = {**raw.get(section, {}), **values}
-    config = config_from_mapping(raw, base=tmp_path, env={})
+    config = config_from_mapping(with_sections(raw, overrides or {}), base=tmp_path, env={})
     clock = ManualClock(SERVICE_START.timestamp())
     source = FaultInjectingSource(ModuleSessionSource.for_module(softhsm.module))
     sms = OutboxSmsGateway(tmp_path / "sms-outbox.jsonl", clock)
@@ -254,66 +240,3 @@ def any_store_service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterato
         running = start_service(request, tmp_path, f"sqlite://{db_path}", db_path)
     yield running
     running.close()
-
-
-# --- `otphsm serve` as a separate process -------------------------------------------------
-
-
-def write_config(path: Path, raw: dict[str, Any]) -> Path:
-    """Write a config mapping as TOML (flat sections of strings, numbers, booleans, lists)."""
-    lines: list[str] = []
-    for section, values in raw.items():
-        lines.append(f"[{section}]")
-        lines.extend(f"{key} = {json.dumps(value)}" for key, value in values.items())
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-class ServeProcess:
-    """`python -m otphsm.cli.main serve --config FILE`, its JSON log records, and its port."""
-
-    def __init__(self, config: Path, softhsm: Any) -> None:
-        # The config file alone decides: OTPHSM_* overrides from the developer's shell are left out.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("OTPHSM_")}
-        env["SOFTHSM2_CONF"] = str(softhsm.conf_path)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "otphsm.cli.main", "serve", "--config", str(config)],
-            env=env,
-            stderr=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            text=True,
-        )
-        self.records: list[dict[str, Any]] = []
-        self._started = threading.Event()
-        self._reader = threading.Thread(target=self._read_logs, daemon=True)
-        self._reader.start()
-
-    def _read_logs(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            try:
-                self.records.append(json.loads(line))
-            except json.JSONDecodeError:
-                self.records.append({"raw": line})
-            if self.records[-1].get("msg") == "serving":
-                self._started.set()
-
-    def wait_started(self, timeout: float = 60) -> int:
-        deadline = time.monotonic() + timeout
-        while not self._started.wait(0.1):
-            exited = self.process.poll()
-            assert exited is None, f"otphsm serve exited with {exited}: {self.records}"
-            assert time.monotonic() < deadline, f"otphsm serve did not start: {self.records}"
-        port: int = next(r["port"] for r in self.records if r.get("msg") == "serving")
-        return port
-
-    def close(self) -> None:
-        """Stop it as an operator would (SIGTERM: graceful); SIGKILL only if it does not stop."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        self._reader.join(5)
