@@ -16,12 +16,12 @@ from otphsm.core.clock import Clock, SystemClock
 from otphsm.core.errors import ConfigurationError
 from otphsm.core.ports import PushGateway, SmsGateway, Store
 from otphsm.core.seeds import SeedStorage
+from otphsm.gateways.push_outbox import PushOutbox
+from otphsm.gateways.sms_http import HttpSmsGateway
+from otphsm.gateways.sms_outbox import OutboxSmsGateway
 from otphsm.hsm import HsmConfig, HsmSeedVault, SessionSource, open_vault
 from otphsm.service.config import CardSection, HsmSection, ServiceConfig, SmsSection
 from otphsm.service.readers import LocalReaders, PcscReaders
-from otphsm.simulators.sms.outbox import OutboxSmsGateway
-from otphsm.simulators.sms.push import PushOutbox
-from otphsm.sms_http import HttpSmsGateway
 from otphsm.store import open_store
 
 

@@ -28,7 +28,7 @@ from otphsm.core.errors import (
     RateLimited,
 )
 from otphsm.core.ports import Conflict
-from otphsm.pskc_checks import PskcRefused
+from otphsm.pskc import PskcRefused
 
 RETRY_AFTER_KEY = "retry-after-seconds"
 REASON_KEY = "otphsm-reason"
