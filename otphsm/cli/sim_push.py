@@ -11,7 +11,7 @@ from pathlib import Path
 
 from otphsm.cli.commands import CommandTree
 from otphsm.core.errors import InvalidInput
-from otphsm.simulators.sms.push import PUSH_OUTBOX_ENV
+from otphsm.simulators.sms.inbox import PUSH_OUTBOX_ENV
 
 
 def register(tree: CommandTree) -> None:
@@ -32,7 +32,7 @@ def register(tree: CommandTree) -> None:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from otphsm.simulators.sms.push import read_push_messages
+    from otphsm.simulators.sms.inbox import read_push_messages
 
     outbox = args.outbox or os.environ.get(PUSH_OUTBOX_ENV)
     if not outbox:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 from otphsm.cli.commands import CommandTree, Handler
 from otphsm.cli.connection import add_connection_arguments, connect
 from otphsm.cli.ui import ExitCode, Prompter, console
-from otphsm.simulators.sms.push import PUSH_OUTBOX_ENV
+from otphsm.simulators.sms.inbox import PUSH_OUTBOX_ENV
 
 if TYPE_CHECKING:
     from otphsm.simulators.token.mobile_app import Activated, MobileApp

@@ -37,6 +37,7 @@ from otphsm.simulators.deployment import (
     write_card_trust,
 )
 from otphsm.simulators.hsm.softhsm import SoftHsm
+from otphsm.simulators.sms.inbox import read_sms_messages
 
 CARD_PIN = "12345678"
 CARD_PUK = "87654321"
@@ -155,11 +156,7 @@ class DemoWorld:
         return client
 
     def sms_texts(self, phone: str) -> list[str]:
-        if not self.outbox.exists():
-            return []
-        lines = self.outbox.read_text(encoding="utf-8").splitlines()
-        records = [json.loads(line) for line in lines if line.strip()]
-        return [str(r["text"]) for r in records if r.get("to") == phone]
+        return [message.text for message in read_sms_messages(self.outbox, phone)]
 
     def server_log(self) -> str:
         return "\n".join(json.dumps(r) for r in self.serve.records) if self.serve else ""

@@ -17,6 +17,9 @@ from otphsm.core.certificates import TrustStore
 from otphsm.core.clock import Clock, SystemClock
 from otphsm.core.errors import ConfigurationError
 from otphsm.core.ports import PushGateway, SmsGateway, Store
+from otphsm.gateways.push_outbox import PushOutbox
+from otphsm.gateways.sms_http import HttpSmsGateway
+from otphsm.gateways.sms_outbox import OutboxSmsGateway
 from otphsm.hsm import HsmConfig, HsmSeedVault, SessionSource, open_vault
 from otphsm.service.config import (
     CardSection,
@@ -26,10 +29,7 @@ from otphsm.service.config import (
     SmsKind,
     SmsSection,
 )
-from otphsm.simulators.sms.outbox import OutboxSmsGateway
-from otphsm.simulators.sms.push import PushOutbox
 from otphsm.smartcard.readers import LocalReaders, PcscReaders
-from otphsm.sms_http import HttpSmsGateway
 from otphsm.store import open_store
 
 

@@ -29,7 +29,7 @@ from otphsm.core.errors import (
     RateLimited,
 )
 from otphsm.core.ports import Conflict
-from otphsm.pskc_checks import PskcRefused
+from otphsm.pskc import PskcRefused
 
 INTERNAL_MESSAGE = "internal error; the server log has the details"
 

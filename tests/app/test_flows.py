@@ -24,6 +24,7 @@ from otphsm.core.records import ActivationMethod
 from otphsm.core.tokens import OtpMode, OtpParameters, TokenState
 from otphsm.core.verification import VerifyResult
 from otphsm.simulators.card.cns_card import CnsCard
+from otphsm.simulators.sms.inbox import read_sms_messages
 
 pytestmark = pytest.mark.softhsm
 CF = "RSSMRA80A01L378S"
@@ -148,7 +149,7 @@ def test_replacement_after_an_sms_code(app: App, cns_card_1024: CnsCard) -> None
 
     lifecycle.send_replacement_code(app, STATION, CF)
     lifecycle.send_replacement_code(app, STATION, CF)  # supersedes the first
-    messages = app.sms.messages("+393331234567")  # type: ignore[attr-defined]
+    messages = read_sms_messages(app.sms.outbox, "+393331234567")  # type: ignore[attr-defined]
     first_code, code = (re.search(r"\b(\d{6})\b", m.text).group(1) for m in messages)  # type: ignore[union-attr]
     if first_code != code:
         with pytest.raises(AuthorisationRefused, match="2 tries"):
@@ -190,7 +191,7 @@ def test_sms_code_three_wrong_then_wait(app: App, cns_card_1024: CnsCard) -> Non
     enrol_phone(app, cns_card_1024, Phone.new())
     enrolment.set_phone_number(app, STATION, CF, "+393331234567")
     lifecycle.send_replacement_code(app, STATION, CF)
-    code = re.search(r"\b(\d{6})\b", app.sms.messages()[-1].text).group(1)  # type: ignore[attr-defined,union-attr]
+    code = re.search(r"\b(\d{6})\b", read_sms_messages(app.sms.outbox)[-1].text).group(1)  # type: ignore[attr-defined,union-attr]
     wrong = "000000" if code != "000000" else "111111"
     for _ in range(3):
         with pytest.raises(AuthorisationRefused):

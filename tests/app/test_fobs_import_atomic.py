@@ -24,8 +24,8 @@ from otphsm.core.otp import HashAlgorithm
 from otphsm.core.ports import Conflict
 from otphsm.core.seeds import SeedRef, SeedStorage
 from otphsm.core.tokens import Token, TokenState
-from otphsm.pskc_import import PskcProblem, PskcRefused, import_pskc, read_pskc
-from otphsm.simulators.sms.outbox import OutboxSmsGateway
+from otphsm.gateways.sms_outbox import OutboxSmsGateway
+from otphsm.pskc import PskcProblem, PskcRefused, import_pskc, read_pskc
 from otphsm.simulators.token.pskc_factory import pskc_document
 
 pytestmark = pytest.mark.softhsm

@@ -19,7 +19,7 @@ from otphsm.core.errors import FailedPrecondition, NotFound
 from otphsm.core.records import ActivationMethod
 from otphsm.core.tokens import OtpParameters, TokenKind, TokenState
 from otphsm.core.verification import VerifyResult
-from otphsm.pskc_import import import_pskc
+from otphsm.pskc import import_pskc
 from otphsm.simulators.card.cns_card import CnsCard
 from otphsm.simulators.token.keyfob import KeyFob
 from otphsm.simulators.token.pskc_factory import pskc_document

@@ -17,6 +17,7 @@ from otphsm.core.app.login import Channel
 from otphsm.core.errors import FailedPrecondition, InvalidInput
 from otphsm.core.records import Citizen, OobPurpose
 from otphsm.core.verification import VerifyResult
+from otphsm.simulators.sms.inbox import read_sms_messages
 
 pytestmark = pytest.mark.softhsm
 
@@ -45,7 +46,7 @@ def citizen(app: App) -> Citizen:
 
 
 def sent_code(app: App) -> str:
-    messages = app.sms.messages(PHONE)  # type: ignore[attr-defined]
+    messages = read_sms_messages(app.sms.outbox, PHONE)  # type: ignore[attr-defined]
     found = re.search(r"\b(\d{6})\b", messages[-1].text)
     assert found
     return found.group(1)

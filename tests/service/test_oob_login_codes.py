@@ -25,6 +25,7 @@ from support.service_fixtures import TWO_ROLES, ServiceUnderTest
 
 from otphsm.cli.main import main as cli_main
 from otphsm.simulators.card.cns_card import CnsCard
+from otphsm.simulators.sms.inbox import SentSms, read_push_messages, read_sms_messages
 from otphsm.v1 import common_pb2, oob_pb2
 
 pytestmark = pytest.mark.softhsm
@@ -55,8 +56,12 @@ def verify(service: ServiceUnderTest, cf: str, code: str) -> common_pb2.VerifyRe
     return response
 
 
+def sms_sent(service: ServiceUnderTest, to: str | None = None) -> list[SentSms]:
+    return read_sms_messages(service.sms.outbox, to)
+
+
 def last_sms(service: ServiceUnderTest, phone: str = PHONE) -> str:
-    return code_in(service.sms.messages(to=phone)[-1].text)
+    return code_in(sms_sent(service, phone)[-1].text)
 
 
 def other_than(code: str) -> str:
@@ -78,7 +83,7 @@ def test_a_login_code_is_single_use_and_lasts_ten_minutes(
     assert sent.channel == oob_pb2.DELIVERY_CHANNEL_SMS and not sent.prefix_required
     assert sent.expires_at == int(service.clock.now()) + 600
     code = last_sms(service)
-    assert "10 minutes" in service.sms.messages(to=PHONE)[-1].text
+    assert "10 minutes" in sms_sent(service, PHONE)[-1].text
 
     assert verify(service, cf, other_than(code)).result == WRONG
     assert verify(service, cf, code).result == OK
@@ -147,7 +152,7 @@ def test_the_personal_part_is_typed_first_and_never_sent(
     assert "K9X2" not in str(service.snapshot()).upper()
 
     assert request_code(service, cf).prefix_required
-    text = service.sms.messages(to=PHONE)[-1].text
+    text = sms_sent(service, PHONE)[-1].text
     assert "personal part" in text and "K9X2" not in text.upper()
     code = code_in(text)
     digits_only = rpc_error(lambda: verify(service, cf, code))
@@ -175,13 +180,13 @@ def test_the_citizen_quota_refuses_a_fourth_code_in_ten_minutes(
     for _ in range(3):
         request_code(service, cf)
         service.clock.advance(100)
-    before = (service.snapshot(), len(service.sms.messages()))
+    before = (service.snapshot(), len(sms_sent(service)))
     refused = rpc_error(lambda: request_code(service, cf))
     assert refused.code() is grpc.StatusCode.RESOURCE_EXHAUSTED  # type: ignore[attr-defined]
     metadata = trailing(refused)
     assert metadata["otphsm-reason"] == "RATE_LIMITED"
     assert metadata["retry-after-seconds"] == "300"  # the first leaves the window at 600
-    assert (service.snapshot(), len(service.sms.messages())) == before  # nothing made or sent
+    assert (service.snapshot(), len(sms_sent(service))) == before  # nothing made or sent
     pending = last_sms(service)
     service.clock.advance(300)
     request_code(service, cf)
@@ -227,8 +232,8 @@ def test_a_code_can_be_pushed_to_the_token_app(
     sent = request_code(service, cf, PUSH)
     assert (sent.channel, sent.device_serial) == (PUSH, phone.serial)
     outbox = push_outbox(service)
-    code = code_in(outbox.messages(phone.serial)[-1].text)
-    assert service.sms.messages() == []
+    code = code_in(read_push_messages(outbox.directory, phone.serial)[-1].text)
+    assert sms_sent(service) == []
 
     # the citizen's phone shows it (the simulated push service's CLI)
     assert (
@@ -289,7 +294,7 @@ def test_an_undelivered_code_is_withdrawn(
     assert rpc_error(lambda: request_code(service, cf, PUSH)).code() is (  # type: ignore[attr-defined]
         grpc.StatusCode.UNAVAILABLE
     )
-    assert push.messages(phone.serial) == []
+    assert read_push_messages(push.directory, phone.serial) == []
     request_code(service, cf)
     assert verify(service, cf, last_sms(service)).result == OK
     # the quota counts failed sends too (a timed-out carrier may have delivered them)

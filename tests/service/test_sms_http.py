@@ -22,11 +22,11 @@ from support.factor_fixtures import (
 )
 
 from otphsm.core.errors import ConfigurationError, DeviceRefused, DeviceUnavailable
+from otphsm.gateways.sms_http import HttpSmsGateway, SmsGatewayUnavailable, SmsRefused
+from otphsm.gateways.sms_outbox import OutboxSmsGateway
 from otphsm.service.assembly import sms_gateway
 from otphsm.service.config import SmsKind, SmsSection
 from otphsm.simulators.card.cns_card import CnsCard
-from otphsm.simulators.sms.outbox import OutboxSmsGateway
-from otphsm.sms_http import HttpSmsGateway, SmsGatewayUnavailable, SmsRefused
 from otphsm.v1 import common_pb2, oob_pb2
 
 PHONE = "+393331234567"

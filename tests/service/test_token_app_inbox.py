@@ -12,7 +12,7 @@ from support.cli_support import APP_PIN, run_cli
 
 from otphsm.core.clock import ManualClock
 from otphsm.core.tokens import OtpParameters
-from otphsm.simulators.sms.push import PushOutbox
+from otphsm.gateways.push_outbox import PushOutbox
 from otphsm.simulators.token.app_state import Account, AppState, Origin, save_state
 from otphsm.simulators.token.mobile_app import AppStore, MobileApp, PinRequired
 

@@ -19,10 +19,10 @@ from otphsm.core.app.enrolment import CardEvidence
 from otphsm.core.certificates import TrustStore
 from otphsm.core.clock import ManualClock
 from otphsm.core.otp import totp
+from otphsm.gateways.sms_outbox import OutboxSmsGateway
 from otphsm.simulators.card.cns_card import CnsCard
 from otphsm.simulators.card.inprocess import InProcessConnection
 from otphsm.simulators.card.pki import TestCa
-from otphsm.simulators.sms.outbox import OutboxSmsGateway
 from otphsm.smartcard.cns import CnsClient
 from support.card_fixtures import CARD_NOW, CARD_PIN
 

@@ -20,9 +20,9 @@ from typing import Any
 import grpc
 import pytest
 
+from otphsm.gateways.push_outbox import PushOutbox
 from otphsm.service.logs import JsonFormatter
 from otphsm.simulators.card.cns_card import CnsCard
-from otphsm.simulators.sms.push import PushOutbox
 from otphsm.v1 import device_pb2, enrolment_pb2, grid_pb2_grpc, oob_pb2_grpc
 from support.service_devices import TokenApp
 from support.service_fixtures import ServiceUnderTest, start_service

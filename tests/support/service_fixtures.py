@@ -21,6 +21,7 @@ import pytest
 
 from otphsm.core.app.context import Role
 from otphsm.core.clock import ManualClock
+from otphsm.gateways.sms_outbox import OutboxSmsGateway
 from otphsm.service.devpki import DevPki, client_files, write_dev_pki
 from otphsm.simulators.card.cns_card import CnsCard
 from otphsm.simulators.card.pki import TestCa
@@ -31,7 +32,7 @@ from otphsm.simulators.deployment import (
     with_sections,
     write_card_trust,
 )
-from otphsm.simulators.sms.outbox import OutboxSmsGateway
+from otphsm.simulators.sms.inbox import read_sms_messages
 from otphsm.smartcard.transport import CardTransport
 from otphsm.v1 import (
     admin_pb2_grpc,
@@ -126,7 +127,7 @@ class ServiceUnderTest:
         assert self.running.health.wait_for_checks(count, timeout=10), "health checks stalled"
 
     def sms_code(self, phone: str) -> str:
-        messages = self.sms.messages(to=phone)
+        messages = read_sms_messages(self.sms.outbox, phone)
         assert messages, f"no SMS sent to {phone}"
         found = re.search(r"\b(\d{6})\b", messages[-1].text)
         assert found, messages[-1].text

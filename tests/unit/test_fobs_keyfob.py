@@ -11,7 +11,7 @@ from otphsm.cli.main import main
 from otphsm.core.errors import InvalidInput, NotFound
 from otphsm.core.otp import HashAlgorithm
 from otphsm.core.tokens import OtpMode, OtpParameters
-from otphsm.pskc_import import read_pskc_file
+from otphsm.pskc import read_pskc_file
 from otphsm.simulators.token.keyfob import KeyFob, load_fobs, save_fobs
 from otphsm.simulators.token.pskc_factory import SEED_BYTES, BatchSpec, make_fobs
 

@@ -15,7 +15,7 @@ from pskc import PSKC
 from otphsm.core.errors import InvalidInput
 from otphsm.core.otp import HashAlgorithm
 from otphsm.core.tokens import OtpMode, OtpParameters
-from otphsm.pskc_import import PskcProblem, PskcRefused, read_pskc
+from otphsm.pskc import PskcProblem, PskcRefused, read_pskc
 from otphsm.simulators.token.keyfob import KeyFob
 from otphsm.simulators.token.pskc_factory import BatchSpec, make_fobs, pskc_document
 

@@ -7,7 +7,7 @@ import grpc
 from otphsm.core.app import lifecycle
 from otphsm.core.app.audit import verify_audit
 from otphsm.core.app.context import App
-from otphsm.pskc_import import import_pskc
+from otphsm.pskc import import_pskc
 from otphsm.service import convert
 from otphsm.service.interceptor import current_actor
 from otphsm.v1 import admin_pb2 as pb

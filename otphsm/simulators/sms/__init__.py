@@ -1,1 +1,2 @@
-"""Out-of-band delivery simulators: an SMS gateway outbox and per-device push outboxes."""
+"""The phone's side of out-of-band delivery: reading the SMS outbox and the per-device push
+outboxes the gateways in `otphsm.gateways` write."""

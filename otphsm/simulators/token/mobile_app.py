@@ -36,7 +36,7 @@ from otphsm.core.codice_fiscale import validate as validate_codice_fiscale
 from otphsm.core.errors import AuthorisationRefused, FailedPrecondition, InvalidInput, NotFound
 from otphsm.core.otp import hotp, totp
 from otphsm.core.tokens import OtpMode
-from otphsm.simulators.sms.push import read_push_messages
+from otphsm.simulators.sms.inbox import read_push_messages
 from otphsm.simulators.token.app_state import (
     Account,
     AppState,

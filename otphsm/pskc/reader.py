@@ -41,7 +41,7 @@ from otphsm.core.app.fobs import (
 from otphsm.core.errors import InvalidInput
 from otphsm.core.otp import HashAlgorithm
 from otphsm.core.tokens import OtpMode, OtpParameters, check_serial
-from otphsm.pskc_checks import (
+from otphsm.pskc.checks import (
     CBC_ALGORITHMS,
     PSKC_NS,
     PskcProblem,

@@ -1,11 +1,12 @@
-"""An SMS gateway that writes each message to an outbox (JSON lines): the demo and the tests
-read codes from it. Knobs make it fail like a carrier does."""
+"""An SMS gateway that appends each message to an outbox file (JSON lines, one
+{"at", "to", "text"} object a line) instead of a carrier: the delivery for development, and a
+spool an external sender can drain. `otphsm.simulators.sms.inbox` reads it as the phones would.
+`fail_next` makes it fail like a carrier does."""
 
 from __future__ import annotations
 
 import json
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 from otphsm.core.clock import Clock, SystemClock
@@ -14,13 +15,6 @@ from otphsm.core.errors import DeviceUnavailable
 
 class SmsGatewayDown(DeviceUnavailable):
     pass
-
-
-@dataclass(frozen=True, slots=True)
-class SentSms:
-    at: float
-    to: str
-    text: str
 
 
 class OutboxSmsGateway:
@@ -43,10 +37,3 @@ class OutboxSmsGateway:
             record = {"at": self._clock.now(), "to": phone_number, "text": text}
             with self.outbox.open("a", encoding="utf-8") as out:
                 out.write(json.dumps(record) + "\n")
-
-    def messages(self, to: str | None = None) -> list[SentSms]:
-        if not self.outbox.exists():
-            return []
-        lines = self.outbox.read_text(encoding="utf-8").splitlines()
-        sent = [SentSms(**json.loads(line)) for line in lines if line.strip()]
-        return [m for m in sent if to is None or m.to == to]
