@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 from support.cli_support import CF, Run, run_cli
-from support.service_fixtures import service_config, write_config
+from support.service_fixtures import service_config
 
 from otphsm.cli.ui import ExitCode, exit_code_for
 from otphsm.core.errors import FailedPrecondition, OtpHsmError, RateLimited
 from otphsm.hsm.errors import HsmOperationRefused, HsmPinIncorrect, HsmUnavailable
 from otphsm.service.devpki import DevPki
 from otphsm.simulators.card.pcscd import PcscdError, PrivatePcscd
+from otphsm.simulators.deployment import write_config
 from otphsm.smartcard.errors import NoReader
 from otphsm.store.errors import StoreUnavailable
 
