@@ -158,7 +158,7 @@ class SmsSection:
     bearer_token_file: FilePath = ""
     """http: a file holding the gateway's API token (sent as Authorization: Bearer)."""
     push_outbox: FilePath = "push-outbox"
-    """Directory of per-device push outboxes (`otphsm.gateways.push_outbox`, one file per serial)."""
+    """Directory of per-device push outboxes (`otphsm.gateways.push_outbox`): a file a serial."""
 
     def __post_init__(self) -> None:
         if self.kind == SmsKind.HTTP:
