@@ -250,11 +250,15 @@ def _replace(args: argparse.Namespace) -> int:
 
     with connect(args) as client:
         station = Station(client)
-        if args.sms:
-            authorised = _sms_authorisation(station, args)
-        else:
-            authorised = _card_authorisation(station, args)
+        authorised = _authorisation(station, args)
         return _issue_and_show(station, authorised, args)
+
+
+def _authorisation(station: Station, args: argparse.Namespace) -> Authorised:
+    """An SMS code with --sms, otherwise the citizen's card."""
+    if args.sms:
+        return _sms_authorisation(station, args)
+    return _card_authorisation(station, args)
 
 
 def _assign_fob(args: argparse.Namespace) -> int:
@@ -265,10 +269,7 @@ def _assign_fob(args: argparse.Namespace) -> int:
         code = input("Code the fob shows now (press its button; empty to skip): ").strip()
     with connect(args) as client:
         station = Station(client)
-        if args.sms:
-            authorised = _sms_authorisation(station, args)
-        else:
-            authorised = _card_authorisation(station, args)
+        authorised = _authorisation(station, args)
         token, proof = station.assign_fob(authorised.authorisation_id, args.serial, code)
     state = token.state.value
     console().print(f"Key fob [bold]{token.serial}[/bold] assigned to {token.codice_fiscale}")

@@ -16,9 +16,9 @@ from otphsm.client.results import (
     Authorised,
     IssuedToken,
     TokenView,
-    VerifyOutcome,
 )
 from otphsm.client.wire import REASON_KEY, RETRY_AFTER_KEY
+from otphsm.core.verification import VerifyOutcome
 
 __all__ = [
     "DEFAULT_TIMEOUT",

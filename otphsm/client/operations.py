@@ -7,11 +7,11 @@ from otphsm.client.channel import Client
 from otphsm.client.results import (
     AuditReport,
     TokenView,
-    VerifyOutcome,
     audit_report,
     token_view,
     verify_outcome,
 )
+from otphsm.core.verification import VerifyOutcome
 from otphsm.v1 import admin_pb2, admin_pb2_grpc, validation_pb2, validation_pb2_grpc
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from otphsm.client import wire
 from otphsm.core.tokens import OtpParameters, TokenKind, TokenState
-from otphsm.core.verification import VerifyResult
+from otphsm.core.verification import VerifyOutcome
 from otphsm.v1 import admin_pb2, common_pb2, enrolment_pb2
 
 
@@ -36,17 +36,6 @@ class TokenView:
     locked_until: int = 0
     failures: int = 0
     replaces_serial: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class VerifyOutcome:
-    result: VerifyResult
-    serial: str
-    retry_after: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return self.result is VerifyResult.OK
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,13 +26,13 @@ from otphsm.client.results import (
     Authorised,
     IssuedToken,
     TokenView,
-    VerifyOutcome,
     issued_token,
     token_view,
     verify_outcome,
 )
 from otphsm.core.records import ActivationMethod
 from otphsm.core.tokens import OtpMode
+from otphsm.core.verification import VerifyOutcome
 from otphsm.smartcard.cns import CardContents
 from otphsm.smartcard.dialogue import PinEntryCancelled, sign_challenge_with_card
 from otphsm.smartcard.errors import NoCard, NoReader

@@ -36,6 +36,19 @@ FAILURES = (VerifyResult.WRONG_CODE, VerifyResult.REPLAYED, VerifyResult.EXPIRED
 
 
 @dataclass(frozen=True, slots=True)
+class VerifyOutcome:
+    """What a verification answers: the result, the token it is about, and the wait left."""
+
+    result: VerifyResult
+    serial: str
+    retry_after: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.result is VerifyResult.OK
+
+
+@dataclass(frozen=True, slots=True)
 class VerificationPolicy:
     totp_window_steps: Annotated[int, at_least(0)] = 1
     """Steps accepted either side of the device's expected step (network delay)."""

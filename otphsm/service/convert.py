@@ -12,12 +12,12 @@ from collections.abc import Mapping
 from typing import TypeVar
 
 from otphsm.client import wire
-from otphsm.core.app.validation import VerifyOutcome
 from otphsm.core.audit import AuditHead
 from otphsm.core.codice_fiscale import validate as validate_codice_fiscale
 from otphsm.core.errors import InvalidInput
 from otphsm.core.records import ActivationMethod, Citizen
 from otphsm.core.tokens import OtpMode, OtpParameters, Token
+from otphsm.core.verification import VerifyOutcome
 from otphsm.v1 import admin_pb2, common_pb2
 
 MAX_ID_LENGTH = 64

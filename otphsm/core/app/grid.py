@@ -19,7 +19,6 @@ from dataclasses import dataclass, replace
 
 from otphsm.core.app.context import Actor, App
 from otphsm.core.app.enrolment import consume_authorisation
-from otphsm.core.app.validation import VerifyOutcome
 from otphsm.core.codice_fiscale import validate as validate_codice_fiscale
 from otphsm.core.errors import DeviceUnavailable, FailedPrecondition, NotFound
 from otphsm.core.grid_card import (
@@ -32,7 +31,7 @@ from otphsm.core.grid_card import (
 from otphsm.core.otp import HashAlgorithm, HmacFn
 from otphsm.core.records import Citizen, GridCard, GridCardState
 from otphsm.core.tokens import check_serial
-from otphsm.core.verification import VerifyResult
+from otphsm.core.verification import VerifyOutcome, VerifyResult
 
 KEY_ALGORITHM = HashAlgorithm.SHA256
 SERIAL_PREFIX = "GRID-"

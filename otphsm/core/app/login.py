@@ -18,12 +18,11 @@ from dataclasses import dataclass, replace
 
 from otphsm.core.app import oob
 from otphsm.core.app.context import Actor, App
-from otphsm.core.app.validation import VerifyOutcome
 from otphsm.core.codice_fiscale import validate as validate_codice_fiscale
 from otphsm.core.errors import FailedPrecondition, InvalidInput, NotFound, RateLimited
 from otphsm.core.records import Citizen, OobPurpose, RateLimit
 from otphsm.core.tokens import TokenKind, TokenState
-from otphsm.core.verification import VerifyResult
+from otphsm.core.verification import VerifyOutcome, VerifyResult
 
 PREFIX_LENGTH = 4
 PREFIX_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from otphsm.core.app.context import Actor, App
 from otphsm.core.codice_fiscale import validate as validate_codice_fiscale
@@ -13,7 +13,7 @@ from otphsm.core.errors import DeviceUnavailable, NotFound
 from otphsm.core.otp import HmacFn
 from otphsm.core.ports import Conflict
 from otphsm.core.tokens import Token, TokenKind, TokenState, check_serial
-from otphsm.core.verification import Verdict, VerifyResult, resync, verify
+from otphsm.core.verification import Verdict, VerifyOutcome, VerifyResult, resync, verify
 
 # When a citizen has several tokens and none accepts the code, the answer names the most
 # telling reason.
@@ -25,17 +25,6 @@ _RESULT_PRIORITY = (
     VerifyResult.NOT_ACTIVE,
     VerifyResult.REVOKED,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class VerifyOutcome:
-    result: VerifyResult
-    serial: str
-    retry_after: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return self.result is VerifyResult.OK
 
 
 Decide = Callable[[Token, HmacFn], Verdict]

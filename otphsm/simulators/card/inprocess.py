@@ -8,8 +8,6 @@ transmits raise `CardRemoved`, and `close()` is idempotent.
 
 from __future__ import annotations
 
-from types import TracebackType
-
 from otphsm.simulators.card.vpcd import VirtualCard
 from otphsm.smartcard.errors import CardRemoved
 
@@ -60,10 +58,5 @@ class InProcessConnection:
     def __enter__(self) -> InProcessConnection:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()

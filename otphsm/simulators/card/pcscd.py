@@ -29,7 +29,6 @@ import struct
 import subprocess
 import time
 from pathlib import Path
-from types import TracebackType
 
 from otphsm.core.errors import ConfigurationError
 
@@ -250,10 +249,5 @@ class PrivatePcscd:
         self.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()

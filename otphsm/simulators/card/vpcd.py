@@ -28,7 +28,6 @@ import threading
 import time
 from dataclasses import dataclass
 from enum import IntEnum
-from types import TracebackType
 from typing import Protocol
 
 __all__ = [
@@ -177,12 +176,7 @@ class VpcdLink:
         self.insert()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.remove()
 
     # -- serving -----------------------------------------------------------------------
