@@ -28,68 +28,13 @@ import grpc
 from cryptography import x509
 
 from otphsm.core.app.context import Actor, Role
+from otphsm.service.rpcs import RPCS
 
 log = logging.getLogger(__name__)
 
 ROLE_URI_PREFIX = "urn:otphsm:role:"
 INSECURE_ROLE_KEY = "x-otphsm-role"
 INSECURE_CALLER_KEY = "x-otphsm-caller"
-
-_ENROLMENT = "/otphsm.v1.EnrolmentService/"
-_DEVICE = "/otphsm.v1.DeviceService/"
-_VALIDATION = "/otphsm.v1.ValidationService/"
-_ADMIN = "/otphsm.v1.AdminService/"
-_OOB = "/otphsm.v1.OobService/"
-_GRID = "/otphsm.v1.GridCardService/"
-_ENROLLER = frozenset({Role.ENROLLER})
-_VERIFIER = frozenset({Role.VERIFIER})
-_DEVICE_ROLE = frozenset({Role.DEVICE})
-_ADMIN_ROLE = frozenset({Role.ADMIN})
-
-RPC_ROLES: Mapping[str, frozenset[Role]] = {
-    **{
-        _ENROLMENT + name: _ENROLLER
-        for name in (
-            "GetChallenge",
-            "AuthoriseWithCard",
-            "AuthoriseWithLocalCard",
-            "WatchCards",
-            "SetPhoneNumber",
-            "IssueToken",
-            "SendReplacementCode",
-            "AuthoriseWithSmsCode",
-            "AssignFob",
-        )
-    },
-    **{
-        _DEVICE + name: _DEVICE_ROLE
-        for name in ("ActivateWithCode", "ActivateWithTemporarySecret", "ProvePossession")
-    },
-    _VALIDATION + "Verify": _VERIFIER,
-    _VALIDATION + "TestDevice": _VERIFIER | _DEVICE_ROLE,
-    _VALIDATION + "Resync": _VERIFIER,
-    _OOB + "RequestLoginCode": _VERIFIER,
-    _OOB + "VerifyLoginCode": _VERIFIER,
-    _OOB + "SetCodePrefix": _ENROLLER,
-    _GRID + "IssueGridCard": _ENROLLER,
-    _GRID + "GridChallenge": _VERIFIER,
-    _GRID + "VerifyGridAnswer": _VERIFIER,
-    _GRID + "RevokeGridCard": _ADMIN_ROLE,
-    **{
-        _ADMIN + name: _ADMIN_ROLE
-        for name in (
-            "Suspend",
-            "Resume",
-            "Revoke",
-            "Unlock",
-            "ListTokens",
-            "GetToken",
-            "VerifyAudit",
-            "ImportPskc",
-        )
-    },
-}
-"""Every RPC of ours → the roles that may call it. An RPC missing here is refused."""
 
 OPEN_PREFIXES = ("/grpc.health.v1.Health/",)
 """Callable by any peer the transport admitted, with or without a role (health probes)."""
@@ -135,7 +80,8 @@ def allowed_roles(method: str) -> frozenset[Role] | None:
         return None
     if method.startswith(ANY_ROLE_PREFIXES):
         return frozenset(Role)
-    return RPC_ROLES.get(method, frozenset())
+    spec = RPCS.get(method)
+    return spec.roles if spec is not None else frozenset()  # an RPC not declared: refused
 
 
 class Authenticator:

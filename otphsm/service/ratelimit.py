@@ -21,17 +21,7 @@ from collections.abc import Callable
 
 from otphsm.core.errors import RateLimited
 from otphsm.service.config import RateLimitSection
-from otphsm.v1 import common_pb2
-
-CODE_CHECK_RPCS = frozenset(
-    {
-        "/otphsm.v1.ValidationService/Verify",
-        "/otphsm.v1.ValidationService/TestDevice",
-        "/otphsm.v1.ValidationService/Resync",
-        "/otphsm.v1.DeviceService/ProvePossession",
-    }
-)
-"""The RPCs that check a code against a token and answer a VerifyResponse."""
+from otphsm.service.rpcs import RPCS
 
 MAX_CALLERS = 10_000
 """Buckets kept (least recently used dropped first): callers come from the client CA."""
@@ -64,7 +54,7 @@ class FailureRateLimiter:
 
     def admit(self, method: str, caller: str) -> None:
         """Raise `RateLimited` if `caller` may not check a code now."""
-        if not self._enabled or method not in CODE_CHECK_RPCS:
+        if not self._enabled or not _checks_code(method):
             return
         with self._lock:
             bucket = self._refilled(caller)
@@ -77,12 +67,10 @@ class FailureRateLimiter:
 
     def record(self, method: str, caller: str, response: object | None) -> None:
         """Charge one failure unless `response` accepted the code (None: the call failed)."""
-        if not self._enabled or method not in CODE_CHECK_RPCS:
+        spec = RPCS.get(method)
+        if not self._enabled or spec is None or not spec.checks_code:
             return
-        if (
-            isinstance(response, common_pb2.VerifyResponse)
-            and response.result == common_pb2.VERIFY_RESULT_OK
-        ):
+        if spec.checks.accepted(response):
             return
         with self._lock:
             bucket = self._refilled(caller)
@@ -100,3 +88,8 @@ class FailureRateLimiter:
             bucket.level = min(self._burst, bucket.level + (now - bucket.updated) * self._rate)
             bucket.updated = now
         return bucket
+
+
+def _checks_code(method: str) -> bool:
+    spec = RPCS.get(method)
+    return spec is not None and spec.checks_code

@@ -24,6 +24,7 @@ from otphsm.service.interceptor import ServiceInterceptor
 from otphsm.service.logs import configure_logging
 from otphsm.service.metrics import Metrics
 from otphsm.service.ratelimit import FailureRateLimiter
+from otphsm.service.rpcs import SERVICE_NAMES
 from otphsm.service.servicers import (
     AdminServicer,
     DeviceServicer,
@@ -33,33 +34,15 @@ from otphsm.service.servicers import (
 from otphsm.service.servicers.grid import GridCardServicer
 from otphsm.service.servicers.oob import OobServicer
 from otphsm.v1 import (
-    admin_pb2,
     admin_pb2_grpc,
-    device_pb2,
     device_pb2_grpc,
-    enrolment_pb2,
     enrolment_pb2_grpc,
-    grid_pb2,
     grid_pb2_grpc,
-    oob_pb2,
     oob_pb2_grpc,
-    validation_pb2,
     validation_pb2_grpc,
 )
 
 log = logging.getLogger("otphsm.server")
-
-SERVICE_NAMES = tuple(
-    module.DESCRIPTOR.services_by_name[name].full_name
-    for module, name in (
-        (enrolment_pb2, "EnrolmentService"),
-        (device_pb2, "DeviceService"),
-        (validation_pb2, "ValidationService"),
-        (admin_pb2, "AdminService"),
-        (oob_pb2, "OobService"),
-        (grid_pb2, "GridCardService"),
-    )
-)
 
 
 @dataclass

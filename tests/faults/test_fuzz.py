@@ -21,8 +21,8 @@ from support.fault_support import CITIZEN, add_hotp_tokens
 from support.service_fixtures import ServiceUnderTest, start_service
 
 import otphsm.service.server  # noqa: F401  (imports every service's generated code)
-from otphsm.service.auth import RPC_ROLES
 from otphsm.service.errors import STATUS_TABLE
+from otphsm.service.rpcs import RPCS
 
 pytestmark = [pytest.mark.softhsm, pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -61,7 +61,7 @@ INT_RANGES = {
     FieldDescriptor.TYPE_UINT64: (0, 2**64 - 1),
     FieldDescriptor.TYPE_FIXED64: (0, 2**64 - 1),
 }
-METHODS = sorted(RPC_ROLES)
+METHODS = sorted(RPCS)
 
 
 def method_descriptor(path: str) -> Any:
@@ -141,7 +141,7 @@ _CHANNELS: dict[tuple[int, str], grpc.Channel] = {}
 
 
 def call(service: ServiceUnderTest, path: str, body: bytes) -> grpc.StatusCode:
-    role = min(RPC_ROLES[path]).value
+    role = min(RPCS[path].roles).value
     key = (id(service), role)
     channel = _CHANNELS.get(key) or _CHANNELS.setdefault(key, service.channel(role))
     method = method_descriptor(path)

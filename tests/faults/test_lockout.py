@@ -16,7 +16,7 @@ from support.service_fixtures import TWO_ROLES, ServiceUnderTest, start_service
 from otphsm.client.wire import RETRY_AFTER_KEY
 from otphsm.service.config import RateLimitSection
 from otphsm.service.ratelimit import FailureRateLimiter
-from otphsm.v1 import common_pb2, validation_pb2
+from otphsm.v1 import common_pb2, grid_pb2, grid_pb2_grpc, oob_pb2, oob_pb2_grpc, validation_pb2
 
 pytestmark = [pytest.mark.softhsm, pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -110,6 +110,37 @@ def test_a_caller_flooding_wrong_codes_is_slowed_and_other_callers_are_not(
     fresh = add_hotp_tokens(service.running.assembly.app, 1, prefix="OTHER")[0]
     assert verify(other, fresh, fresh.code(0)).result == common_pb2.VERIFY_RESULT_OK
     assert verify(other, fresh, fresh.wrong_code(1)).result == (common_pb2.VERIFY_RESULT_WRONG_CODE)
+
+
+UNKNOWN_CF = "BNCGNN75C12F205J"  # well-formed, never enrolled
+
+
+def test_login_codes_and_grid_answers_count_against_the_same_limit(
+    limited_service: ServiceUnderTest,
+) -> None:
+    """Every RPC the table marks as checking a code drains the caller's one bucket."""
+    service = limited_service
+    guesses = [
+        (
+            oob_pb2_grpc.OobServiceStub(service.channel("verifier")).VerifyLoginCode,
+            oob_pb2.VerifyLoginCodeRequest(codice_fiscale=UNKNOWN_CF, code="123456"),
+        ),
+        (
+            grid_pb2_grpc.GridCardServiceStub(service.channel(TWO_ROLES)).VerifyGridAnswer,
+            grid_pb2.VerifyGridAnswerRequest(
+                codice_fiscale=UNKNOWN_CF, first_value="12", second_value="34"
+            ),
+        ),
+    ]
+    for rpc, guess in guesses:
+        codes: Counter[str] = Counter()
+        for _ in range(BURST + 5):
+            try:
+                rpc(guess, timeout=10)
+                codes["answered"] += 1
+            except grpc.RpcError as error:
+                codes[error.code().name] += 1
+        assert codes["RESOURCE_EXHAUSTED"] == 5, (rpc, codes)
 
 
 def test_the_bucket_refills_with_time_and_right_codes_cost_nothing() -> None:

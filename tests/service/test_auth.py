@@ -20,7 +20,7 @@ from support.service_fixtures import (
 )
 
 from otphsm.core.app.context import Role
-from otphsm.service.auth import RPC_ROLES
+from otphsm.service.rpcs import RPCS
 from otphsm.v1 import admin_pb2, validation_pb2
 
 pytestmark = pytest.mark.softhsm
@@ -55,7 +55,8 @@ def call_empty(channel: grpc.Channel, method: str) -> grpc.StatusCode:
 def test_every_rpc_admits_its_roles_and_refuses_the_others(service: ServiceUnderTest) -> None:
     channels = {role: service.channel(role.value) for role in Role}
     problems: list[str] = []
-    for method, allowed in sorted(RPC_ROLES.items()):
+    for method, spec in sorted(RPCS.items()):
+        allowed = spec.roles
         for role, channel in channels.items():
             code = call_empty(channel, method)
             if role in allowed and code not in PAST_AUTH:
@@ -67,7 +68,7 @@ def test_every_rpc_admits_its_roles_and_refuses_the_others(service: ServiceUnder
 
 def test_a_certificate_without_a_role_is_unauthenticated(service: ServiceUnderTest) -> None:
     channel = service.channel(NO_ROLE)
-    codes = {method: call_empty(channel, method) for method in RPC_ROLES}
+    codes = {method: call_empty(channel, method) for method in RPCS}
     assert set(codes.values()) == {grpc.StatusCode.UNAUTHENTICATED}
     with pytest.raises(grpc.RpcError) as refused:
         validation_stub(channel).Verify(validation_pb2.VerifyRequest(serial="MOB-1234"))
@@ -81,7 +82,7 @@ def test_without_a_certificate_or_with_a_foreign_one_no_connection_is_made(
     """grpcio can only require client certificates or not ask for them: a caller without one
     (or with one from another CA) fails the TLS handshake, before any RPC."""
     for channel in (service.channel(""), service.channel(role, foreign=True)):
-        method = next(m for m, roles in RPC_ROLES.items() if Role(role) in roles)
+        method = next(m for m, spec in RPCS.items() if Role(role) in spec.roles)
         assert call_empty(channel, method) is grpc.StatusCode.UNAVAILABLE
 
 
