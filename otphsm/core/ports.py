@@ -130,6 +130,17 @@ class Store(Protocol):
         Serialised per bucket across writers, so the limits hold across replicas."""
         ...
 
+    def failure_bucket_full_at(self, caller: str) -> int:
+        """When `caller`'s failed-check bucket is full again, in milliseconds since the epoch
+        (0: it never lost a token). One read, no write."""
+        ...
+
+    def drain_failure_bucket(self, caller: str, now_ms: int, cost_ms: int, max_debt_ms: int) -> int:
+        """Charge `caller` one failed check: the bucket is full again at
+        min(max(full_at, now_ms) + cost_ms, now_ms + max_debt_ms). One statement on one row, so
+        the charges of concurrent writers (replicas) all add up. Returns the new full_at."""
+        ...
+
     # Security Cards
     def insert_grid_card(self, card: GridCard) -> list[GridCard]:
         """Insert `card` and, in the same transaction, revoke (at `card.created_at`) every other
@@ -154,7 +165,8 @@ class Store(Protocol):
     def audit_entries(self) -> Iterator[AuditEntry]: ...
 
     def snapshot(self) -> dict[str, list[tuple[Any, ...]]]:
-        """Every row of every table, ordered: tests compare it to show nothing changed."""
+        """Every row of every table but the failed-check buckets (which every failed check
+        drains), ordered: tests compare it to show nothing changed."""
         ...
 
 

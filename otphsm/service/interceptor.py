@@ -21,7 +21,6 @@ from otphsm.core.app.context import Actor
 from otphsm.core.errors import InvalidInput, RateLimited
 from otphsm.hsm.errors import HsmError
 from otphsm.service.auth import Authenticator, CallerRefused
-from otphsm.service.config import RateLimitSection
 from otphsm.service.errors import status_for
 from otphsm.service.metrics import Metrics
 from otphsm.service.ratelimit import FailureRateLimiter
@@ -114,7 +113,7 @@ class ServiceInterceptor(grpc.ServerInterceptor):
     ) -> None:
         self._auth = authenticator
         self._metrics = metrics
-        self._limiter = limiter or FailureRateLimiter(RateLimitSection(enabled=False))
+        self._limiter = limiter
         self._wrapped: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
 
     def intercept_service(
@@ -164,17 +163,20 @@ class ServiceInterceptor(grpc.ServerInterceptor):
             token = self._enter(record, context)
             actor = _actor.get()
             caller = actor.name if actor is not None else ""
+            limiter = self._limiter
             try:
-                self._limiter.admit(method, caller)
+                if limiter is not None:
+                    limiter.admit(method, caller)
                 response = behaviour(_decoded(request), context)
             except Exception as exc:
-                if not isinstance(exc, RateLimited):
-                    self._limiter.record(method, caller, None)
+                if limiter is not None and not isinstance(exc, RateLimited):
+                    limiter.record(method, caller, None)
                 self._abort(record, context, exc)
                 raise  # not reached: _abort raises
             finally:
                 _actor.reset(token)
-            self._limiter.record(method, caller, response)
+            if limiter is not None:
+                limiter.record(method, caller, response)
             record.succeeded(response)
             return response
 

@@ -88,7 +88,7 @@ def start_server(
             ServiceInterceptor(
                 Authenticator(insecure=section.insecure),
                 metrics,
-                FailureRateLimiter(config.ratelimit),
+                FailureRateLimiter(config.ratelimit, assembly.store, assembly.app.clock),
             )
         ],
     )

@@ -182,6 +182,17 @@ MIGRATIONS: tuple[Migration, ...] = (
             "WHERE kind = 'mobile' AND state = 'active'",
         ),
     ),
+    Migration(
+        7,
+        "failed-check buckets per caller, shared by replicas",
+        (
+            """
+            CREATE TABLE failure_buckets (
+                caller {text} PRIMARY KEY,
+                full_at_ms {bigint} NOT NULL
+            )""",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

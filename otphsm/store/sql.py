@@ -253,6 +253,19 @@ LOCK_RATE_BUCKET = (
 RATE_BUCKET_EVENTS = "SELECT events FROM rate_limits WHERE bucket = ?"
 SET_RATE_BUCKET_EVENTS = "UPDATE rate_limits SET events = ? WHERE bucket = ?"
 
+# A failed-check bucket is the instant it is full again (GCRA): one failure pushes it
+# `cost` later, from now at the earliest, and never more than `max debt` past now. Params:
+# caller, now + cost, now, cost, now + max debt, now + max debt, cost.
+FAILURE_BUCKET_FULL_AT = "SELECT full_at_ms FROM failure_buckets WHERE caller = ?"
+DRAIN_FAILURE_BUCKET = (
+    "INSERT INTO failure_buckets (caller, full_at_ms) VALUES (?, ?) "
+    "ON CONFLICT (caller) DO UPDATE SET full_at_ms = CASE "
+    "WHEN failure_buckets.full_at_ms <= ? THEN excluded.full_at_ms "
+    "WHEN failure_buckets.full_at_ms + ? >= ? THEN ? "
+    "ELSE failure_buckets.full_at_ms + ? END "
+    "RETURNING full_at_ms"
+)
+
 GRID_CARDS_OF = f"{GRID_CARDS.select} WHERE codice_fiscale = ? ORDER BY created_at, serial"
 REVOKE_ACTIVE_GRID_CARDS = (
     "UPDATE grid_cards SET state = 'revoked', revoked_at = ?, challenge_first = NULL, "

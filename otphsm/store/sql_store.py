@@ -215,6 +215,20 @@ class SqlStore:
             return refused.retry_after
         return 0
 
+    def failure_bucket_full_at(self, caller: str) -> int:
+        row = self._engine.fetch_one(sql.FAILURE_BUCKET_FULL_AT, (caller,))
+        return int(row[0]) if row else 0
+
+    def drain_failure_bucket(self, caller: str, now_ms: int, cost_ms: int, max_debt_ms: int) -> int:
+        cap = now_ms + max_debt_ms
+        params = (caller, now_ms + cost_ms, now_ms, cost_ms, cap, cap, cost_ms)
+        row = self._engine.run(
+            lambda tx: tx.fetch_one(sql.DRAIN_FAILURE_BUCKET, params), write=True
+        )
+        if row is None:
+            raise RuntimeError("the failed-check bucket upsert returned no row")
+        return int(row[0])
+
     # Security Cards
     def insert_grid_card(self, card: GridCard) -> list[GridCard]:
         def revoke_and_insert(tx: Transaction) -> list[GridCard]:

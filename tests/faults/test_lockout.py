@@ -14,8 +14,12 @@ from support.fault_support import HotpToken, add_hotp_tokens
 from support.service_fixtures import TWO_ROLES, ServiceUnderTest, start_service
 
 from otphsm.client.wire import RETRY_AFTER_KEY
+from otphsm.core.clock import ManualClock
+from otphsm.core.errors import RateLimited
+from otphsm.core.ports import Store
 from otphsm.service.config import RateLimitSection
 from otphsm.service.ratelimit import FailureRateLimiter
+from otphsm.store import open_store
 from otphsm.v1 import common_pb2, grid_pb2, grid_pb2_grpc, oob_pb2, oob_pb2_grpc, validation_pb2
 
 pytestmark = [pytest.mark.softhsm, pytest.mark.slow, pytest.mark.timeout(120)]
@@ -143,24 +147,81 @@ def test_login_codes_and_grid_answers_count_against_the_same_limit(
         assert codes["RESOURCE_EXHAUSTED"] == 5, (rpc, codes)
 
 
-def test_the_bucket_refills_with_time_and_right_codes_cost_nothing() -> None:
-    now = [0.0]
-    limiter = FailureRateLimiter(
-        RateLimitSection(failures_per_second=2.0, burst=3), clock=lambda: now[0]
-    )
+class CountingBuckets:
+    """The store's failed-check buckets, with its reads and writes counted."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.reads = 0
+        self.writes = 0
+
+    def failure_bucket_full_at(self, caller: str) -> int:
+        self.reads += 1
+        return self.store.failure_bucket_full_at(caller)
+
+    def drain_failure_bucket(self, caller: str, now_ms: int, cost_ms: int, max_debt_ms: int) -> int:
+        self.writes += 1
+        return self.store.drain_failure_bucket(caller, now_ms, cost_ms, max_debt_ms)
+
+
+@pytest.fixture
+def buckets(tmp_path: Path) -> Iterator[CountingBuckets]:
+    store = open_store(f"sqlite://{tmp_path / 'buckets.db'}")
+    store.migrate()
+    yield CountingBuckets(store)
+    store.close()
+
+
+def test_the_bucket_refills_with_time_and_right_codes_cost_nothing(
+    buckets: CountingBuckets,
+) -> None:
+    clock = ManualClock(0.0)
+    limiter = FailureRateLimiter(RateLimitSection(failures_per_second=2.0, burst=3), buckets, clock)
     verify_rpc = "/otphsm.v1.ValidationService/Verify"
     ok = common_pb2.VerifyResponse(result=common_pb2.VERIFY_RESULT_OK)
     wrong = common_pb2.VerifyResponse(result=common_pb2.VERIFY_RESULT_WRONG_CODE)
     for _ in range(50):
         limiter.admit(verify_rpc, "CN=portal")
         limiter.record(verify_rpc, "CN=portal", ok)
+    assert (buckets.reads, buckets.writes) == (50, 0)  # a right code: one read, no write
     for _ in range(3):
         limiter.admit(verify_rpc, "CN=portal")
         limiter.record(verify_rpc, "CN=portal", wrong)
+    assert (buckets.reads, buckets.writes) == (53, 3)  # a failure: one single-row upsert
     with pytest.raises(Exception, match="retry in 1 s") as raised:
         limiter.admit(verify_rpc, "CN=portal")
     assert getattr(raised.value, "retry_after", 0) == 1
+    for _ in range(100):  # a flood past the budget costs the store nothing
+        with pytest.raises(RateLimited):
+            limiter.admit(verify_rpc, "CN=portal")
+    assert (buckets.reads, buckets.writes) == (53, 3)
     limiter.admit(verify_rpc, "CN=other")  # another caller has its own bucket
     limiter.admit("/otphsm.v1.AdminService/GetToken", "CN=portal")  # not a code check
-    now[0] += 0.5  # one failure's worth refilled
+    clock.advance(0.5)  # one failure's worth refilled
     limiter.admit(verify_rpc, "CN=portal")
+
+
+def test_a_flood_costs_the_store_one_write_per_admitted_failure(buckets: CountingBuckets) -> None:
+    """Over 60 s of a caller sending 100 wrong codes a second, the store takes burst + 60 x rate
+    writes of one row each; every other guess is refused without touching it."""
+    clock = ManualClock(0.0)
+    section = RateLimitSection(failures_per_second=10.0, burst=100)
+    limiter = FailureRateLimiter(section, buckets, clock)
+    verify_rpc = "/otphsm.v1.ValidationService/Verify"
+    admitted = refused = 0
+    for _ in range(60 * 100):
+        clock.advance(0.01)
+        try:
+            limiter.admit(verify_rpc, "CN=flood")
+        except RateLimited:
+            refused += 1
+            continue
+        admitted += 1
+        limiter.record(verify_rpc, "CN=flood", None)
+    assert admitted == buckets.writes
+    assert 100 + 10 * 60 - 2 <= admitted <= 100 + 10 * 60 + 1, admitted
+    assert buckets.reads <= admitted + 60 * 10, buckets.reads  # at most one per refused spell
+    print(
+        f"flood of 6000 failures in 60 s: {admitted} admitted, {refused} refused; "
+        f"store: {buckets.writes} single-row writes, {buckets.reads} reads"
+    )

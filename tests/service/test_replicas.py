@@ -45,9 +45,8 @@ def channel(pki: DevPki, port: int, role: str) -> grpc.Channel:
     return grpc.secure_channel(f"localhost:{port}", credentials)
 
 
-@pytest.fixture
-def replicas(
-    request: pytest.FixtureRequest, tmp_path: Path
+def start_replicas(
+    request: pytest.FixtureRequest, tmp_path: Path, ratelimit: dict[str, object] | None = None
 ) -> Iterator[tuple[Path, list[int], DevPki]]:
     softhsm = request.getfixturevalue("serve_softhsm")
     pki: DevPki = request.getfixturevalue("dev_pki")
@@ -58,6 +57,8 @@ def replicas(
         raw = service_config(tmp_path, softhsm, pki, ca_files, url)
         raw["server"]["max_workers"] = CALLERS
         raw["metrics"]["enabled"] = False
+        if ratelimit is not None:
+            raw["ratelimit"] = ratelimit
         configs.append(write_config(tmp_path / f"replica-{name}.toml", raw))
     servers = [start_serve(config, softhsm) for config in configs]
     try:
@@ -65,6 +66,24 @@ def replicas(
     finally:
         for server in servers:
             server.stop()
+
+
+@pytest.fixture
+def replicas(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[Path, list[int], DevPki]]:
+    yield from start_replicas(request, tmp_path)
+
+
+BURST = 6
+
+
+@pytest.fixture
+def limited_replicas(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[Path, list[int], DevPki]]:
+    """Replicas allowing each caller 6 failed checks, then one per 100 s."""
+    yield from start_replicas(request, tmp_path, {"failures_per_second": 0.01, "burst": BURST})
 
 
 def test_fifty_concurrent_verifications_over_two_replicas_accept_the_code_once(
@@ -119,3 +138,29 @@ def test_fifty_concurrent_verifications_over_two_replicas_accept_the_code_once(
     assert results[common_pb2.VERIFY_RESULT_OK] == 1, results
     refused = {common_pb2.VERIFY_RESULT_REPLAYED, common_pb2.VERIFY_RESULT_LOCKED}
     assert set(results) - {common_pb2.VERIFY_RESULT_OK} <= refused, results
+
+
+def test_a_callers_failed_checks_on_one_replica_count_on_the_other(
+    limited_replicas: tuple[Path, list[int], DevPki],
+) -> None:
+    _, ports, pki = limited_replicas
+    on_a, on_b = (
+        validation_pb2_grpc.ValidationServiceStub(channel(pki, port, "verifier")) for port in ports
+    )
+    guess = validation_pb2.VerifyRequest(serial="NONE-0001", code="123456")
+
+    def status(stub: validation_pb2_grpc.ValidationServiceStub) -> grpc.StatusCode:
+        try:
+            stub.Verify(guess, timeout=10)
+        except grpc.RpcError as error:
+            code: grpc.StatusCode = error.code()
+            return code
+        return grpc.StatusCode.OK
+
+    # half the burst on each replica: each alone would still admit the caller
+    assert [status(on_a) for _ in range(BURST // 2)] == [grpc.StatusCode.NOT_FOUND] * (BURST // 2)
+    assert [status(on_b) for _ in range(BURST // 2)] == [grpc.StatusCode.NOT_FOUND] * (BURST // 2)
+    assert status(on_a) is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert status(on_b) is grpc.StatusCode.RESOURCE_EXHAUSTED
+    other = validation_pb2_grpc.ValidationServiceStub(channel(pki, ports[1], "verifier-and-admin"))
+    assert status(other) is grpc.StatusCode.NOT_FOUND  # another caller has its own bucket

@@ -77,7 +77,7 @@ def test_a_version_1_database_is_upgraded_in_place(
             write=True,
         )
         old.migrate()
-        assert [version for version, _ in old.applied_migrations()] == [1, 2, 3]
+        assert [version for version, _ in old.applied_migrations()] == [1, 2, 3, 7]
         assert old.get_citizen(MARIO) == citizen()
         old.ping()
     finally:
@@ -131,6 +131,46 @@ def test_racing_takers_on_two_stores_share_exactly_the_limit(
         return store.take_rate_slots(limits, NOW) == 0
 
     assert race(12, take).count(True) == 5
+
+
+# failed-check buckets (GCRA: a bucket is the instant it is full again)
+
+MS = 1000 * NOW
+
+
+def test_a_failure_bucket_moves_by_its_cost_from_now_and_stops_at_its_cap(store: SqlStore) -> None:
+    assert store.failure_bucket_full_at("CN=portal") == 0  # never drained
+    assert store.drain_failure_bucket("CN=portal", MS, 100, 250) == MS + 100
+    assert store.drain_failure_bucket("CN=portal", MS, 100, 250) == MS + 200
+    assert store.drain_failure_bucket("CN=portal", MS, 100, 250) == MS + 250  # capped
+    assert store.drain_failure_bucket("CN=portal", MS + 10, 100, 250) == MS + 260
+    assert store.failure_bucket_full_at("CN=portal") == MS + 260
+    # once full again, a failure counts from now, not from the stale instant
+    assert store.drain_failure_bucket("CN=portal", MS + 5000, 100, 250) == MS + 5100
+    assert store.failure_bucket_full_at("CN=other") == 0
+
+
+def test_failure_buckets_stay_out_of_the_snapshot(store: SqlStore) -> None:
+    before = store.snapshot()
+    store.drain_failure_bucket("CN=portal", MS, 100, 1000)
+    assert store.snapshot() == before
+
+
+def test_racing_failures_on_two_stores_all_count(
+    shared_store_url: str, open_test_store: OpenStore
+) -> None:
+    """Twelve threads over two stores on one database (two replicas) charge one bucket."""
+    first, second = open_test_store(shared_store_url), open_test_store(shared_store_url)
+    stores = itertools.cycle([first, second])
+    lock = threading.Lock()
+
+    def drain() -> bool:
+        with lock:
+            store = next(stores)
+        return store.drain_failure_bucket("CN=portal", MS, 100, 10**6) > MS
+
+    assert all(race(12, drain))
+    assert second.failure_bucket_full_at("CN=portal") == MS + 1200
 
 
 # Security Cards
