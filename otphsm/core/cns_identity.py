@@ -52,21 +52,18 @@ def format_common_name(codice_fiscale: str, card_id: str, digest: str) -> str:
 def parse_common_name(common_name: str) -> CnsCommonName:
     codice_fiscale, slash, rest = common_name.partition("/")
     if not slash:
-        raise MalformedCommonName(f"no '/' after the codice fiscale in {common_name!r}")
+        raise MalformedCommonName("no '/' after the codice fiscale")
     if len(codice_fiscale) != CODICE_FISCALE_LENGTH or not _is_ascii_alnum(codice_fiscale):
         raise MalformedCommonName(
-            f"the part before '/' must be {CODICE_FISCALE_LENGTH} letters or digits,"
-            f" got {codice_fiscale!r}"
+            f"the part before '/' must be {CODICE_FISCALE_LENGTH} letters or digits"
         )
     card_id, dot, digest = rest.partition(".")
     if not dot:
-        raise MalformedCommonName(f"no '.' after the card id in {common_name!r}")
+        raise MalformedCommonName("no '.' after the card id")
     if len(card_id) != CARD_ID_LENGTH or not _is_ascii_alnum(card_id):
-        raise MalformedCommonName(
-            f"the card id must be {CARD_ID_LENGTH} letters or digits, got {card_id!r}"
-        )
+        raise MalformedCommonName(f"the card id must be {CARD_ID_LENGTH} letters or digits")
     if not digest or not _is_base64(digest):
-        raise MalformedCommonName(f"the part after the card id is not base64: {digest!r}")
+        raise MalformedCommonName("the part after the card id is not base64")
     return CnsCommonName(
         codice_fiscale=codice_fiscale, card_id=card_id, personal_data_digest=digest
     )

@@ -182,12 +182,14 @@ def validate(candidate: str) -> CodiceFiscale:
             CodiceFiscaleProblem.BAD_LENGTH, f"{LENGTH} characters expected, got {len(code)}"
         )
     if not _FORMAT.fullmatch(code):
-        raise InvalidCodiceFiscale(CodiceFiscaleProblem.BAD_FORMAT, repr(code))
+        raise InvalidCodiceFiscale(
+            CodiceFiscaleProblem.BAD_FORMAT, "letters and digits out of their places"
+        )
     expected = check_character(code[:15])
     if code[15] != expected:
         raise InvalidCodiceFiscale(
             CodiceFiscaleProblem.BAD_CHECK_CHARACTER,
-            f"{code!r} ends in {code[15]!r}, the check character is {expected!r}",
+            "the last character is not the check character of the first 15",
         )
     codice_fiscale = CodiceFiscale(code)
     if not any(
@@ -196,7 +198,7 @@ def validate(candidate: str) -> CodiceFiscale:
     ):
         raise InvalidCodiceFiscale(
             CodiceFiscaleProblem.BAD_BIRTH_DATE,
-            f"{code!r} has day field {restore_digits(code)[9:11]} in month {code[8]}",
+            "the birth day and month fields give no date",
         )
     return codice_fiscale
 

@@ -73,7 +73,7 @@ def check_structure(data: bytes) -> Shape:
     try:
         root = defused.fromstring(data, forbid_dtd=True)
     except (XmlParseError, DefusedXmlException, ValueError) as exc:
-        raise PskcRefused(PskcProblem.MALFORMED, f"not well-formed XML ({exc})") from None
+        raise PskcRefused(PskcProblem.MALFORMED, "not well-formed XML") from exc
     if root.tag != f"{{{PSKC_NS}}}KeyContainer":
         raise PskcRefused(PskcProblem.MALFORMED, "the root is not a PSKC KeyContainer")
     if root.get("Version") not in ("1.0", "1"):

@@ -142,7 +142,7 @@ def _parse(data: bytes) -> PSKC:
     try:
         return PSKC(io.BytesIO(data))
     except Exception as exc:  # python-pskc lets ValueError, binascii.Error… through
-        raise PskcRefused(PskcProblem.MALFORMED, f"cannot read it as PSKC ({exc})") from None
+        raise PskcRefused(PskcProblem.MALFORMED, "cannot read it as PSKC") from exc
 
 
 def _unlock(container: PSKC, psk: bytes | None, password: str | None, shape: Shape) -> bool:
@@ -162,7 +162,9 @@ def _unlock(container: PSKC, psk: bytes | None, password: str | None, shape: Sha
         try:
             encryption.derive_key(password)
         except KeyDerivationError as exc:
-            raise PskcRefused(PskcProblem.UNSUPPORTED, f"key derivation: {exc}") from None
+            raise PskcRefused(
+                PskcProblem.UNSUPPORTED, "the key derivation is not supported"
+            ) from exc
         key_length = len(encryption.key or b"")
     else:
         if psk is None:

@@ -87,7 +87,7 @@ def _enum(table: Mapping[int, E], value: int, field: str) -> E:
     try:
         return table[value]
     except KeyError:
-        raise InvalidInput(f"{field}: unknown value {value}") from None
+        raise InvalidInput(f"{field}: not a known value") from None
 
 
 # --- domain → responses ------------------------------------------------------------------

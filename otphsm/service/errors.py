@@ -1,8 +1,11 @@
 """The one table from error categories to gRPC status codes.
 
 Every exception a use case, adapter or servicer raises passes through `status_for`. Known
-categories keep their message (it was written for the caller and names no secret); anything
-else becomes INTERNAL with a generic message, and its details go only to the log.
+categories keep their message (it was written for the caller: it names the field that was
+wrong, never the value, and no secret), except the errors of adapters whose text comes from
+their driver (`DRIVER_WORDS`: a database error quotes psycopg or sqlite3), which get our own
+words; anything else becomes INTERNAL with a generic message. A library's text reaches only
+the log: the interceptor logs each error's message and the exception it was raised from.
 
 Trailing metadata the caller can rely on:
 - `retry-after-seconds`: a wait is running (FailedPrecondition with retry_after), or a quota
@@ -30,8 +33,14 @@ from otphsm.core.errors import (
 )
 from otphsm.core.ports import Conflict
 from otphsm.pskc import PskcRefused
+from otphsm.store.errors import StoreError
 
 INTERNAL_MESSAGE = "internal error; the server log has the details"
+
+DRIVER_WORDS: tuple[tuple[type[BaseException], str], ...] = (
+    (StoreError, "the database is unavailable; try again"),
+)
+"""Errors whose message carries a driver's text → what the caller is told instead."""
 
 # First match wins: subclasses that need another code come before their bases.
 STATUS_TABLE: tuple[tuple[type[BaseException], grpc.StatusCode, str], ...] = (
@@ -76,5 +85,8 @@ def _reason(exc: BaseException, default: str) -> str:
 
 
 def _message(exc: BaseException, reason: str) -> str:
+    for category, words in DRIVER_WORDS:
+        if isinstance(exc, category):
+            return words
     text = str(exc) or reason.replace("_", " ").lower()
     return text[:1000]

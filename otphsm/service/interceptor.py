@@ -31,7 +31,7 @@ log = logging.getLogger("otphsm.rpc")
 _actor: contextvars.ContextVar[Actor | None] = contextvars.ContextVar("otphsm_actor", default=None)
 
 LOGGED_REQUEST_FIELDS = ("serial", "codice_fiscale")
-"""The only request fields that reach the log: identifiers, never secrets."""
+"""The only request fields that reach the log (under "request"): identifiers, never secrets."""
 
 
 def current_actor() -> Actor:
@@ -43,7 +43,9 @@ def current_actor() -> Actor:
 
 
 class _CallRecord:
-    """Timing, logging and metrics of one call."""
+    """Timing, logging and metrics of one call. The log record keeps the call's outcome at
+    the top (`code`: the gRPC status, `result`, `error`, `detail`, `cause`, `ms`) and what the
+    caller sent, or the answer named, apart: `request` and `response` hold identifiers only."""
 
     def __init__(self, method: str, metrics: Metrics) -> None:
         self.method = method
@@ -51,12 +53,14 @@ class _CallRecord:
         self.metrics = metrics
         self.started = time.perf_counter()
         self.fields: dict[str, Any] = {"rpc": method}
+        self.request: dict[str, str] = {}
+        self.response: dict[str, str] = {}
 
     def note_request(self, request: object) -> None:
         for name in LOGGED_REQUEST_FIELDS:
             value = _field(request, name)
             if value:
-                self.fields[name] = value[:40]
+                self.request[name] = value[:40]
 
     def note_actor(self, actor: Actor | None) -> None:
         if actor is not None:
@@ -68,11 +72,9 @@ class _CallRecord:
             result = wire.verify_result(response.result).value
             self.metrics.verifications.labels(self.rpc, result).inc()
             self.fields["result"] = result
-            if response.serial:
-                self.fields.setdefault("serial", response.serial)
         serial = _field(response, "serial") or _field(_field_message(response, "token"), "serial")
         if serial:
-            self.fields.setdefault("serial", serial)
+            self.response["serial"] = serial
         self._finish(grpc.StatusCode.OK, logging.INFO)
 
     def refused(self, code: grpc.StatusCode, message: str) -> None:
@@ -88,6 +90,9 @@ class _CallRecord:
         self.fields["error"] = type(exc).__name__
         if expected:
             self.fields["detail"] = str(exc)[:300]
+            cause = exc.__cause__
+            if cause is not None:  # a library's words, kept from the caller: for the log only
+                self.fields["cause"] = f"{type(cause).__name__}: {cause}"[:300]
             self._finish(code, logging.INFO)
         else:
             self._finish(code, logging.ERROR, exc_info=exc)
@@ -101,6 +106,10 @@ class _CallRecord:
             self.metrics.rpc_errors.labels(self.rpc, code.name).inc()
         self.fields["code"] = code.name
         self.fields["ms"] = round(elapsed * 1000, 2)
+        if self.request:
+            self.fields["request"] = self.request
+        if self.response:
+            self.fields["response"] = self.response
         log.log(level, "rpc", extra={"fields": self.fields}, exc_info=exc_info)
 
 
@@ -231,7 +240,7 @@ class _Undecodable:
     """Stands in for a request that did not parse, so the caller gets INVALID_ARGUMENT (grpc
     itself would answer INTERNAL) after authentication, like any other malformed input."""
 
-    def __init__(self, error: str) -> None:
+    def __init__(self, error: Exception) -> None:
         self.error = error
 
 
@@ -246,14 +255,14 @@ def _tolerant(
         try:
             return parse(data)
         except Exception as exc:
-            return _Undecodable(f"{type(exc).__name__}: {exc}"[:200])
+            return _Undecodable(exc)
 
     return tolerant
 
 
 def _decoded(request: Any) -> Any:
     if isinstance(request, _Undecodable):
-        raise InvalidInput(f"the request does not decode as this RPC's message ({request.error})")
+        raise InvalidInput("the request does not decode as this RPC's message") from request.error
     return request
 
 

@@ -58,7 +58,7 @@ class KeyValueFormatter(logging.Formatter):
             f"logger={record.name}",
             f"msg={json.dumps(record.getMessage(), ensure_ascii=False)}",
         ]
-        for key, value in getattr(record, "fields", {}).items():
+        for key, value in _flat(getattr(record, "fields", {})):
             text = value if isinstance(value, int | float) else json.dumps(str(value))
             parts.append(f"{key}={text}")
         line = " ".join(parts)
@@ -78,6 +78,17 @@ def configure_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+
+
+def _flat(fields: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """Nested fields as dotted keys: {"request": {"serial": …}} → request.serial=…"""
+    flat: list[tuple[str, Any]] = []
+    for key, value in fields.items():
+        if isinstance(value, dict):
+            flat += _flat(value, f"{prefix}{key}.")
+        else:
+            flat.append((prefix + key, value))
+    return flat
 
 
 def _timestamp(created: float) -> str:

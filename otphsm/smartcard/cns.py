@@ -186,7 +186,7 @@ class CnsClient:
             self.pin_reference = cns_files.pin_reference_for_atr(self.atr)
             self.rsa_bits = cns_files.cns_rsa_bits(self.atr)
         except cns_files.MalformedCardData as exc:
-            raise MalformedCardAnswer(f"the card's ATR does not parse: {exc}") from exc
+            raise MalformedCardAnswer("the card's ATR does not parse") from exc
         if require_cns_atr and not cns_files.is_cns_atr(self.atr):
             raise UnsupportedCard(f"not a CNS card (ATR {self.atr.hex(' ').upper()})")
         self._certificate: bytes | None = None
@@ -289,7 +289,7 @@ class CnsClient:
         try:
             return cns_files.parse_dati_personali(raw)
         except ValueError as exc:
-            raise MalformedCardAnswer(f"EF_DatiPersonali does not parse: {exc}") from exc
+            raise MalformedCardAnswer("EF_DatiPersonali does not parse") from exc
 
     def read_certificate(self) -> bytes:
         """EF_C_Carta: the authentication certificate, DER, trailing padding removed."""
@@ -301,7 +301,7 @@ class CnsClient:
         try:
             x509.load_der_x509_certificate(der)
         except ValueError as exc:
-            raise MalformedCardAnswer(f"EF_C_Carta is not an X.509 certificate: {exc}") from exc
+            raise MalformedCardAnswer("EF_C_Carta is not an X.509 certificate") from exc
         self._certificate = der
         return der
 

@@ -143,7 +143,7 @@ class PcscContext:
                 return name
         if not names:
             raise NoReader("no smart-card reader is connected")
-        raise NoReader(f"no reader matches {wanted!r}; readers: {', '.join(names)}")
+        raise NoReader(f"reader: no reader's name contains it; readers: {', '.join(names)}")
 
     def _states(self, readers: list[str], known: dict[str, int], wait: float) -> dict[str, Any]:
         """One SCardGetStatusChange over `readers`; returns {reader: (state, atr)}."""
@@ -186,8 +186,8 @@ class PcscContext:
             if time.monotonic() >= deadline:
                 if names:
                     raise NoCard(f"no card was inserted in {', '.join(names)} within {timeout:g}s")
-                wanted = f"matching {reader!r} " if reader else ""
-                raise NoReader(f"no reader {wanted}appeared within {timeout:g}s")
+                wanted = "matching " if reader else ""
+                raise NoReader(f"no {wanted}reader appeared within {timeout:g}s")
 
     def events(
         self,

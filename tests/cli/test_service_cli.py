@@ -334,7 +334,8 @@ def test_serve_logs_json_serves_and_stops_gracefully_on_sigterm(
     messages = [r.get("msg") for r in records]
     assert messages.index("serving") < messages.index("shutting down") < messages.index("stopped")
     rpc = next(r for r in records if r.get("msg") == "rpc" and "Verify" in r.get("rpc", ""))
-    assert rpc["code"] == "NOT_FOUND" and rpc["serial"] == "MOB-0000000001"
+    assert rpc["code"] == "NOT_FOUND" and rpc["request"] == {"serial": "MOB-0000000001"}
+    assert rpc["detail"] == "serial: no token with that serial"  # the value only under request
     assert rpc["caller"].startswith("CN=otphsm dev verifier") and rpc["role"] == "verifier"
     pin = request.getfixturevalue("softhsm").user_pin
     assert not any(pin in json.dumps(r) for r in records)

@@ -99,7 +99,7 @@ def assign_fob(app: App, actor: Actor, authorisation_id: str, serial: str) -> To
     check_serial(serial)
     fob = app.store.get_token(serial)
     if fob is None or fob.kind is not TokenKind.PHYSICAL:
-        raise NotFound(f"no key fob with serial {serial}")
+        raise NotFound("serial: no key fob with that serial")
     _check_in_inventory(fob)
     pending = app.store.get_authorisation(authorisation_id)
     if pending is None:
@@ -110,7 +110,7 @@ def assign_fob(app: App, actor: Actor, authorisation_id: str, serial: str) -> To
     assigned = replace(fob, codice_fiscale=cf, state=TokenState.PENDING)
     if not app.store.update_token(assigned):
         raise FailedPrecondition(
-            f"key fob {serial} was changed meanwhile (assigned by someone else?): "
+            "that key fob was changed meanwhile (assigned by someone else?): "
             "look it up and authorise again"
         )
     app.audit(actor, "fob_assigned", serial, codice_fiscale=cf, authorisation=authorisation_id)
@@ -160,9 +160,9 @@ def _check_package(index: int, package: FobPackage) -> None:
 
 def _check_in_inventory(fob: Token) -> None:
     if fob.codice_fiscale != UNASSIGNED:
-        raise FailedPrecondition(f"key fob {fob.serial} is already assigned")
+        raise FailedPrecondition("that key fob is already assigned")
     if fob.state is not TokenState.SUSPENDED:
-        raise FailedPrecondition(f"key fob {fob.serial} is {fob.state.value}, not in inventory")
+        raise FailedPrecondition(f"that key fob is {fob.state.value}, not in inventory")
 
 
 def _check_no_other_fob(app: App, codice_fiscale: str) -> None:

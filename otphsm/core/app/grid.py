@@ -152,12 +152,12 @@ def revoke_grid_card(app: App, actor: Actor, serial: str) -> GridCard:
     def load() -> GridCard:
         card = app.store.get_grid_card(serial)
         if card is None:
-            raise NotFound(f"no Security Card with serial {serial}")
+            raise NotFound("serial: no Security Card with that serial")
         return card
 
     def revoke(card: GridCard) -> GridCard:
         if card.state is GridCardState.REVOKED:
-            raise FailedPrecondition(f"Security Card {serial} is already revoked")
+            raise FailedPrecondition("that Security Card is already revoked")
         return replace(
             card,
             state=GridCardState.REVOKED,

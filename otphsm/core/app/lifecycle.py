@@ -77,7 +77,7 @@ def list_tokens(app: App, codice_fiscale: str) -> list[Token]:
 def get_token(app: App, serial: str) -> Token:
     token = app.store.get_token(check_serial(serial))
     if token is None:
-        raise NotFound(f"no token with serial {serial}")
+        raise NotFound("serial: no token with that serial")
     return token
 
 

@@ -41,14 +41,14 @@ def decide_and_store(app: App, actor: Actor, serial: str, decide: Decide, action
     for _ in range(app.policy.write_attempts):
         token = app.store.get_token(serial)
         if token is None:
-            raise NotFound(f"no token with serial {serial}")
+            raise NotFound("serial: no token with that serial")
         verdict = decide(token, hmac_for(app, token))
         if verdict.token is token:
             return verdict
         if app.store.update_token(verdict.token):
             _audit_transition(app, actor, token, verdict, action)
             return verdict
-    raise DeviceUnavailable(f"token {serial} is being written by too many callers; try again")
+    raise DeviceUnavailable("this token is being written by too many callers; try again")
 
 
 def verify_serial(app: App, actor: Actor, serial: str, code: str) -> VerifyOutcome:
@@ -101,7 +101,7 @@ def prove_possession(app: App, actor: Actor, serial: str, code: str) -> VerifyOu
     for _ in range(app.policy.write_attempts):
         token = app.store.get_token(serial)
         if token is None:
-            raise NotFound(f"no token with serial {serial}")
+            raise NotFound("serial: no token with that serial")
         verdict = verify(token, code, now, hmac_for(app, token), policy, allow_pending=True)
         if verdict.token is token:
             return VerifyOutcome(verdict.result, serial, verdict.retry_after)
@@ -115,7 +115,7 @@ def prove_possession(app: App, actor: Actor, serial: str, code: str) -> VerifyOu
             for old in retired:
                 app.audit(actor, "token_revoked", old.serial, via=f"replaced_by:{serial}")
             return VerifyOutcome(verdict.result, serial, verdict.retry_after)
-    raise DeviceUnavailable(f"token {serial} is being written by too many callers; try again")
+    raise DeviceUnavailable("this token is being written by too many callers; try again")
 
 
 def _phones_retired_by(app: App, before: Token, after: Token) -> list[Token]:

@@ -35,7 +35,7 @@ class OobServicer(oob_pb2_grpc.OobServiceServicer):
     ) -> pb.RequestLoginCodeResponse:
         channel = _CHANNELS.get(request.channel)
         if channel is None:
-            raise InvalidInput(f"channel: unknown value {request.channel}")
+            raise InvalidInput("channel: not a known value")
         sent = login.request_login_code(
             self._app, current_actor(), convert.codice_fiscale(request.codice_fiscale), channel
         )
