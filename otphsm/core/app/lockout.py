@@ -48,15 +48,23 @@ def check(app: App, gate: Gate) -> int:
     )
 
 
-def report(app: App, actor: Actor, gate: Gate, result: VerifyResult) -> int:
+def report(
+    app: App,
+    actor: Actor,
+    gate: Gate,
+    result: VerifyResult,
+    *,
+    counted: tuple[VerifyResult, ...] = COUNTED,
+) -> int:
     """Record the outcome of a code that was looked at; returns the wait a failure started for
-    the origin (0 for none). Call once per request."""
+    the origin (0 for none). Call once per request. `counted`: the results that are failures
+    here (for a login code or a grid answer, EXPIRED means nothing typed was checked)."""
     if result is VerifyResult.OK:
         if gate.origin:
             forget = lockout.forget_before(gate.now, app.policy.verification)
             app.store.origin_succeeded(gate.subject, gate.origin, gate.now, forget)
         return 0
-    if result not in COUNTED:
+    if result not in counted:
         return 0
     return _count_failure(app, actor, gate)
 
