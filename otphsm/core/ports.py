@@ -155,6 +155,11 @@ class Store(Protocol):
         forgotten."""
         ...
 
+    def clear_origin_lockout(self, subjects: Sequence[str]) -> None:
+        """One transaction: every origin's failure counter and the budget of each subject go
+        (an operator's unlock); known origins stay."""
+        ...
+
     # Security Cards
     def insert_grid_card(self, card: GridCard) -> list[GridCard]:
         """Insert `card` and, in the same transaction, revoke (at `card.created_at`) every other

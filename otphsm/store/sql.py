@@ -307,3 +307,5 @@ LOCK_ORIGIN_BUDGET = (
     "ON CONFLICT (subject) DO UPDATE SET events = origin_budgets.events"
 )
 SET_ORIGIN_BUDGET_EVENTS = "UPDATE origin_budgets SET events = ? WHERE subject = ?"
+CLEAR_ORIGIN_ATTEMPTS = "DELETE FROM origin_attempts WHERE subject = ?"
+CLEAR_ORIGIN_BUDGET = "DELETE FROM origin_budgets WHERE subject = ?"

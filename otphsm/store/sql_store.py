@@ -258,6 +258,14 @@ class SqlStore:
 
         self._engine.run(remember, write=True)
 
+    def clear_origin_lockout(self, subjects: Sequence[str]) -> None:
+        def clear(tx: Transaction) -> None:
+            for subject in subjects:
+                tx.execute(sql.CLEAR_ORIGIN_ATTEMPTS, (subject,))
+                tx.execute(sql.CLEAR_ORIGIN_BUDGET, (subject,))
+
+        self._engine.run(clear, write=True)
+
     # Security Cards
     def insert_grid_card(self, card: GridCard) -> list[GridCard]:
         def revoke_and_insert(tx: Transaction) -> list[GridCard]:

@@ -10,10 +10,10 @@ import re
 from dataclasses import replace
 
 import pytest
-from support.app_fixtures import PORTAL
+from support.app_fixtures import OPERATOR, PORTAL
 from support.fault_support import CITIZEN, add_hotp_tokens
 
-from otphsm.core.app import grid, login, validation
+from otphsm.core.app import grid, lifecycle, login, validation
 from otphsm.core.app.context import App
 from otphsm.core.app.login import Channel
 from otphsm.core.clock import ManualClock
@@ -102,6 +102,18 @@ def test_a_login_by_codice_fiscale_counts_one_failure_and_touches_no_token(app: 
     assert app.store.origin_standing(citizen_subject(CITIZEN), STRANGER).attempts.attempts == (
         Attempts(2, 0, 0)
     )
+
+
+def test_an_operators_unlock_releases_every_origin_of_the_token_and_citizen(app: App) -> None:
+    (fob,) = add_hotp_tokens(app, 1)
+    for _ in range(3):
+        validation.verify_serial(app, PORTAL, fob.serial, fob.wrong_code(0), STRANGER)
+        validation.verify_citizen(app, PORTAL, CITIZEN, fob.wrong_code(0))
+    assert validation.verify_serial(app, PORTAL, fob.serial, fob.code(0), STRANGER).result is LOCKED
+    assert validation.verify_citizen(app, PORTAL, CITIZEN, fob.code(0)).result is LOCKED
+    lifecycle.change_state(app, OPERATOR, fob.serial, "unlock")
+    assert validation.verify_citizen(app, PORTAL, CITIZEN, fob.code(0)).ok
+    assert validation.verify_serial(app, PORTAL, fob.serial, fob.code(1), STRANGER).ok
 
 
 @pytest.mark.parametrize("origin", ["x" * 129, "line\nbreak", "tab\there", "caffè"])

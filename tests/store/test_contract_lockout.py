@@ -119,3 +119,18 @@ def test_racing_failures_over_two_stores_count_each_once(
     standing = next(stores).origin_standing(SUBJECT, ORIGIN)
     assert standing.attempts.attempts.failures == 10 and standing.attempts.version == 10
     assert standing.budget_events == (NOW,) * 6
+
+
+def test_an_unlock_clears_counters_and_budgets_of_the_subjects_given(store: SqlStore) -> None:
+    other = "citizen:RSSMRA80A01L378S"
+    for subject in (SUBJECT, other, "token:TOK-0002"):
+        store.record_origin_failure(
+            subject, OriginAttempts(subject, ORIGIN, Attempts(1), NOW), budget(), NOW
+        )
+    store.origin_succeeded(SUBJECT, "home", NOW, forget_before=0)
+    store.clear_origin_lockout([SUBJECT, other])
+    for subject in (SUBJECT, other):
+        assert store.origin_standing(subject, ORIGIN) == Standing(OriginAttempts(subject, ORIGIN))
+    assert store.origin_standing(SUBJECT, "home").last_success_at == NOW  # still known
+    kept = store.origin_standing("token:TOK-0002", ORIGIN)
+    assert kept.attempts.version == 1 and kept.budget_events == (NOW,)

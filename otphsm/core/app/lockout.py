@@ -15,6 +15,7 @@ from otphsm.core.app.context import Actor, App
 from otphsm.core.errors import DeviceUnavailable
 from otphsm.core.lockout import Standing
 from otphsm.core.records import RateLimit
+from otphsm.core.tokens import Token
 from otphsm.core.verification import VerifyResult
 
 COUNTED = (VerifyResult.WRONG_CODE, VerifyResult.EXPIRED)
@@ -67,6 +68,15 @@ def report(
     if result not in counted:
         return 0
     return _count_failure(app, actor, gate)
+
+
+def release(app: App, token: Token) -> None:
+    """An operator's unlock: every origin's counter and the unknown origins' budget go, on
+    the token and on its citizen's logins by codice fiscale (known origins stay known)."""
+    subjects = [lockout.token_subject(token.serial)]
+    if token.codice_fiscale:
+        subjects.append(lockout.citizen_subject(token.codice_fiscale))
+    app.store.clear_origin_lockout(subjects)
 
 
 def _count_failure(app: App, actor: Actor, gate: Gate) -> int:
