@@ -127,10 +127,6 @@ def failure(
     return Failure(updated, charge, seconds)
 
 
-def budget_window(policy: VerificationPolicy) -> int:
-    return policy.unknown_origin_window_seconds
-
-
 def forget_before(now: int, policy: VerificationPolicy) -> int:
     """Known origins last seen before this are forgotten (their rows deleted)."""
     return now - policy.known_origin_days * DAY_SECONDS
