@@ -54,10 +54,15 @@ class Verifier:
         self.client = client
         self._stub = validation_pb2_grpc.ValidationServiceStub(client.channel)
 
-    def verify(self, code: str, *, serial: str = "", codice_fiscale: str = "") -> VerifyOutcome:
-        """A login: against one token when `serial` is given, else by codice fiscale."""
+    def verify(
+        self, code: str, *, serial: str = "", codice_fiscale: str = "", origin: str = ""
+    ) -> VerifyOutcome:
+        """A login: against one token when `serial` is given, else by codice fiscale. `origin`:
+        the end user's address or device id, so that failures lock that origin only."""
         if serial:
-            request = validation_pb2.VerifyRequest(serial=serial, code=code)
+            request = validation_pb2.VerifyRequest(serial=serial, code=code, origin=origin)
         else:
-            request = validation_pb2.VerifyRequest(codice_fiscale=codice_fiscale, code=code)
+            request = validation_pb2.VerifyRequest(
+                codice_fiscale=codice_fiscale, code=code, origin=origin
+            )
         return verify_outcome(self.client.call(self._stub.Verify, request))

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from otphsm.core.errors import FailedPrecondition, InvalidInput
 from otphsm.core.otp import HmacFn
 from otphsm.core.records import GridCard, GridCardState
-from otphsm.core.verification import VerificationPolicy, VerifyResult
+from otphsm.core.verification import Attempts, VerificationPolicy, VerifyResult, count_failure
 
 DEFAULT_CELLS = 50
 DEFAULT_CELL_DIGITS = 3
@@ -87,16 +87,20 @@ def answer_challenge(
     now: int,
     hmac_fn: HmacFn,
     policy: VerificationPolicy,
+    *,
+    own_counter: bool = True,
 ) -> GridVerdict:
     """Decide on the values typed for the pending challenge's two cells. Any answer ends the
     challenge (the next one asks another pair); a wrong one counts toward a lock, as for an
     OTP (`lock_after_failures` → `lock_seconds`, doubling up to `lock_max_seconds`). No HMAC
-    is computed while locked or without an unexpired challenge."""
+    is computed while locked or without an unexpired challenge. `own_counter=False` (an
+    answer with an origin): the card's own lock neither refuses nor counts; the caller counts
+    on the origin (`core.lockout`)."""
     check_answer(first, card.cell_digits)
     check_answer(second, card.cell_digits)
     if card.state is not GridCardState.ACTIVE:
         return GridVerdict(VerifyResult.REVOKED, card)
-    if card.locked_until > now:
+    if own_counter and card.locked_until > now:
         return GridVerdict(VerifyResult.LOCKED, card, retry_after=card.locked_until - now)
     if card.challenge is None:
         raise FailedPrecondition("no pending challenge for this card: ask for one first")
@@ -107,13 +111,17 @@ def answer_challenge(
     right_a = hmac.compare_digest(cell_value(hmac_fn, cell_a, card.cell_digits), first)
     right_b = hmac.compare_digest(cell_value(hmac_fn, cell_b, card.cell_digits), second)
     if right_a and right_b:
-        return GridVerdict(
-            VerifyResult.OK, replace(answered, failures=0, lock_level=0, locked_until=0)
-        )
-    failures = card.failures + 1
-    if failures < policy.lock_after_failures:
-        return GridVerdict(VerifyResult.WRONG_CODE, replace(answered, failures=failures))
-    level = card.lock_level + 1
-    seconds = min(policy.lock_seconds * 2 ** (level - 1), policy.lock_max_seconds)
-    locked = replace(answered, failures=0, lock_level=level, locked_until=now + seconds)
-    return GridVerdict(VerifyResult.WRONG_CODE, locked, retry_after=seconds)
+        if own_counter:
+            answered = replace(answered, failures=0, lock_level=0, locked_until=0)
+        return GridVerdict(VerifyResult.OK, answered)
+    if not own_counter:
+        return GridVerdict(VerifyResult.WRONG_CODE, answered)
+    own = Attempts(card.failures, card.lock_level, card.locked_until)
+    counted, seconds = count_failure(own, now, policy)
+    updated = replace(
+        answered,
+        failures=counted.failures,
+        lock_level=counted.lock_level,
+        locked_until=counted.locked_until,
+    )
+    return GridVerdict(VerifyResult.WRONG_CODE, updated, retry_after=seconds)

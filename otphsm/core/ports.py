@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 from otphsm.core.clock import Clock
+from otphsm.core.lockout import OriginAttempts, Standing
 from otphsm.core.otp import HashAlgorithm
 from otphsm.core.records import (
     Activation,
@@ -139,6 +140,35 @@ class Store(Protocol):
         """Charge `caller` one failed check: the bucket is full again at
         min(max(full_at, now_ms) + cost_ms, now_ms + max_debt_ms). One statement on one row, so
         the charges of concurrent writers (replicas) all add up. Returns the new full_at."""
+        ...
+
+    # lockout per origin (see `otphsm.core.lockout`)
+    def origin_standing(self, subject: str, origin: str) -> Standing:
+        """The origin's failure counter on `subject` (version 0 if none is stored), when the
+        origin last logged in there (only for a non-empty origin), and the times of the
+        subject's unknown-origin failures; one consistent read."""
+        ...
+
+    def record_origin_failure(
+        self, subject: str, attempts: OriginAttempts | None, budget: RateLimit | None, now: int
+    ) -> bool:
+        """One transaction. `attempts`: stored only if the stored counter's version is still
+        `attempts.version` (0: none stored), else nothing at all is written and the answer is
+        False. `budget` (bucket ignored: the subject's): `now` is added to the subject's
+        failure times if fewer than `limit` fall within `window_seconds` (older ones are
+        dropped), and the subject's counters idle for that window and not locked are
+        deleted. Serialised per subject across writers."""
+        ...
+
+    def origin_succeeded(self, subject: str, origin: str, now: int, forget_before: int) -> None:
+        """One transaction: the origin is known on `subject` as of `now`, its failure counter
+        there is deleted, and the subject's origins last seen before `forget_before` are
+        forgotten."""
+        ...
+
+    def clear_origin_lockout(self, subjects: Sequence[str]) -> None:
+        """One transaction: every origin's failure counter and the budget of each subject go
+        (an operator's unlock); known origins stay."""
         ...
 
     # Security Cards

@@ -2,7 +2,10 @@
 state, the code, the time and an HMAC function. The caller persists the returned token with a
 conditional write (on `version`), so a code is accepted at most once across replicas.
 
-A wrong code is a result, not an error; only a malformed code raises `InvalidInput`.
+A wrong code is a result, not an error; only a malformed code raises `InvalidInput`. A replay
+of an accepted code is REPLAYED and counts as no failure. The token's own failure counter is
+the one for requests without an origin; with an origin (`own_counter=False`) the counting
+belongs to `core.lockout`, per origin.
 """
 
 from __future__ import annotations
@@ -32,7 +35,9 @@ class VerifyResult(enum.StrEnum):
     REVOKED = "revoked"
 
 
-FAILURES = (VerifyResult.WRONG_CODE, VerifyResult.REPLAYED, VerifyResult.EXPIRED)
+FAILURES = (VerifyResult.WRONG_CODE, VerifyResult.EXPIRED)
+"""What counts toward a lock. REPLAYED does not: a relying party retrying, or callers racing
+with the owner's own code, must not lock the owner out."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +70,42 @@ class VerificationPolicy:
     lock_max_seconds: Annotated[int, at_least(1)] = 900
     resync_hotp_range: Annotated[int, at_least(0)] = 1000
     resync_totp_seconds: Annotated[int, at_least(1)] = 600
+    known_origin_days: Annotated[int, at_least(1)] = 90
+    """An origin that logged in on a token within this many days is known there: other
+    origins' failures never block it."""
+    unknown_origin_failures: Annotated[int, at_least(1)] = 100
+    """Failures all unknown origins (and requests without one) together may make on one
+    token per `unknown_origin_window_seconds`; then they get LOCKED until it refills."""
+    unknown_origin_window_seconds: Annotated[int, at_least(1)] = 86400
+
+
+@dataclass(frozen=True, slots=True)
+class Attempts:
+    """A failure counter and its growing wait: a token's own, or one origin's on one subject."""
+
+    failures: int = 0
+    """Consecutive failures since the last success or lock."""
+    lock_level: int = 0
+    """Locks in a row (each doubles the wait), reset by a success."""
+    locked_until: int = 0
+
+    def wait(self, now: float) -> int:
+        """Seconds until the next try is allowed; 0 when it is allowed now."""
+        return _ceil(self.locked_until - now) if self.locked_until > now else 0
+
+
+def count_failure(
+    attempts: Attempts, now: float, policy: VerificationPolicy
+) -> tuple[Attempts, int]:
+    """One more failure: `lock_after_failures` in a row start a wait of `lock_seconds`,
+    doubling with each lock in a row up to `lock_max_seconds`. Returns the new counter and the
+    wait it started (0 for none)."""
+    failures = attempts.failures + 1
+    if failures < policy.lock_after_failures:
+        return replace(attempts, failures=failures), 0
+    level = attempts.lock_level + 1
+    seconds = min(policy.lock_seconds * 2 ** (level - 1), policy.lock_max_seconds)
+    return Attempts(0, level, int(now) + seconds), seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,28 +139,48 @@ def verify(
     policy: VerificationPolicy,
     *,
     allow_pending: bool = False,
+    own_counter: bool = True,
 ) -> Verdict:
-    """Decide on `code` and return the token's next state. No HMAC is computed while locked."""
+    """Decide on `code` and return the token's next state. No HMAC is computed while locked.
+    `own_counter=False` (a request with an origin, or by codice fiscale): the token's own lock
+    neither refuses nor counts, and a success leaves it as it is."""
     check_code_format(code, token.params.digits)
-    refusal = _state_refusal(token, now, allow_pending=allow_pending)
+    refusal = _state_refusal(token, now, allow_pending=allow_pending, own_counter=own_counter)
     if refusal is not None:
         return refusal
     if token.params.mode is OtpMode.HOTP:
-        return _verify_hotp(token, code, now, hmac_fn, policy)
-    return _verify_totp(token, code, now, hmac_fn, policy)
+        verdict = _verify_hotp(token, code, now, hmac_fn, policy)
+    else:
+        verdict = _verify_totp(token, code, now, hmac_fn, policy)
+    return verdict if own_counter else _uncounted(token, verdict)
 
 
 def resync(
-    token: Token, first: str, second: str, now: float, hmac_fn: HmacFn, policy: VerificationPolicy
+    token: Token,
+    first: str,
+    second: str,
+    now: float,
+    hmac_fn: HmacFn,
+    policy: VerificationPolicy,
+    *,
+    own_counter: bool = True,
 ) -> Verdict:
     """Find two consecutive codes (HOTP within 1,000 counters, TOTP within ±10 min) and move
     the moving factor (and the drift) to just after them. A miss counts as a failure."""
     digits = token.params.digits
     check_code_format(first, digits)
     check_code_format(second, digits)
-    refusal = _state_refusal(token, now, allow_pending=False)
+    refusal = _state_refusal(token, now, allow_pending=False, own_counter=own_counter)
     if refusal is not None:
         return refusal
+    verdict = _resync(token, first, second, now, hmac_fn, policy)
+    return verdict if own_counter else _uncounted(token, verdict)
+
+
+def _resync(
+    token: Token, first: str, second: str, now: float, hmac_fn: HmacFn, policy: VerificationPolicy
+) -> Verdict:
+    digits = token.params.digits
     if token.params.mode is OtpMode.HOTP:
         factors: Iterable[int] = range(
             token.moving_factor, token.moving_factor + policy.resync_hotp_range
@@ -143,7 +204,9 @@ def resync(
     return _failure(token, now, VerifyResult.WRONG_CODE, policy)
 
 
-def _state_refusal(token: Token, now: float, *, allow_pending: bool) -> Verdict | None:
+def _state_refusal(
+    token: Token, now: float, *, allow_pending: bool, own_counter: bool = True
+) -> Verdict | None:
     if token.state is TokenState.REVOKED:
         return Verdict(VerifyResult.REVOKED, token)
     if (
@@ -152,9 +215,23 @@ def _state_refusal(token: Token, now: float, *, allow_pending: bool) -> Verdict 
         or (token.state is TokenState.PENDING and not allow_pending)
     ):
         return Verdict(VerifyResult.NOT_ACTIVE, token)
-    if token.locked_until > now:
+    if own_counter and token.locked_until > now:
         return Verdict(VerifyResult.LOCKED, token, retry_after=_ceil(token.locked_until - now))
     return None
+
+
+def _uncounted(token: Token, verdict: Verdict) -> Verdict:
+    """The verdict with the token's own counter as it was: a failure writes nothing, a
+    success moves the factor (and drift) only."""
+    if verdict.result is not VerifyResult.OK:
+        return Verdict(verdict.result, token, matched_factor=verdict.matched_factor)
+    kept = replace(
+        verdict.token,
+        failures=token.failures,
+        lock_level=token.lock_level,
+        locked_until=token.locked_until,
+    )
+    return replace(verdict, token=kept, retry_after=0)
 
 
 def _verify_hotp(
@@ -169,7 +246,7 @@ def _verify_hotp(
             )
     for counter in range(max(0, start - policy.hotp_look_ahead), start):
         if _code_at(hmac_fn, counter, digits, code):
-            return _failure(token, now, VerifyResult.REPLAYED, policy)
+            return Verdict(VerifyResult.REPLAYED, token)
     return _failure(token, now, VerifyResult.WRONG_CODE, policy)
 
 
@@ -187,14 +264,15 @@ def _verify_totp(
     for step in sorted(window, key=lambda s: abs(s - expected)):
         if step >= 0 and _code_at(hmac_fn, step, digits, code):
             if step < token.moving_factor:
-                return _failure(token, now, VerifyResult.REPLAYED, policy)
+                return Verdict(VerifyResult.REPLAYED, token)
             drift = _bounded(step - current, policy.max_drift_steps)
             return Verdict(VerifyResult.OK, _success(token, now, step, drift), matched_factor=step)
     late = range(max(0, window.start - policy.expired_look_back_steps), window.start)
     for step in reversed(late):
         if _code_at(hmac_fn, step, digits, code):
-            result = VerifyResult.REPLAYED if step < token.moving_factor else VerifyResult.EXPIRED
-            return _failure(token, now, result, policy)
+            if step < token.moving_factor:
+                return Verdict(VerifyResult.REPLAYED, token)
+            return _failure(token, now, VerifyResult.EXPIRED, policy)
     return _failure(token, now, VerifyResult.WRONG_CODE, policy)
 
 
@@ -213,13 +291,15 @@ def _success(token: Token, now: float, factor: int, drift: int) -> Token:
 
 
 def _failure(token: Token, now: float, result: VerifyResult, policy: VerificationPolicy) -> Verdict:
-    failures = token.failures + 1
-    if failures < policy.lock_after_failures:
-        return Verdict(result, replace(token, failures=failures))
-    level = token.lock_level + 1
-    seconds = min(policy.lock_seconds * 2 ** (level - 1), policy.lock_max_seconds)
-    locked = replace(token, failures=0, lock_level=level, locked_until=int(now) + seconds)
-    return Verdict(result, locked, retry_after=seconds)
+    own = Attempts(token.failures, token.lock_level, token.locked_until)
+    counted, seconds = count_failure(own, now, policy)
+    updated = replace(
+        token,
+        failures=counted.failures,
+        lock_level=counted.lock_level,
+        locked_until=counted.locked_until,
+    )
+    return Verdict(result, updated, retry_after=seconds)
 
 
 def _code_at(hmac_fn: HmacFn, factor: int, digits: int, code: str) -> bool:

@@ -184,13 +184,13 @@ class Scene:
             "the same code again: REPLAYED (a code is accepted once, ever)",
         )
 
-        self.narrator.step("Three wrong codes lock the token (the replay was the first failure)")
+        self.narrator.step("Three wrong codes lock the token (the replay counted as no failure)")
         wrong = _wrong_code(phone.find(), time.time())
-        results = [self.login(wrong) for _ in range(3)]
+        results = [self.login(wrong) for _ in range(4)]
         names = [r.result.name for r in results]
-        self.narrator.say(f"results: {', '.join(names)}; retry after {results[1].retry_after} s")
+        self.narrator.say(f"results: {', '.join(names)}; retry after {results[2].retry_after} s")
         expect(
-            names == ["WRONG_CODE", "WRONG_CODE", "LOCKED"],
+            names == ["WRONG_CODE", "WRONG_CODE", "WRONG_CODE", "LOCKED"],
             "3 failures in a row lock it; then it answers LOCKED",
         )
         expect(

@@ -25,12 +25,13 @@ class CodeCheck(enum.Enum):
     activation code or temporary secret), and how its answer says the guess was right."""
 
     NONE = "checks nothing a caller could guess"
-    VERIFY_RESULT = "answers a VerifyResponse: right when its result is OK"
+    VERIFY_RESULT = "answers a VerifyResponse: right when its result is OK (or REPLAYED)"
     ANSWER = "a wrong code is an error: right when it answers at all"
     FIRST_CODE = "AssignFob: right unless the optional first code's proof failed"
 
     def accepted(self, response: object | None) -> bool:
-        """Whether `response` (None: the call failed) shows the code was right."""
+        """Whether `response` (None: the call failed) shows the code was right. A replay of an
+        accepted code was right once and counts nowhere, here neither."""
         if response is None:
             return False
         if self is CodeCheck.VERIFY_RESULT:
@@ -43,11 +44,11 @@ class CodeCheck(enum.Enum):
         return True
 
 
+_RIGHT_CODE = frozenset({common_pb2.VERIFY_RESULT_OK, common_pb2.VERIFY_RESULT_REPLAYED})
+
+
 def _verified(response: object) -> bool:
-    return (
-        isinstance(response, common_pb2.VerifyResponse)
-        and response.result == common_pb2.VERIFY_RESULT_OK
-    )
+    return isinstance(response, common_pb2.VerifyResponse) and response.result in _RIGHT_CODE
 
 
 @dataclass(frozen=True, slots=True)

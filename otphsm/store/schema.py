@@ -183,6 +183,42 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(
+        4,
+        "lockout per origin: failure counters, known origins, unknown-origin budgets",
+        (
+            # One origin's failure counter on one subject (a token, a citizen's logins, …).
+            # Rows idle for a budget window and not locked are deleted by the next failure
+            # on the same subject; a success deletes its origin's row.
+            """
+            CREATE TABLE origin_attempts (
+                subject {text} NOT NULL,
+                origin {text} NOT NULL,
+                failures {int} NOT NULL,
+                lock_level {int} NOT NULL,
+                locked_until {bigint} NOT NULL,
+                updated_at {bigint} NOT NULL,
+                version {bigint} NOT NULL,
+                PRIMARY KEY (subject, origin)
+            )""",
+            # Origins that logged in on a subject; forgotten by the next success on the same
+            # subject once older than `known_origin_days`.
+            """
+            CREATE TABLE known_origins (
+                subject {text} NOT NULL,
+                origin {text} NOT NULL,
+                last_success_at {bigint} NOT NULL,
+                PRIMARY KEY (subject, origin)
+            )""",
+            # Unknown origins' failure times per subject, at most the budget, older ones
+            # dropped at each write: one short row per subject.
+            """
+            CREATE TABLE origin_budgets (
+                subject {text} PRIMARY KEY,
+                events {text} NOT NULL
+            )""",
+        ),
+    ),
+    Migration(
         7,
         "failed-check buckets per caller, shared by replicas",
         (

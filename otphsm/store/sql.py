@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
-from otphsm.store import rows, rows_grid
+from otphsm.store import rows, rows_grid, rows_lockout
 from otphsm.store.rows import Row
 
 R = TypeVar("R")
@@ -191,6 +191,23 @@ GRID_CARDS = Table(
 RATE_LIMITS: Table[tuple[str, str]] = Table(
     "rate_limits", ("bucket", "events"), "bucket", lambda pair: pair, lambda row: (row[0], row[1])
 )
+ORIGIN_ATTEMPTS = Table(
+    "origin_attempts",
+    rows_lockout.ORIGIN_ATTEMPTS_COLUMNS,
+    "subject, origin",
+    rows_lockout.origin_attempts_row,
+    rows_lockout.origin_attempts_from_row,
+)
+KNOWN_ORIGINS: Table[tuple[str, str, int]] = Table(
+    "known_origins",
+    ("subject", "origin", "last_success_at"),
+    "subject, origin",
+    lambda known: known,
+    lambda row: (row[0], row[1], row[2]),
+)
+ORIGIN_BUDGETS: Table[tuple[str, str]] = Table(
+    "origin_budgets", ("subject", "events"), "subject", lambda pair: pair, lambda r: (r[0], r[1])
+)
 
 DATA_TABLES: tuple[Table[Any], ...] = (
     CITIZENS,
@@ -202,6 +219,9 @@ DATA_TABLES: tuple[Table[Any], ...] = (
     AUDIT_LOG,
     GRID_CARDS,
     RATE_LIMITS,
+    ORIGIN_ATTEMPTS,
+    KNOWN_ORIGINS,
+    ORIGIN_BUDGETS,
 )
 
 _CITIZEN_FIELDS_REFRESHED = [
@@ -276,3 +296,29 @@ ACTIVE_GRID_CARDS_OF = f"{GRID_CARDS.select} WHERE codice_fiscale = ? AND state 
 
 LAST_AUDIT_ENTRY = f"{AUDIT_LOG.select} ORDER BY seq DESC LIMIT 1"
 AUDIT_PAGE = f"{AUDIT_LOG.select} WHERE seq > ? ORDER BY seq LIMIT ?"
+
+ORIGIN_ATTEMPTS_OF = f"{ORIGIN_ATTEMPTS.select} WHERE subject = ? AND origin = ?"
+INSERT_ORIGIN_ATTEMPTS = f"{ORIGIN_ATTEMPTS.insert} ON CONFLICT (subject, origin) DO NOTHING"
+UPDATE_ORIGIN_ATTEMPTS = (
+    "UPDATE origin_attempts SET failures = ?, lock_level = ?, locked_until = ?, updated_at = ?, "
+    "version = version + 1 WHERE subject = ? AND origin = ? AND version = ?"
+)
+PURGE_IDLE_ORIGIN_ATTEMPTS = (
+    "DELETE FROM origin_attempts WHERE subject = ? AND updated_at < ? AND locked_until <= ?"
+)
+DELETE_ORIGIN_ATTEMPTS = "DELETE FROM origin_attempts WHERE subject = ? AND origin = ?"
+KNOWN_ORIGIN_SEEN = "SELECT last_success_at FROM known_origins WHERE subject = ? AND origin = ?"
+REMEMBER_ORIGIN = (
+    "INSERT INTO known_origins (subject, origin, last_success_at) VALUES (?, ?, ?) "
+    "ON CONFLICT (subject, origin) DO UPDATE SET last_success_at = excluded.last_success_at"
+)
+FORGET_KNOWN_ORIGINS = "DELETE FROM known_origins WHERE subject = ? AND last_success_at < ?"
+ORIGIN_BUDGET_EVENTS = "SELECT events FROM origin_budgets WHERE subject = ?"
+# As LOCK_RATE_BUCKET: creates the row and, on PostgreSQL, locks it until the commit.
+LOCK_ORIGIN_BUDGET = (
+    "INSERT INTO origin_budgets (subject, events) VALUES (?, '') "
+    "ON CONFLICT (subject) DO UPDATE SET events = origin_budgets.events"
+)
+SET_ORIGIN_BUDGET_EVENTS = "UPDATE origin_budgets SET events = ? WHERE subject = ?"
+CLEAR_ORIGIN_ATTEMPTS = "DELETE FROM origin_attempts WHERE subject = ?"
+CLEAR_ORIGIN_BUDGET = "DELETE FROM origin_budgets WHERE subject = ?"

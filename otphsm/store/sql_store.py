@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
+from otphsm.core.lockout import OriginAttempts, Standing
 from otphsm.core.ports import Conflict
 from otphsm.core.records import (
     Activation,
@@ -229,6 +230,56 @@ class SqlStore:
             raise RuntimeError("the failed-check bucket upsert returned no row")
         return int(row[0])
 
+    # lockout per origin
+    def origin_standing(self, subject: str, origin: str) -> Standing:
+        def read(tx: Transaction) -> Standing:
+            row = tx.fetch_one(sql.ORIGIN_ATTEMPTS_OF, (subject, origin))
+            attempts = sql.ORIGIN_ATTEMPTS.from_row(row) if row else OriginAttempts(subject, origin)
+            seen = tx.fetch_one(sql.KNOWN_ORIGIN_SEEN, (subject, origin)) if origin else None
+            budget = tx.fetch_one(sql.ORIGIN_BUDGET_EVENTS, (subject,))
+            events = tuple(rate_events(budget[0])) if budget else ()
+            return Standing(attempts, int(seen[0]) if seen else None, events)
+
+        return self._engine.run(read, write=False)
+
+    def record_origin_failure(
+        self, subject: str, attempts: OriginAttempts | None, budget: RateLimit | None, now: int
+    ) -> bool:
+        def record(tx: Transaction) -> None:
+            if attempts is not None and not _write_attempts(tx, attempts):
+                raise _Refused(0)
+            if budget is not None:
+                tx.execute(sql.LOCK_ORIGIN_BUDGET, (subject,))
+                row = tx.fetch_one(sql.ORIGIN_BUDGET_EVENTS, (subject,))
+                since = now - budget.window_seconds
+                recent = sorted(t for t in rate_events(row[0] if row else "") if t > since)
+                if len(recent) < budget.limit:
+                    recent.append(now)
+                tx.execute(sql.SET_ORIGIN_BUDGET_EVENTS, (rate_events_text(recent), subject))
+                tx.execute(sql.PURGE_IDLE_ORIGIN_ATTEMPTS, (subject, since, now))
+
+        try:
+            self._engine.run(record, write=True)
+        except _Refused:
+            return False
+        return True
+
+    def origin_succeeded(self, subject: str, origin: str, now: int, forget_before: int) -> None:
+        def remember(tx: Transaction) -> None:
+            tx.execute(sql.REMEMBER_ORIGIN, (subject, origin, now))
+            tx.execute(sql.DELETE_ORIGIN_ATTEMPTS, (subject, origin))
+            tx.execute(sql.FORGET_KNOWN_ORIGINS, (subject, forget_before))
+
+        self._engine.run(remember, write=True)
+
+    def clear_origin_lockout(self, subjects: Sequence[str]) -> None:
+        def clear(tx: Transaction) -> None:
+            for subject in subjects:
+                tx.execute(sql.CLEAR_ORIGIN_ATTEMPTS, (subject,))
+                tx.execute(sql.CLEAR_ORIGIN_BUDGET, (subject,))
+
+        self._engine.run(clear, write=True)
+
     # Security Cards
     def insert_grid_card(self, card: GridCard) -> list[GridCard]:
         def revoke_and_insert(tx: Transaction) -> list[GridCard]:
@@ -335,6 +386,25 @@ class _Refused(Exception):
     def __init__(self, retry_after: int) -> None:
         super().__init__(f"retry after {retry_after} s")
         self.retry_after = retry_after
+
+
+def _write_attempts(tx: Transaction, attempts: OriginAttempts) -> bool:
+    """Insert a new counter (version 0) or update the stored one if its version is unchanged;
+    either way it is stored with the next version."""
+    counter = attempts.attempts
+    if attempts.version == 0:
+        row = sql.ORIGIN_ATTEMPTS.to_row(attempts)
+        return tx.execute(sql.INSERT_ORIGIN_ATTEMPTS, (*row[:-1], 1)) == 1
+    params = (
+        counter.failures,
+        counter.lock_level,
+        counter.locked_until,
+        attempts.updated_at,
+        attempts.subject,
+        attempts.origin,
+        attempts.version,
+    )
+    return tx.execute(sql.UPDATE_ORIGIN_ATTEMPTS, params) == 1
 
 
 def _bucket(limit: RateLimit) -> str:

@@ -56,10 +56,12 @@ class IssueGridCardResponse(_message.Message):
     def __init__(self, card: _Optional[_Union[GridCard, _Mapping]] = ..., pdf: _Optional[bytes] = ..., replaced_serials: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GridChallengeRequest(_message.Message):
-    __slots__ = ("codice_fiscale",)
+    __slots__ = ("codice_fiscale", "origin")
     CODICE_FISCALE_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
     codice_fiscale: str
-    def __init__(self, codice_fiscale: _Optional[str] = ...) -> None: ...
+    origin: str
+    def __init__(self, codice_fiscale: _Optional[str] = ..., origin: _Optional[str] = ...) -> None: ...
 
 class GridChallengeResponse(_message.Message):
     __slots__ = ("serial", "first_cell", "second_cell", "expires_at")
@@ -74,14 +76,16 @@ class GridChallengeResponse(_message.Message):
     def __init__(self, serial: _Optional[str] = ..., first_cell: _Optional[int] = ..., second_cell: _Optional[int] = ..., expires_at: _Optional[int] = ...) -> None: ...
 
 class VerifyGridAnswerRequest(_message.Message):
-    __slots__ = ("codice_fiscale", "first_value", "second_value")
+    __slots__ = ("codice_fiscale", "first_value", "second_value", "origin")
     CODICE_FISCALE_FIELD_NUMBER: _ClassVar[int]
     FIRST_VALUE_FIELD_NUMBER: _ClassVar[int]
     SECOND_VALUE_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
     codice_fiscale: str
     first_value: str
     second_value: str
-    def __init__(self, codice_fiscale: _Optional[str] = ..., first_value: _Optional[str] = ..., second_value: _Optional[str] = ...) -> None: ...
+    origin: str
+    def __init__(self, codice_fiscale: _Optional[str] = ..., first_value: _Optional[str] = ..., second_value: _Optional[str] = ..., origin: _Optional[str] = ...) -> None: ...
 
 class RevokeGridCardRequest(_message.Message):
     __slots__ = ("serial",)

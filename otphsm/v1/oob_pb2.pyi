@@ -36,12 +36,14 @@ class RequestLoginCodeResponse(_message.Message):
     def __init__(self, expires_at: _Optional[int] = ..., channel: _Optional[_Union[DeliveryChannel, str]] = ..., prefix_required: _Optional[bool] = ..., device_serial: _Optional[str] = ...) -> None: ...
 
 class VerifyLoginCodeRequest(_message.Message):
-    __slots__ = ("codice_fiscale", "code")
+    __slots__ = ("codice_fiscale", "code", "origin")
     CODICE_FISCALE_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
     codice_fiscale: str
     code: str
-    def __init__(self, codice_fiscale: _Optional[str] = ..., code: _Optional[str] = ...) -> None: ...
+    origin: str
+    def __init__(self, codice_fiscale: _Optional[str] = ..., code: _Optional[str] = ..., origin: _Optional[str] = ...) -> None: ...
 
 class SetCodePrefixRequest(_message.Message):
     __slots__ = ("codice_fiscale", "prefix")

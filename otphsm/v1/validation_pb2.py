@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from otphsm.v1 import common_pb2 as otphsm_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aotphsm/v1/validation.proto\x12\totphsm.v1\x1a\x16otphsm/v1/common.proto\"T\n\rVerifyRequest\x12\x10\n\x06serial\x18\x01 \x01(\tH\x00\x12\x18\n\x0e\x63odice_fiscale\x18\x02 \x01(\tH\x00\x12\x0c\n\x04\x63ode\x18\x03 \x01(\tB\t\n\x07subject\"1\n\x11TestDeviceRequest\x12\x0e\n\x06serial\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\"H\n\rResyncRequest\x12\x0e\n\x06serial\x18\x01 \x01(\t\x12\x12\n\nfirst_code\x18\x02 \x01(\t\x12\x13\n\x0bsecond_code\x18\x03 \x01(\t2\xd8\x01\n\x11ValidationService\x12=\n\x06Verify\x12\x18.otphsm.v1.VerifyRequest\x1a\x19.otphsm.v1.VerifyResponse\x12\x45\n\nTestDevice\x12\x1c.otphsm.v1.TestDeviceRequest\x1a\x19.otphsm.v1.VerifyResponse\x12=\n\x06Resync\x12\x18.otphsm.v1.ResyncRequest\x1a\x19.otphsm.v1.VerifyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aotphsm/v1/validation.proto\x12\totphsm.v1\x1a\x16otphsm/v1/common.proto\"d\n\rVerifyRequest\x12\x10\n\x06serial\x18\x01 \x01(\tH\x00\x12\x18\n\x0e\x63odice_fiscale\x18\x02 \x01(\tH\x00\x12\x0c\n\x04\x63ode\x18\x03 \x01(\t\x12\x0e\n\x06origin\x18\x04 \x01(\tB\t\n\x07subject\"A\n\x11TestDeviceRequest\x12\x0e\n\x06serial\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0e\n\x06origin\x18\x03 \x01(\t\"X\n\rResyncRequest\x12\x0e\n\x06serial\x18\x01 \x01(\t\x12\x12\n\nfirst_code\x18\x02 \x01(\t\x12\x13\n\x0bsecond_code\x18\x03 \x01(\t\x12\x0e\n\x06origin\x18\x04 \x01(\t2\xd8\x01\n\x11ValidationService\x12=\n\x06Verify\x12\x18.otphsm.v1.VerifyRequest\x1a\x19.otphsm.v1.VerifyResponse\x12\x45\n\nTestDevice\x12\x1c.otphsm.v1.TestDeviceRequest\x1a\x19.otphsm.v1.VerifyResponse\x12=\n\x06Resync\x12\x18.otphsm.v1.ResyncRequest\x1a\x19.otphsm.v1.VerifyResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,11 +33,11 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'otphsm.v1.validation_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_VERIFYREQUEST']._serialized_start=65
-  _globals['_VERIFYREQUEST']._serialized_end=149
-  _globals['_TESTDEVICEREQUEST']._serialized_start=151
-  _globals['_TESTDEVICEREQUEST']._serialized_end=200
-  _globals['_RESYNCREQUEST']._serialized_start=202
-  _globals['_RESYNCREQUEST']._serialized_end=274
-  _globals['_VALIDATIONSERVICE']._serialized_start=277
-  _globals['_VALIDATIONSERVICE']._serialized_end=493
+  _globals['_VERIFYREQUEST']._serialized_end=165
+  _globals['_TESTDEVICEREQUEST']._serialized_start=167
+  _globals['_TESTDEVICEREQUEST']._serialized_end=232
+  _globals['_RESYNCREQUEST']._serialized_start=234
+  _globals['_RESYNCREQUEST']._serialized_end=322
+  _globals['_VALIDATIONSERVICE']._serialized_start=325
+  _globals['_VALIDATIONSERVICE']._serialized_end=541
 # @@protoc_insertion_point(module_scope)

@@ -90,7 +90,7 @@ def test_the_demo_plays_every_step_in_under_a_minute_and_cleans_up() -> None:
     assert positions == sorted(positions), "the story is told in order"
     assert transcript.count("   ok   ") >= 20
     assert re.search(r"activation code \d{6}-\d{6}-\d{6}", transcript)
-    assert "results: WRONG_CODE, WRONG_CODE, LOCKED" in transcript
+    assert "results: WRONG_CODE, WRONG_CODE, WRONG_CODE, LOCKED" in transcript
     assert "demo: every step behaved as shown" in transcript
     directory = work_directory(transcript)
     assert not Path(directory).exists()

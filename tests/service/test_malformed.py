@@ -509,10 +509,40 @@ def test_validation_and_admin_refusals(world: World) -> None:
             "no active token",
         ),
         Case(
+            "verify: oversized origin",
+            lambda w: verify(serial=w.serial, code="123456", origin="a" * 129),
+            INVALID,
+            "origin",
+        ),
+        Case(
+            "verify by codice fiscale: origin with a line break",
+            lambda w: verify(codice_fiscale=w.cf, code="123456", origin="10.0.0.1\nx"),
+            INVALID,
+            "origin",
+        ),
+        Case(
             "test device: empty",
             lambda w: verifier().TestDevice(validation_pb2.TestDeviceRequest()),
             INVALID,
             "serial",
+        ),
+        Case(
+            "test device: origin not ASCII",
+            lambda w: verifier().TestDevice(
+                validation_pb2.TestDeviceRequest(serial=w.serial, code="123456", origin="città")
+            ),
+            INVALID,
+            "origin",
+        ),
+        Case(
+            "resync: origin with a control character",
+            lambda w: verifier().Resync(
+                validation_pb2.ResyncRequest(
+                    serial=w.serial, first_code="123456", second_code="123457", origin="\x00"
+                )
+            ),
+            INVALID,
+            "origin",
         ),
         Case(
             "resync: second code malformed",
@@ -683,6 +713,14 @@ def test_fob_pskc_login_code_and_grid_refusals(world: World) -> None:
             "32",
         ),
         Case(
+            "verify login code: oversized origin",
+            lambda w: oob().VerifyLoginCode(
+                oob_pb2.VerifyLoginCodeRequest(codice_fiscale=w.cf, code="123456", origin="o" * 200)
+            ),
+            INVALID,
+            "origin",
+        ),
+        Case(
             "verify login code: none requested",
             lambda w: oob().VerifyLoginCode(
                 oob_pb2.VerifyLoginCodeRequest(codice_fiscale=w.cf, code="123456")
@@ -739,6 +777,24 @@ def test_fob_pskc_login_code_and_grid_refusals(world: World) -> None:
             lambda w: grid().GridChallenge(grid_pb2.GridChallengeRequest(codice_fiscale=w.cf)),
             NOT_FOUND,
             "Security Card",
+        ),
+        Case(
+            "grid: challenge, origin with a tab",
+            lambda w: grid().GridChallenge(
+                grid_pb2.GridChallengeRequest(codice_fiscale=w.cf, origin="a\tb")
+            ),
+            INVALID,
+            "origin",
+        ),
+        Case(
+            "grid: answer, oversized origin",
+            lambda w: grid().VerifyGridAnswer(
+                grid_pb2.VerifyGridAnswerRequest(
+                    codice_fiscale=w.cf, first_value="123", second_value="123", origin="o" * 129
+                )
+            ),
+            INVALID,
+            "origin",
         ),
         Case(
             "grid: answer with letters",

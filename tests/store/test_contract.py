@@ -61,6 +61,7 @@ def test_migrate_twice_is_a_no_op(store: SqlStore) -> None:
         (1, "citizens, tokens, single-use records, audit chain"),
         (2, "login code prefixes, rate limits, Security Cards"),
         (3, "one active mobile token per citizen"),
+        (4, "lockout per origin: failure counters, known origins, unknown-origin budgets"),
         (7, "failed-check buckets per caller, shared by replicas"),
     ]
     assert store.snapshot() == before
@@ -105,7 +106,7 @@ def test_concurrent_migrations_from_two_processes_apply_once(
 ) -> None:
     assert run_processes(migrate_concurrently, 3, shared_store_url) == ["migrated"] * 3
     migrated = open_test_store(shared_store_url)
-    assert [version for version, _ in migrated.applied_migrations()] == [1, 2, 3, 7]
+    assert [version for version, _ in migrated.applied_migrations()] == [1, 2, 3, 4, 7]
 
 
 # citizens
@@ -470,6 +471,9 @@ def test_snapshot_lists_every_data_table_in_key_order(store: SqlStore) -> None:
         "audit_log": [],
         "grid_cards": [],
         "rate_limits": [],
+        "origin_attempts": [],
+        "known_origins": [],
+        "origin_budgets": [],
     }
     for serial in ("TOK-3", "TOK-1", "TOK-2"):
         store.insert_token(token(serial))
@@ -492,6 +496,9 @@ def test_snapshot_lists_every_data_table_in_key_order(store: SqlStore) -> None:
         "audit_log": 1,
         "grid_cards": 0,
         "rate_limits": 0,
+        "origin_attempts": 0,
+        "known_origins": 0,
+        "origin_budgets": 0,
     }
     assert store.snapshot() == snapshot
     assert store.update_token(token("TOK-1", failures=9)) is True

@@ -17,6 +17,7 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from otphsm.core.app import lockout
 from otphsm.core.app.context import Actor, App
 from otphsm.core.app.enrolment import consume_authorisation
 from otphsm.core.codice_fiscale import validate as validate_codice_fiscale
@@ -28,6 +29,7 @@ from otphsm.core.grid_card import (
     check_answer_shape,
     choose_pair,
 )
+from otphsm.core.lockout import grid_subject
 from otphsm.core.otp import HashAlgorithm, HmacFn
 from otphsm.core.records import Citizen, GridCard, GridCardState
 from otphsm.core.tokens import check_serial
@@ -97,13 +99,20 @@ def issue_grid_card(app: App, actor: Actor, authorisation_id: str) -> IssuedGrid
     return IssuedGridCard(card, holder, values, [old.serial for old in revoked])
 
 
-def grid_challenge(app: App, actor: Actor, codice_fiscale: str) -> GridChallenge:
+def grid_challenge(app: App, actor: Actor, codice_fiscale: str, origin: str = "") -> GridChallenge:
     """The two cells to ask: the pending challenge while it lasts, else a new pair (never the
-    previous one). Refused while the card is locked."""
+    previous one). Refused while the card is locked (without an origin) or the origin is (with
+    one, see `core/app/lockout.py`)."""
+    gate = _gate(app, codice_fiscale, origin)
+    wait = lockout.check(app, gate)
+    if wait:
+        raise FailedPrecondition(
+            "too many wrong answers: wait before asking again", retry_after=wait
+        )
 
     def ask(card: GridCard) -> GridCard:
         now = app.now()
-        if card.locked_until > now:
+        if gate.own_counter and card.locked_until > now:
             raise FailedPrecondition(
                 "too many wrong answers: wait before asking again",
                 retry_after=card.locked_until - now,
@@ -121,18 +130,29 @@ def grid_challenge(app: App, actor: Actor, codice_fiscale: str) -> GridChallenge
 
 
 def verify_grid_answer(
-    app: App, actor: Actor, codice_fiscale: str, first: str, second: str
+    app: App, actor: Actor, codice_fiscale: str, first: str, second: str, origin: str = ""
 ) -> VerifyOutcome:
-    """OK, WRONG_CODE (counted; the third in a row locks), LOCKED (with retry_after) or
-    EXPIRED (the challenge timed out: ask for a new one). Answering with no pending challenge
-    (never asked, or already answered) is refused as FailedPrecondition."""
+    """OK, WRONG_CODE (counted; the third in a row locks: the card without an origin, the
+    origin with one), LOCKED (with retry_after) or EXPIRED (the challenge timed out: ask for a
+    new one). Answering with no pending challenge (never asked, or already answered) is
+    refused as FailedPrecondition."""
     check_answer_shape(first)
     check_answer_shape(second)
+    gate = _gate(app, codice_fiscale, origin)
+    wait = lockout.check(app, gate)
+    if wait:
+        return VerifyOutcome(VerifyResult.LOCKED, _active_card(app, codice_fiscale).serial, wait)
     verdicts: list[GridVerdict] = []
 
     def answer(card: GridCard) -> GridCard:
         verdict = answer_challenge(
-            card, first, second, app.now(), _hmac(app, card), app.policy.verification
+            card,
+            first,
+            second,
+            app.now(),
+            _hmac(app, card),
+            app.policy.verification,
+            own_counter=gate.own_counter,
         )
         verdicts.append(verdict)
         return verdict.card
@@ -143,7 +163,8 @@ def verify_grid_answer(
         app.audit(
             actor, "grid_card_locked", card.serial, until=card.locked_until, level=card.lock_level
         )
-    return VerifyOutcome(verdict.result, card.serial, verdict.retry_after)
+    started = lockout.report(app, actor, gate, verdict.result, counted=(VerifyResult.WRONG_CODE,))
+    return VerifyOutcome(verdict.result, card.serial, verdict.retry_after or started)
 
 
 def revoke_grid_card(app: App, actor: Actor, serial: str) -> GridCard:
@@ -170,6 +191,11 @@ def revoke_grid_card(app: App, actor: Actor, serial: str) -> GridCard:
     app.hsm.destroy_seed(revoked.key)
     app.audit(actor, "grid_card_revoked", serial, codice_fiscale=revoked.codice_fiscale)
     return revoked
+
+
+def _gate(app: App, codice_fiscale: str, origin: str) -> lockout.Gate:
+    subject = grid_subject(validate_codice_fiscale(codice_fiscale).code)
+    return lockout.open_gate(app, subject, origin, own_record=True)
 
 
 def _active_card(app: App, codice_fiscale: str) -> GridCard:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from otphsm.core.app import oob
+from otphsm.core.app import lockout, oob
 from otphsm.core.app.context import Actor, App
 from otphsm.core.app.enrolment import grant_authorisation
 from otphsm.core.app.validation import decide_and_store
@@ -50,6 +50,7 @@ def change_state(app: App, actor: Actor, serial: str, operation: str) -> Token:
     except Conflict as exc:  # a phone turned active between the check and the write
         raise FailedPrecondition(_SECOND_PHONE) from exc
     if operation == "unlock":
+        lockout.release(app, verdict.token)
         app.audit(actor, "token_unlocked", serial)
     return verdict.token
 

@@ -16,10 +16,11 @@ import hmac
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from otphsm.core.app import oob
+from otphsm.core.app import lockout, oob
 from otphsm.core.app.context import Actor, App
 from otphsm.core.codice_fiscale import validate as validate_codice_fiscale
 from otphsm.core.errors import FailedPrecondition, InvalidInput, NotFound, RateLimited
+from otphsm.core.lockout import login_code_subject
 from otphsm.core.records import Citizen, OobPurpose, RateLimit
 from otphsm.core.tokens import TokenKind, TokenState
 from otphsm.core.verification import VerifyOutcome, VerifyResult
@@ -101,11 +102,18 @@ def request_login_code(
     )
 
 
-def verify_login_code(app: App, actor: Actor, codice_fiscale: str, typed: str) -> VerifyOutcome:
-    """OK consumes the code. WRONG_CODE counts a try (3 → a 60 s wait, LOCKED until then);
+def verify_login_code(
+    app: App, actor: Actor, codice_fiscale: str, typed: str, origin: str = ""
+) -> VerifyOutcome:
+    """OK consumes the code. WRONG_CODE counts a try (3 → a 60 s wait, LOCKED until then: on
+    the code without an origin, on the origin with one, see `core/app/lockout.py`);
     REPLAYED: the latest code was already used; EXPIRED: it has expired (ask for a new one)."""
     citizen = _citizen(app, codice_fiscale)
     cf = citizen.codice_fiscale
+    gate = lockout.open_gate(app, login_code_subject(cf), origin, own_record=True)
+    wait = lockout.check(app, gate)
+    if wait:
+        return VerifyOutcome(VerifyResult.LOCKED, "", wait)
     digits = app.policy.sms_code_digits
     prefix_mac = citizen.code_prefix_mac
     also_right = None
@@ -121,9 +129,12 @@ def verify_login_code(app: App, actor: Actor, codice_fiscale: str, typed: str) -
             return hmac.compare_digest(_prefix_mac(app, cf, prefix), prefix_mac)
 
     oob.check_digits(typed, digits)
-    checked = oob.check_code(app, cf, _PURPOSE, typed, also_right=also_right)
+    checked = oob.check_code(
+        app, cf, _PURPOSE, typed, also_right=also_right, own_counter=gate.own_counter
+    )
     if checked is None:
         raise NotFound("no login code was requested for this citizen")
+    started = lockout.report(app, actor, gate, checked.result, counted=(VerifyResult.WRONG_CODE,))
     if checked.result is VerifyResult.OK:
         app.audit(actor, "login_code_accepted", cf, oob=checked.code.oob_id)
     elif checked.result is VerifyResult.WRONG_CODE and checked.retry_after:
@@ -134,7 +145,7 @@ def verify_login_code(app: App, actor: Actor, codice_fiscale: str, typed: str) -
             oob=checked.code.oob_id,
             until=app.now() + checked.retry_after,
         )
-    return VerifyOutcome(checked.result, "", checked.retry_after)
+    return VerifyOutcome(checked.result, "", checked.retry_after or started)
 
 
 def check_prefix(prefix: str) -> str:

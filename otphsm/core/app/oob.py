@@ -90,23 +90,33 @@ def check_code(
     text: str,
     *,
     also_right: Callable[[], bool] | None = None,
+    own_counter: bool = True,
 ) -> OobCheck | None:
     """Decide on `text` against the citizen's latest code of `purpose`; None if none was ever
     sent. `also_right` is a further check (a personal prefix) that must pass too; a failure of
-    either counts as one wrong try, and neither is computed while a wait is running."""
+    either counts as one wrong try, and neither is computed while a wait is running.
+    `own_counter=False` (a request with an origin): the code's own wait neither refuses nor
+    counts; the caller counts the failure on the origin."""
     for _ in range(app.policy.write_attempts):
         code = app.store.current_oob_code(codice_fiscale, purpose)
         if code is None:
             return None
-        decided = _decide(app, code, text, also_right)
+        decided = _decide(app, code, text, also_right, own_counter=own_counter)
         if decided.code is code or app.store.update_oob_code(decided.code):
             return decided
     raise DeviceUnavailable("the out-of-band code is being written by too many callers")
 
 
-def _decide(app: App, code: OobCode, text: str, also_right: Callable[[], bool] | None) -> OobCheck:
+def _decide(
+    app: App,
+    code: OobCode,
+    text: str,
+    also_right: Callable[[], bool] | None,
+    *,
+    own_counter: bool,
+) -> OobCheck:
     now = app.now()
-    if code.locked_until > now:
+    if own_counter and code.locked_until > now:
         return OobCheck(VerifyResult.LOCKED, code, retry_after=code.locked_until - now)
     if code.used_at is not None:
         return OobCheck(VerifyResult.REPLAYED, code)
@@ -118,6 +128,12 @@ def _decide(app: App, code: OobCode, text: str, also_right: Callable[[], bool] |
         right = also_right() and right
     if right:
         return OobCheck(VerifyResult.OK, replace(code, used_at=now))
+    if not own_counter:
+        return OobCheck(VerifyResult.WRONG_CODE, code)
+    return _counted_wrong_try(app, code, now)
+
+
+def _counted_wrong_try(app: App, code: OobCode, now: int) -> OobCheck:
     failures = code.failures + 1
     limit = app.policy.secret_failures_before_wait
     if failures >= limit:

@@ -1,5 +1,7 @@
 """Verifying codes: one conditional write per decision, re-decided if another replica wrote
-first, so a code is accepted at most once, ever, across replicas."""
+first, so a code is accepted at most once, ever, across replicas. Who may try at all is the
+lockout per origin's to say (`core/app/lockout.py`), asked before the code is looked at and
+told the outcome after."""
 
 from __future__ import annotations
 
@@ -7,9 +9,11 @@ import functools
 from collections.abc import Callable
 from dataclasses import replace
 
+from otphsm.core.app import lockout
 from otphsm.core.app.context import Actor, App
 from otphsm.core.codice_fiscale import validate as validate_codice_fiscale
 from otphsm.core.errors import DeviceUnavailable, NotFound
+from otphsm.core.lockout import citizen_subject, token_subject
 from otphsm.core.otp import HmacFn
 from otphsm.core.ports import Conflict
 from otphsm.core.tokens import Token, TokenKind, TokenState, check_serial
@@ -51,42 +55,67 @@ def decide_and_store(app: App, actor: Actor, serial: str, decide: Decide, action
     raise DeviceUnavailable("this token is being written by too many callers; try again")
 
 
-def verify_serial(app: App, actor: Actor, serial: str, code: str) -> VerifyOutcome:
+def verify_serial(
+    app: App, actor: Actor, serial: str, code: str, origin: str = ""
+) -> VerifyOutcome:
+    """Without an origin the token's own counter locks (3 failures → 60 s, doubling); with
+    one, the origin's own counter does and the token's is left alone."""
     check_serial(serial)
+    gate = lockout.open_gate(app, token_subject(serial), origin, own_record=True)
+    wait = lockout.check(app, gate)
+    if wait:
+        return VerifyOutcome(VerifyResult.LOCKED, serial, wait)
     now = app.clock.now()
     policy = app.policy.verification
+    counted = gate.own_counter
     verdict = decide_and_store(
-        app, actor, serial, lambda t, fn: verify(t, code, now, fn, policy), "verify"
+        app,
+        actor,
+        serial,
+        lambda t, fn: verify(t, code, now, fn, policy, own_counter=counted),
+        "verify",
     )
-    return VerifyOutcome(verdict.result, serial, verdict.retry_after)
+    started = lockout.report(app, actor, gate, verdict.result)
+    return VerifyOutcome(verdict.result, serial, verdict.retry_after or started)
 
 
-def verify_citizen(app: App, actor: Actor, codice_fiscale: str, code: str) -> VerifyOutcome:
+def verify_citizen(
+    app: App, actor: Actor, codice_fiscale: str, code: str, origin: str = ""
+) -> VerifyOutcome:
     """Login by codice fiscale + code: any of the citizen's active tokens may accept it.
 
-    Each token is first asked without writing, so a code from the fob does not count as a
-    failure on the phone; only when no token accepts it is a failure recorded on each."""
+    Each token is asked without writing; the one that accepts the code is written (a lost race
+    answers REPLAYED, naming it). A miss is one failure of the origin on the citizen's logins
+    by codice fiscale, whatever the number of tokens; the tokens' own counters (those of
+    verifications by serial) are neither counted nor consulted."""
     cf = validate_codice_fiscale(codice_fiscale).code
     tokens = [t for t in app.store.tokens_of(cf) if t.state is TokenState.ACTIVE]
     if not tokens:
         raise NotFound("the citizen has no active token")
+    gate = lockout.open_gate(app, citizen_subject(cf), origin, own_record=False)
+    wait = lockout.check(app, gate)
+    if wait:
+        return VerifyOutcome(VerifyResult.LOCKED, "", wait)
     now = app.clock.now()
     policy = app.policy.verification
-    for token in tokens:
-        if verify(token, code, now, hmac_for(app, token), policy).result is VerifyResult.OK:
-            outcome = verify_serial(app, actor, token.serial, code)
-            if outcome.ok:
-                return outcome
-    outcomes = [verify_serial(app, actor, t.serial, code) for t in tokens]
-    accepted = next((o for o in outcomes if o.ok), None)
-    if accepted is not None:
-        return accepted
-    return min(outcomes, key=lambda o: _RESULT_PRIORITY.index(o.result))
+
+    def decide(token: Token, fn: HmacFn) -> Verdict:
+        return verify(token, code, now, fn, policy, own_counter=False)
+
+    verdicts = [(token, decide(token, hmac_for(app, token))) for token in tokens]
+    accepting = next((t for t, v in verdicts if v.result is VerifyResult.OK), None)
+    if accepting is not None:
+        stored = decide_and_store(app, actor, accepting.serial, decide, "verify")
+        lockout.report(app, actor, gate, stored.result)
+        return VerifyOutcome(stored.result, accepting.serial)
+    token, verdict = min(verdicts, key=lambda pair: _RESULT_PRIORITY.index(pair[1].result))
+    started = lockout.report(app, actor, gate, verdict.result)
+    return VerifyOutcome(verdict.result, token.serial, started)
 
 
-def check_device(app: App, actor: Actor, serial: str, code: str) -> VerifyOutcome:
+def check_device(app: App, actor: Actor, serial: str, code: str, origin: str = "") -> VerifyOutcome:
     """Aruba's "test your device": a verification like a login, recorded as a test."""
-    outcome = verify_serial(app, actor, serial, code)
+    outcome = verify_serial(app, actor, serial, code, origin)
     app.audit(actor, "device_tested", serial, result=outcome.result.value)
     return outcome
 
@@ -135,14 +164,26 @@ def _phones_retired_by(app: App, before: Token, after: Token) -> list[Token]:
     ]
 
 
-def resync_serial(app: App, actor: Actor, serial: str, first: str, second: str) -> VerifyOutcome:
+def resync_serial(
+    app: App, actor: Actor, serial: str, first: str, second: str, origin: str = ""
+) -> VerifyOutcome:
     check_serial(serial)
+    gate = lockout.open_gate(app, token_subject(serial), origin, own_record=True)
+    wait = lockout.check(app, gate)
+    if wait:
+        return VerifyOutcome(VerifyResult.LOCKED, serial, wait)
     now = app.clock.now()
     policy = app.policy.verification
+    counted = gate.own_counter
     verdict = decide_and_store(
-        app, actor, serial, lambda t, fn: resync(t, first, second, now, fn, policy), "resync"
+        app,
+        actor,
+        serial,
+        lambda t, fn: resync(t, first, second, now, fn, policy, own_counter=counted),
+        "resync",
     )
-    return VerifyOutcome(verdict.result, serial, verdict.retry_after)
+    started = lockout.report(app, actor, gate, verdict.result)
+    return VerifyOutcome(verdict.result, serial, verdict.retry_after or started)
 
 
 def revoke_token(app: App, actor: Actor, serial: str, reason: str) -> None:

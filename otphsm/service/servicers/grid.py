@@ -53,7 +53,10 @@ class GridCardServicer(grid_pb2_grpc.GridCardServiceServicer):
         self, request: pb.GridChallengeRequest, context: grpc.ServicerContext
     ) -> pb.GridChallengeResponse:
         challenge = grid.grid_challenge(
-            self._app, current_actor(), convert.codice_fiscale(request.codice_fiscale)
+            self._app,
+            current_actor(),
+            convert.codice_fiscale(request.codice_fiscale),
+            request.origin,
         )
         first, second = challenge.cells
         return pb.GridChallengeResponse(
@@ -75,6 +78,7 @@ class GridCardServicer(grid_pb2_grpc.GridCardServiceServicer):
             convert.codice_fiscale(request.codice_fiscale),
             request.first_value,
             request.second_value,
+            request.origin,
         )
         return convert.verify_response(outcome)
 

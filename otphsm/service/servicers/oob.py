@@ -52,7 +52,11 @@ class OobServicer(oob_pb2_grpc.OobServiceServicer):
         if len(request.code) > MAX_CODE_LENGTH:
             raise InvalidInput(f"code is at most {MAX_CODE_LENGTH} characters")
         outcome = login.verify_login_code(
-            self._app, current_actor(), convert.codice_fiscale(request.codice_fiscale), request.code
+            self._app,
+            current_actor(),
+            convert.codice_fiscale(request.codice_fiscale),
+            request.code,
+            request.origin,
         )
         return convert.verify_response(outcome)
 

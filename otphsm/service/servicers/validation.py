@@ -23,11 +23,13 @@ class ValidationServicer(validation_pb2_grpc.ValidationServiceServicer):
         subject = request.WhichOneof("subject")
         if subject == "serial":
             outcome = validation.verify_serial(
-                self._app, current_actor(), request.serial, request.code
+                self._app, current_actor(), request.serial, request.code, request.origin
             )
         elif subject == "codice_fiscale":
             cf = convert.codice_fiscale(request.codice_fiscale)
-            outcome = validation.verify_citizen(self._app, current_actor(), cf, request.code)
+            outcome = validation.verify_citizen(
+                self._app, current_actor(), cf, request.code, request.origin
+            )
         else:
             raise InvalidInput("set serial or codice_fiscale")
         return convert.verify_response(outcome)
@@ -35,13 +37,20 @@ class ValidationServicer(validation_pb2_grpc.ValidationServiceServicer):
     def TestDevice(
         self, request: pb.TestDeviceRequest, context: grpc.ServicerContext
     ) -> common_pb2.VerifyResponse:
-        outcome = validation.check_device(self._app, current_actor(), request.serial, request.code)
+        outcome = validation.check_device(
+            self._app, current_actor(), request.serial, request.code, request.origin
+        )
         return convert.verify_response(outcome)
 
     def Resync(
         self, request: pb.ResyncRequest, context: grpc.ServicerContext
     ) -> common_pb2.VerifyResponse:
         outcome = validation.resync_serial(
-            self._app, current_actor(), request.serial, request.first_code, request.second_code
+            self._app,
+            current_actor(),
+            request.serial,
+            request.first_code,
+            request.second_code,
+            request.origin,
         )
         return convert.verify_response(outcome)

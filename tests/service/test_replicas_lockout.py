@@ -1,0 +1,109 @@
+"""Fifty copies of one valid code sent at once over two `otphsm serve` replicas sharing
+PostgreSQL: exactly one is accepted, the other 49 are REPLAYED, and the token is not locked
+afterwards (a replay counts nowhere); with and without an origin, by serial and by codice
+fiscale, where the citizen's other token is left untouched."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.fault_support import CITIZEN, HotpToken, Replica, add_hotp_tokens, serve_configs
+
+from otphsm.core.app.context import App
+from otphsm.core.lockout import citizen_subject, token_subject
+from otphsm.service.assembly import assemble
+from otphsm.service.config import load_config
+from otphsm.v1 import common_pb2, validation_pb2
+
+pytestmark = [
+    pytest.mark.softhsm,
+    pytest.mark.postgres,
+    pytest.mark.slow,
+    pytest.mark.timeout(240),
+]
+
+CALLERS = 50
+OK = common_pb2.VerifyResult.Name(common_pb2.VERIFY_RESULT_OK)
+REPLAYED = common_pb2.VerifyResult.Name(common_pb2.VERIFY_RESULT_REPLAYED)
+
+
+def race(
+    replicas: list[Replica], request: validation_pb2.VerifyRequest
+) -> Counter[tuple[str, str]]:
+    """(result, serial named) of CALLERS identical requests released together, alternating
+    between the replicas."""
+    start = threading.Barrier(CALLERS)
+
+    def call(i: int) -> tuple[str, str]:
+        stub: Any = replicas[i % len(replicas)].stub()
+        start.wait(timeout=30)
+        answer = stub.Verify(request, timeout=60)
+        return common_pb2.VerifyResult.Name(answer.result), answer.serial
+
+    with ThreadPoolExecutor(CALLERS) as pool:
+        return Counter(pool.map(call, range(CALLERS)))
+
+
+def assert_not_locked(app: App, token: HotpToken, subject: str, origin: str) -> None:
+    stored = app.store.get_token(token.serial)
+    assert stored is not None
+    assert (stored.failures, stored.lock_level, stored.locked_until) == (0, 0, 0)
+    standing = app.store.origin_standing(subject, origin)
+    assert standing.attempts.version == 0  # no failure counted for the origin
+    assert standing.budget_events == ()  # nor on the unknown origins' budget
+
+
+@pytest.fixture
+def deployment(request: pytest.FixtureRequest, tmp_path: Path, postgres_store_url: str) -> Any:
+    configs = serve_configs(request, tmp_path, postgres_store_url, ("a", "b"))
+    softhsm, pki = request.getfixturevalue("softhsm"), request.getfixturevalue("dev_pki")
+    replicas = [Replica(config, softhsm, pki) for config in configs]
+    assembly = assemble(load_config(configs[0], env={}))
+    try:
+        yield replicas, assembly.app
+    finally:
+        assembly.close()
+        for replica in replicas:
+            replica.close()
+
+
+@pytest.mark.parametrize("origin", ["", "203.0.113.7"])
+def test_fifty_copies_of_a_valid_code_by_serial(deployment: Any, origin: str) -> None:
+    replicas, app = deployment
+    (fob,) = add_hotp_tokens(app, 1)
+    request = validation_pb2.VerifyRequest(serial=fob.serial, code=fob.code(0), origin=origin)
+    results = race(replicas, request)
+    assert results == {(OK, fob.serial): 1, (REPLAYED, fob.serial): CALLERS - 1}, results
+    assert_not_locked(app, fob, token_subject(fob.serial), origin)
+    again = (
+        replicas[1]
+        .stub()
+        .Verify(validation_pb2.VerifyRequest(serial=fob.serial, code=fob.code(1), origin=origin))
+    )
+    assert again.result == common_pb2.VERIFY_RESULT_OK
+
+
+@pytest.mark.parametrize("origin", ["", "203.0.113.7"])
+def test_fifty_copies_of_a_valid_code_by_codice_fiscale(deployment: Any, origin: str) -> None:
+    replicas, app = deployment
+    fob, other = add_hotp_tokens(app, 2)
+    other_before = app.store.get_token(other.serial)
+    request = validation_pb2.VerifyRequest(codice_fiscale=CITIZEN, code=fob.code(0), origin=origin)
+    results = race(replicas, request)
+    # every answer names the token the code was for, never the other one
+    assert results == {(OK, fob.serial): 1, (REPLAYED, fob.serial): CALLERS - 1}, results
+    assert_not_locked(app, fob, citizen_subject(CITIZEN), origin)
+    assert app.store.get_token(other.serial) == other_before  # untouched: not even a write
+    for token in (fob, other):
+        code = token.code(1) if token is fob else token.code(0)
+        accepted = (
+            replicas[0]
+            .stub()
+            .Verify(validation_pb2.VerifyRequest(codice_fiscale=CITIZEN, code=code, origin=origin))
+        )
+        assert (accepted.result, accepted.serial) == (common_pb2.VERIFY_RESULT_OK, token.serial)
