@@ -1,11 +1,13 @@
 """Provisioning a token: the Security Officer makes the trusted KEK, the user the pepper key.
 
 Idempotent: keys that exist are checked and kept, never replaced (replacing the KEK would
-orphan every wrapped seed).
+orphan every wrapped seed). On an HSM that cannot keep seeds confined, provisioning names the
+guarantee it lacks and leaves nothing behind: keys it created are destroyed again.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,14 +16,24 @@ import pkcs11.exceptions as p11e
 from pkcs11 import Attribute, KeyType, ObjectClass
 
 from otphsm.hsm import templates
-from otphsm.hsm.errors import HsmKeyMissing
+from otphsm.hsm.errors import RECOVERABLE, HsmError, HsmKeyMissing, HsmKeyUnsafe, ckr_of
 from otphsm.hsm.session import HsmSessionOwner, SessionContext
+from otphsm.hsm.vault import HsmSeedVault
 
 
 @dataclass(frozen=True)
 class ProvisionReport:
     kek_created: bool
     pepper_created: bool
+
+
+_KEK_GUARANTEES: tuple[tuple[str, templates.Template], ...] = (
+    ("a trusted wrapping key (CKA_TRUSTED)", {Attribute.TRUSTED: True}),
+    (
+        "an unwrap template that confines unwrapped seeds (CKA_UNWRAP_TEMPLATE)",
+        {Attribute.UNWRAP_TEMPLATE: templates.KEK_UNWRAP_TEMPLATE},
+    ),
+)
 
 
 def provision(owner: HsmSessionOwner, so_pin: str) -> ProvisionReport:
@@ -36,9 +48,14 @@ def provision(owner: HsmSessionOwner, so_pin: str) -> ProvisionReport:
                     "remove it or choose another hsm.kek_label"
                 )
             return False
-        session.generate_key(
-            KeyType.AES, 256, label=config.kek_label, store=True, template=templates.KEK
-        )
+        try:
+            session.generate_key(
+                KeyType.AES, 256, label=config.kek_label, store=True, template=templates.KEK
+            )
+        except RECOVERABLE:
+            raise
+        except p11e.PKCS11Error as exc:
+            raise _missing_kek_guarantee(session, config.token_label, exc) from exc
         return True
 
     def make_pepper(ctx: SessionContext) -> bool:
@@ -54,8 +71,71 @@ def provision(owner: HsmSessionOwner, so_pin: str) -> ProvisionReport:
         return True
 
     kek_created = owner.run_as_security_officer(so_pin, "creating the KEK", make_kek)
-    pepper_created = owner.run("creating the pepper key", make_pepper)
+    pepper_created = False
+    try:
+        pepper_created = owner.run("creating the pepper key", make_pepper)
+        HsmSeedVault(owner).check_keys()
+    except HsmError:
+        _remove_created(owner, so_pin, kek=kek_created, pepper=pepper_created)
+        raise
     return ProvisionReport(kek_created=kek_created, pepper_created=pepper_created)
+
+
+def _missing_kek_guarantee(
+    session: pkcs11.Session, token_label: str, refused: p11e.PKCS11Error
+) -> HsmError:
+    """Name the first KEK attribute this HSM refuses, trying each on a throw-away session key."""
+    base: templates.Template = {
+        k: v
+        for k, v in templates.KEK.items()
+        if k not in (Attribute.TRUSTED, Attribute.UNWRAP_TEMPLATE)
+    }
+    base[Attribute.TOKEN] = False
+    for guarantee, attribute in _KEK_GUARANTEES:
+        try:
+            probe = session.generate_key(
+                KeyType.AES, 256, template=templates.extended(base, attribute)
+            )
+        except RECOVERABLE:
+            raise
+        except p11e.PKCS11Error as exc:
+            code, name = ckr_of(exc)
+            return HsmKeyUnsafe(
+                f"the HSM of token {token_label!r} cannot make {guarantee}, so it cannot keep "
+                "seeds confined: otphsm will not provision it (nothing was created)",
+                ckr=code,
+                ckr_name=name,
+            )
+        with contextlib.suppress(p11e.PKCS11Error):
+            probe.destroy()
+    code, name = ckr_of(refused)
+    return HsmKeyUnsafe(
+        f"the HSM of token {token_label!r} refused to make the KEK (nothing was created)",
+        ckr=code,
+        ckr_name=name,
+    )
+
+
+def _remove_created(owner: HsmSessionOwner, so_pin: str, *, kek: bool, pepper: bool) -> None:
+    config = owner.config
+
+    def destroy(session: pkcs11.Session, label: str, key_type: KeyType) -> None:
+        key = _find_one(session, label, key_type)
+        if key is not None:
+            key.destroy()
+
+    with contextlib.suppress(HsmError):
+        if pepper:
+            owner.run(
+                "removing the pepper key just made",
+                lambda ctx: destroy(ctx.session, config.pepper_label, KeyType.GENERIC_SECRET),
+            )
+        if kek:
+            owner.run_as_security_officer(
+                so_pin,
+                "removing the KEK just made",
+                lambda session: destroy(session, config.kek_label, KeyType.AES),
+            )
 
 
 def _find_one(session: pkcs11.Session, label: str, key_type: KeyType) -> Any:

@@ -20,11 +20,11 @@ from otphsm.core.otp import HashAlgorithm
 from otphsm.core.seeds import EcdhSeed, SeedRef, SeedStorage
 from otphsm.hsm import templates
 from otphsm.hsm.cache import HandleCache
+from otphsm.hsm.confinement import check_unwrap_is_confined
 from otphsm.hsm.errors import (
     RECOVERABLE,
     HsmCapacityExceeded,
     HsmKeyMissing,
-    HsmKeyUnsafe,
     HsmOperationRefused,
     ckr_of,
 )
@@ -104,15 +104,14 @@ class HsmSeedVault:
             if self._config.seed_storage is SeedStorage.RESIDENT:
                 object_id = ctx.session.generate_random(128)
                 ctx.session.create_object(
-                    {
-                        **templates.SEED_RESIDENT,
-                        Attribute.ID: object_id,
-                        Attribute.VALUE: bytes(value),
-                    }
+                    templates.extended(
+                        templates.SEED_RESIDENT,
+                        {Attribute.ID: object_id, Attribute.VALUE: bytes(value)},
+                    )
                 )
                 return SeedRef(SeedStorage.RESIDENT, object_id)
             key = ctx.session.create_object(
-                {**templates.SEED_TO_WRAP, Attribute.VALUE: bytes(value)}
+                templates.extended(templates.SEED_TO_WRAP, {Attribute.VALUE: bytes(value)})
             )
             return self._wrap_and_destroy(ctx, key)
 
@@ -227,30 +226,14 @@ class HsmSeedVault:
         self._owner.run("checking the provisioned keys", op)
 
     def _check_unwrap_is_confined(self, ctx: SessionContext, kek: Key) -> None:
-        """Ask the KEK to unwrap a throw-away seed into a readable key: it must refuse, or
-        whoever holds the user PIN could read every stored seed."""
-        probe = ctx.session.generate_key(
-            KeyType.GENERIC_SECRET,
-            160,
-            template=templates.without_class_and_type(templates.SEED_TO_WRAP),
-        )
-        blob = self._wrap_and_destroy(ctx, probe).data
-        try:
-            readable = kek.unwrap_key(
-                ObjectClass.SECRET_KEY,
-                KeyType.GENERIC_SECRET,
-                blob,
-                mechanism=self._wrap_mechanism,
-                mechanism_param=self._wrap_param,
-                template=templates.PROBE_UNWRAP_READABLE,
-            )
-        except (p11e.TemplateInconsistent, p11e.TemplateIncomplete, p11e.AttributeValueInvalid):
-            return
-        readable.destroy()
-        raise HsmKeyUnsafe(
-            f"the KEK {self._config.kek_label!r} on token {self._config.token_label!r} unwraps a "
-            "seed into a readable key (it has no CKA_UNWRAP_TEMPLATE, or the HSM ignores it): "
-            "provision a new token with this version of otphsm and re-issue its tokens"
+        """The KEK must unwrap a seed into nothing but a sensitive, locked session object, or
+        whoever holds the user PIN could read every stored seed (`confinement`)."""
+        check_unwrap_is_confined(
+            ctx.session,
+            kek,
+            lambda key: self._wrap_and_destroy(ctx, key).data,
+            (self._wrap_mechanism, self._wrap_param),
+            f"{self._config.kek_label!r} on token {self._config.token_label!r}",
         )
 
     def _wrap_and_destroy(self, ctx: SessionContext, key: Key) -> SeedRef:
