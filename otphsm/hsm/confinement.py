@@ -40,6 +40,16 @@ class _Expect:
     """What it means when the read-back differs ("is modifiable")."""
 
 
+_SEED_GUARANTEES: tuple[tuple[str, templates.Template], ...] = (
+    (
+        "a seed wrappable only under a trusted key (CKA_WRAP_WITH_TRUSTED)",
+        {Attribute.WRAP_WITH_TRUSTED: True},
+    ),
+    ("a seed that cannot be copied (CKA_COPYABLE false)", {Attribute.COPYABLE: False}),
+    ("a seed that cannot be modified (CKA_MODIFIABLE false)", {Attribute.MODIFIABLE: False}),
+)
+_SEED_LOCKS = (Attribute.WRAP_WITH_TRUSTED, Attribute.COPYABLE, Attribute.MODIFIABLE)
+
 _SENSITIVE = _Expect(Attribute.SENSITIVE, True, "is readable (CKA_SENSITIVE false)")
 _LOCKED_DOWN = (
     _Expect(Attribute.TOKEN, False, "persists on the token (CKA_TOKEN true)"),
@@ -92,20 +102,20 @@ def check_unwrap_is_confined(
             ckr_name=name,
         )
 
-    try:
-        probe = session.generate_key(
-            KeyType.GENERIC_SECRET,
-            PROBE_BITS,
-            template=templates.without_class_and_type(templates.SEED_TO_WRAP),
+    def make_seed(template: templates.Template) -> Key:
+        return session.generate_key(
+            KeyType.GENERIC_SECRET, PROBE_BITS, template=templates.without_class_and_type(template)
         )
+
+    try:
+        probe = make_seed(templates.SEED_TO_WRAP)
     except RECOVERABLE:
         raise
     except p11e.PKCS11Error as exc:
-        raise unsafe(
-            "the HSM cannot make a seed wrappable only under a trusted key and locked "
-            "(CKA_WRAP_WITH_TRUSTED, CKA_COPYABLE, CKA_MODIFIABLE)",
-            exc,
-        ) from exc
+        base = {k: v for k, v in templates.SEED_TO_WRAP.items() if k not in _SEED_LOCKS}
+        missing = first_refused(make_seed, base, _SEED_GUARANTEES)
+        what = missing[0] if missing else "a seed to wrap (SEED_TO_WRAP)"
+        raise unsafe(f"the HSM cannot make {what}", missing[1] if missing else exc) from exc
     try:
         blob = wrap(probe)
     except RECOVERABLE:
@@ -151,6 +161,24 @@ def check_unwrap_is_confined(
             _destroy(key)
         if broken:
             raise unsafe(f"what it unwraps as {shape} {broken}")
+
+
+def first_refused(
+    make: Callable[[templates.Template], Key],
+    base: templates.Template,
+    guarantees: tuple[tuple[str, templates.Template], ...],
+) -> tuple[str, p11e.PKCS11Error] | None:
+    """The first guarantee whose attributes, added to `base`, the HSM refuses to make a
+    throw-away session key with; None when it makes every one."""
+    for guarantee, attributes in guarantees:
+        try:
+            key = make(templates.extended(base, attributes))
+        except RECOVERABLE:
+            raise
+        except p11e.PKCS11Error as exc:
+            return guarantee, exc
+        _destroy(key)
+    return None
 
 
 def _first_broken(key: Key, expectations: tuple[_Expect, ...]) -> str | None:

@@ -16,6 +16,7 @@ import pkcs11.exceptions as p11e
 from pkcs11 import Attribute, KeyType, ObjectClass
 
 from otphsm.hsm import templates
+from otphsm.hsm.confinement import first_refused
 from otphsm.hsm.errors import RECOVERABLE, HsmError, HsmKeyMissing, HsmKeyUnsafe, ckr_of
 from otphsm.hsm.session import HsmSessionOwner, SessionContext
 from otphsm.hsm.vault import HsmSeedVault
@@ -91,26 +92,16 @@ def _missing_kek_guarantee(
         if k not in (Attribute.TRUSTED, Attribute.UNWRAP_TEMPLATE)
     }
     base[Attribute.TOKEN] = False
-    for guarantee, attribute in _KEK_GUARANTEES:
-        try:
-            probe = session.generate_key(
-                KeyType.AES, 256, template=templates.extended(base, attribute)
-            )
-        except RECOVERABLE:
-            raise
-        except p11e.PKCS11Error as exc:
-            code, name = ckr_of(exc)
-            return HsmKeyUnsafe(
-                f"the HSM of token {token_label!r} cannot make {guarantee}, so it cannot keep "
-                "seeds confined: otphsm will not provision it (nothing was created)",
-                ckr=code,
-                ckr_name=name,
-            )
-        with contextlib.suppress(p11e.PKCS11Error):
-            probe.destroy()
-    code, name = ckr_of(refused)
+    missing = first_refused(
+        lambda template: session.generate_key(KeyType.AES, 256, template=template),
+        base,
+        _KEK_GUARANTEES,
+    )
+    what = f"make {missing[0]}" if missing else "make the KEK"
+    code, name = ckr_of(missing[1] if missing else refused)
     return HsmKeyUnsafe(
-        f"the HSM of token {token_label!r} refused to make the KEK (nothing was created)",
+        f"the HSM of token {token_label!r} cannot {what}, so it cannot keep seeds confined: "
+        "otphsm will not provision it (nothing was created)",
         ckr=code,
         ckr_name=name,
     )
