@@ -28,6 +28,7 @@ from otphsm.hsm.errors import (
     HsmOperationRefused,
     ckr_of,
 )
+from otphsm.hsm.keks import kek_labels
 from otphsm.hsm.mechanisms import HMAC_MECHANISMS, wrap_mechanism
 from otphsm.hsm.session import HsmSessionOwner, SessionContext
 
@@ -62,6 +63,18 @@ class HsmSeedVault:
     @property
     def cache(self) -> HandleCache[CacheKey, Key]:
         return self._seeds
+
+    @property
+    def wrap_mechanism(self) -> tuple[Mechanism, bytes | None]:
+        return self._wrap_mechanism, self._wrap_param
+
+    def kek(self, ctx: SessionContext, label: str) -> Key:
+        """The KEK labelled `label` (a handle cached for this session)."""
+        return self._named_key(ctx, label, KeyType.AES)
+
+    def forget_key(self, label: str) -> None:
+        """Drop a cached handle (its key was destroyed)."""
+        self._named_keys.pop(label)
 
     # --- the OtpHsm port -------------------------------------------------------------------
 
@@ -219,7 +232,7 @@ class HsmSeedVault:
         """Fail with an actionable error now if the KEK or the pepper key is missing."""
 
         def op(ctx: SessionContext) -> None:
-            kek = self._named_key(ctx, self._config.kek_label, KeyType.AES)
+            kek = self._named_key(ctx, self._current_kek_label(ctx), KeyType.AES)
             self._named_key(ctx, self._config.pepper_label, KeyType.GENERIC_SECRET)
             self._check_unwrap_is_confined(ctx, kek)
 
@@ -233,18 +246,25 @@ class HsmSeedVault:
             kek,
             lambda key: self._wrap_and_destroy(ctx, key).data,
             (self._wrap_mechanism, self._wrap_param),
-            f"{self._config.kek_label!r} on token {self._config.token_label!r}",
+            f"{self._current_kek_label(ctx)!r} on token {self._config.token_label!r}",
         )
 
     def _wrap_and_destroy(self, ctx: SessionContext, key: Key) -> SeedRef:
         try:
-            kek = self._named_key(ctx, self._config.kek_label, KeyType.AES)
+            label = self._current_kek_label(ctx)
+            kek = self._named_key(ctx, label, KeyType.AES)
             blob = kek.wrap_key(
                 key, mechanism=self._wrap_mechanism, mechanism_param=self._wrap_param
             )
         finally:
             key.destroy()
-        return SeedRef(SeedStorage.WRAPPED, bytes(blob))
+        return SeedRef(SeedStorage.WRAPPED, bytes(blob), label)
+
+    def _current_kek_label(self, ctx: SessionContext) -> str:
+        """The newest KEK generation on the token (`keks`); looked up at every wrap, so a
+        rotation's new KEK wraps new seeds at once, in every replica."""
+        labels = kek_labels(ctx.session, self._config.kek_label)
+        return labels[-1] if labels else self._config.kek_label
 
     def _sign_with_seed(
         self, ctx: SessionContext, seed: SeedRef, mechanism: Mechanism, message: bytes
@@ -274,7 +294,7 @@ class HsmSeedVault:
                     f"resident seed {seed.fingerprint} is not on the token"
                 ) from None
             return key
-        kek = self._named_key(ctx, self._config.kek_label, KeyType.AES)
+        kek = self._named_key(ctx, seed.kek or self._config.kek_label, KeyType.AES)
         for attempt in range(2):
             try:
                 return kek.unwrap_key(

@@ -182,6 +182,17 @@ MIGRATIONS: tuple[Migration, ...] = (
             "WHERE kind = 'mobile' AND state = 'active'",
         ),
     ),
+    Migration(
+        5,
+        "which KEK wraps each stored seed (KEK rotation)",
+        (
+            # NULL: wrapped before rotation existed, under the first KEK (hsm.kek_label).
+            "ALTER TABLE tokens ADD COLUMN seed_kek {text}",
+            "ALTER TABLE grid_cards ADD COLUMN key_kek {text}",
+            "CREATE INDEX tokens_by_seed_kek ON tokens (seed_kek, serial)",
+            "CREATE INDEX grid_cards_by_key_kek ON grid_cards (key_kek, serial)",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

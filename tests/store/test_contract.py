@@ -41,6 +41,7 @@ from otphsm.core.seeds import SeedRef, SeedStorage
 from otphsm.core.tokens import OtpMode, OtpParameters, TokenKind, TokenState
 from otphsm.store import LATEST_VERSION, SqlStore, StoreUnavailable, open_store, sqlite_path
 from otphsm.store import sql_store as sql_store_module
+from otphsm.store.schema import MIGRATIONS
 
 OpenStore = Callable[[str], SqlStore]
 
@@ -61,6 +62,7 @@ def test_migrate_twice_is_a_no_op(store: SqlStore) -> None:
         (1, "citizens, tokens, single-use records, audit chain"),
         (2, "login code prefixes, rate limits, Security Cards"),
         (3, "one active mobile token per citizen"),
+        (5, "which KEK wraps each stored seed (KEK rotation)"),
     ]
     assert store.snapshot() == before
 
@@ -104,7 +106,9 @@ def test_concurrent_migrations_from_two_processes_apply_once(
 ) -> None:
     assert run_processes(migrate_concurrently, 3, shared_store_url) == ["migrated"] * 3
     migrated = open_test_store(shared_store_url)
-    assert [version for version, _ in migrated.applied_migrations()] == [1, 2, 3]
+    assert [version for version, _ in migrated.applied_migrations()] == [
+        migration.version for migration in MIGRATIONS
+    ]
 
 
 # citizens
