@@ -1,4 +1,5 @@
-"""`otphsm admin hsm rotate-kek`: key rotation on the HSM token of a configuration."""
+"""`otphsm admin hsm rotate-kek` and `rotate-pepper`: key rotation on the HSM token of a
+configuration."""
 
 from __future__ import annotations
 
@@ -28,6 +29,19 @@ def register(tree: CommandTree) -> None:
         default=10.0,
         help="wait before the last count, for issuances in flight (default 10)",
     )
+    _register_pepper(tree)
+
+
+def _register_pepper(tree: CommandTree) -> None:
+    parser = tree.command(
+        "admin",
+        "hsm",
+        "rotate-pepper",
+        handler=_rotate_pepper,
+        help="make a new pepper key for every MAC from now on; older ones stay, so audit "
+        "entries and stored codes made with them stay checkable",
+    )
+    parser.add_argument("--config", type=Path, required=True, help="TOML configuration file")
 
 
 def _so_pin_option(parser: argparse.ArgumentParser) -> None:
@@ -77,4 +91,19 @@ def _rotate_kek(args: argparse.Namespace) -> int:
     if report.kept:
         print(f"kept (still used): {', '.join(report.kept)}; run the command again to finish")
         return 1
+    return 0
+
+
+def _rotate_pepper(args: argparse.Namespace) -> int:
+    from otphsm.core.app.key_rotation import rotate_pepper
+    from otphsm.hsm.peppers import HsmPepperRing
+    from otphsm.service.assembly import assemble
+    from otphsm.service.config import load_config
+
+    assembly = assemble(load_config(args.config))
+    try:
+        label = rotate_pepper(assembly.app, HsmPepperRing(assembly.vault))
+    finally:
+        assembly.close()
+    print(f"pepper key {label!r} made: every new MAC is made with it")
     return 0

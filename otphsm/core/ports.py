@@ -47,6 +47,16 @@ class OtpHsm(Protocol):
         """HMAC-SHA256 under the HSM-resident pepper key (activation codes, audit chain)."""
         ...
 
+    def keyed_digests(self, data: bytes) -> list[bytes]:
+        """`data`'s keyed digest under every pepper key generation, newest first: a stored
+        digest made before a pepper rotation is among them."""
+        ...
+
+    def keyed_digest_matches(self, data: bytes, digest: bytes) -> bool:
+        """Whether `digest` is `data`'s keyed digest under the pepper generation it was made
+        with (before or after a rotation)."""
+        ...
+
 
 class KeyRing(Protocol):
     """The HSM's KEK generations, for KEK rotation (Security Officer operations)."""
@@ -69,6 +79,18 @@ class KeyRing(Protocol):
         ...
 
     def destroy(self, label: str) -> None: ...
+
+
+class PepperRing(Protocol):
+    """The HSM's pepper key generations, for pepper rotation."""
+
+    def labels(self) -> list[str]:
+        """Oldest first; the last MACs everything new."""
+        ...
+
+    def create_next(self) -> str:
+        """Make the next pepper key; its label. Older ones stay, so their MACs stay checkable."""
+        ...
 
 
 class Conflict(Exception):

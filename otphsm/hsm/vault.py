@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from collections.abc import Callable
 from typing import Any
 
 import pkcs11.exceptions as p11e
@@ -30,6 +31,7 @@ from otphsm.hsm.errors import (
 )
 from otphsm.hsm.keks import kek_labels
 from otphsm.hsm.mechanisms import HMAC_MECHANISMS, wrap_mechanism
+from otphsm.hsm.peppers import Peppers
 from otphsm.hsm.session import HsmSessionOwner, SessionContext
 
 GENERATED_SEED_LENGTHS = (20, 32, 64)
@@ -52,6 +54,7 @@ class HsmSeedVault:
         self._wrap_mechanism, self._wrap_param = wrap_mechanism(owner.config.wrap_mechanism)
         self._seeds: HandleCache[CacheKey, Key] = HandleCache(owner.config.handle_cache_size)
         self._named_keys: HandleCache[str, Key] = HandleCache(8)
+        self._peppers = Peppers(owner.config.pepper_label)
 
     @property
     def owner(self) -> HsmSessionOwner:
@@ -220,11 +223,35 @@ class HsmSeedVault:
         )
 
     def keyed_digest(self, data: bytes) -> bytes:
-        def op(ctx: SessionContext) -> bytes:
-            pepper = self._named_key(ctx, self._config.pepper_label, KeyType.GENERIC_SECRET)
-            return bytes(pepper.sign(data, mechanism=Mechanism.SHA256_HMAC))
+        """`data`'s MAC under the newest pepper key (`peppers`)."""
+        return self._owner.run(
+            "computing a keyed digest",
+            lambda ctx: self._peppers.digest(ctx.session, self._pepper_lookup(ctx), data),
+        )
 
-        return self._owner.run("computing a keyed digest", op)
+    def keyed_digests(self, data: bytes) -> list[bytes]:
+        """`data`'s MAC under every pepper generation, newest first (to find a stored MAC)."""
+        return self._owner.run(
+            "computing keyed digests",
+            lambda ctx: self._peppers.digests(ctx.session, self._pepper_lookup(ctx), data),
+        )
+
+    def keyed_digest_matches(self, data: bytes, mac: bytes) -> bool:
+        """Whether `mac` is `data`'s MAC under the pepper generation it names."""
+        try:
+            return self._owner.run(
+                "checking a keyed digest",
+                lambda ctx: self._peppers.matches(self._pepper_lookup(ctx), data, mac),
+            )
+        except HsmKeyMissing:
+            return False  # made with a pepper no longer on the token
+
+    def forget_newest_pepper(self) -> None:
+        """Look for the newest pepper at the next MAC (after this process made one)."""
+        self._peppers.forget_newest()
+
+    def _pepper_lookup(self, ctx: SessionContext) -> Callable[[str], Key]:
+        return lambda label: self._named_key(ctx, label, KeyType.GENERIC_SECRET)
 
     # --- internals -------------------------------------------------------------------------
 

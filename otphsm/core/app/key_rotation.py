@@ -1,5 +1,5 @@
-"""KEK rotation: a new KEK, every stored seed re-wrapped under it inside the HSM, the old KEK
-destroyed once no row uses it.
+"""Key rotation. KEK rotation: a new KEK, every stored seed re-wrapped under it inside the
+HSM, the old KEK destroyed once no row uses it.
 
 Resumable: rows are processed in pages; each write is conditional on the row still holding
 the old blob under the old KEK (`Store.rewrap_seed`), so a rerun after a crash, or a replica's
@@ -7,7 +7,7 @@ write in between, is safe. A run finds the KEKs on the token: with one, it start
 (a new KEK); with several, it carries the unfinished one on into the newest. Audited: start
 (or resume), one entry per page, end. New seeds are wrapped under the newest KEK from the
 moment it exists, and the service unwraps each seed with the KEK its row names, so codes
-verify throughout.
+verify throughout. Pepper rotation: `rotate_pepper`.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ from dataclasses import dataclass
 
 from otphsm.core.app.context import App
 from otphsm.core.errors import ConfigurationError, DeviceRefused
-from otphsm.core.ports import KeyRing
+from otphsm.core.ports import KeyRing, PepperRing
 from otphsm.core.seeds import SeedHolder
 
 ACTOR = "otphsm admin hsm rotate-kek"
+PEPPER_ACTOR = "otphsm admin hsm rotate-pepper"
 
 
 @dataclass(frozen=True)
@@ -130,3 +131,14 @@ def _in_use(app: App, kek: str, *, unlabelled: bool) -> bool:
         app.store.seeds_wrapped_under(holder, kek, unlabelled=unlabelled, after="", limit=1)
         for holder in SeedHolder
     )
+
+
+def rotate_pepper(app: App, ring: PepperRing) -> str:
+    """Make the next pepper key: every MAC from now on is made with it (the audit entry that
+    records the rotation first). Older pepper keys stay on the token, so the audit entries and
+    the stored codes made with them stay checkable; a MAC names the generation it was made
+    with."""
+    previous = ring.labels()
+    label = ring.create_next()
+    app.audit(PEPPER_ACTOR, "pepper_rotated", label, previous=previous[-1] if previous else "")
+    return label
