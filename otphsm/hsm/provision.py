@@ -18,6 +18,7 @@ from pkcs11 import Attribute, KeyType, ObjectClass
 from otphsm.hsm import templates
 from otphsm.hsm.confinement import first_refused
 from otphsm.hsm.errors import RECOVERABLE, HsmError, HsmKeyMissing, HsmKeyUnsafe, ckr_of
+from otphsm.hsm.keks import kek_labels
 from otphsm.hsm.session import HsmSessionOwner, SessionContext
 from otphsm.hsm.vault import HsmSeedVault
 
@@ -41,11 +42,13 @@ def provision(owner: HsmSessionOwner, so_pin: str) -> ProvisionReport:
     config = owner.config
 
     def make_kek(session: pkcs11.Session) -> bool:
-        existing = _find_one(session, config.kek_label, KeyType.AES)
+        generations = kek_labels(session, config.kek_label)  # after a rotation: `<label>-N`
+        newest = generations[-1] if generations else config.kek_label
+        existing = _find_one(session, newest, KeyType.AES)
         if existing is not None:
             if not existing[Attribute.TRUSTED] or not existing[Attribute.WRAP]:
                 raise HsmKeyMissing(
-                    f"key {config.kek_label!r} exists but is not a trusted wrapping key: "
+                    f"key {newest!r} exists but is not a trusted wrapping key: "
                     "remove it or choose another hsm.kek_label"
                 )
             return False

@@ -216,3 +216,12 @@ def test_a_seed_stored_under_the_old_kek_during_the_run_keeps_it(rotating: Rotat
     assert late is not None and late.seed is not None
     expected = hmac.new(b"late seed, 20 bytes!", b"x", "sha1").digest()
     assert rotating.vault.hmac(late.seed, HashAlgorithm.SHA1, b"x") == expected
+
+
+def test_provisioning_after_a_rotation_keeps_the_newest_kek(
+    rotating: Rotating, softhsm: Any
+) -> None:
+    rotate_kek(rotating.app, rotating.ring, settle_seconds=0)
+    report = provision(rotating.vault.owner, softhsm.so_pin)
+    assert (report.kek_created, report.pepper_created) == (False, False)
+    assert rotating.ring.labels() == [f"{rotating.first}-2"]
