@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "otphsm.cli.fobs",
     "otphsm.cli.card",
     "otphsm.cli.service",
+    "otphsm.cli.hsm_keys",
     "otphsm.cli.sim_push",
     "otphsm.cli.enrol",
     "otphsm.cli.token",

@@ -115,10 +115,20 @@ def verify_chain(
     entries: Iterable[AuditEntry],
     keyed_digest: Callable[[bytes], bytes],
     expected_head: AuditHead | None = None,
+    *,
+    mac_matches: Callable[[bytes, bytes], bool] | None = None,
 ) -> AuditReport:
     """Check `entries` (in seq order) link by link; with `expected_head`, also that the entry
     recorded then is still there with the same hash (TRUNCATED if absent, HEAD_MISMATCH if
-    its hash differs)."""
+    its hash differs). Each MAC is checked by `mac_matches(data, mac)` when given (the HSM's
+    check across pepper rotations: an entry keeps the pepper generation it was made with),
+    else against `keyed_digest(data)`."""
+
+    def matches(data: bytes, mac: bytes) -> bool:
+        if mac_matches is not None:
+            return mac_matches(data, mac)
+        return hmac.compare_digest(keyed_digest(data), mac)
+
     findings: list[AuditFinding] = []
     expected_seq = 1
     prev_hash = GENESIS
@@ -134,7 +144,7 @@ def verify_chain(
             findings.append(AuditFinding(entry.seq, AuditProblem.BROKEN_LINK))
         if chain_hash(entry.prev_hash, entry) != entry.entry_hash:
             findings.append(AuditFinding(entry.seq, AuditProblem.HASH_MISMATCH))
-        if not hmac.compare_digest(keyed_digest(b"audit:" + entry.entry_hash), entry.mac):
+        if not matches(b"audit:" + entry.entry_hash, entry.mac):
             findings.append(AuditFinding(entry.seq, AuditProblem.BAD_MAC))
         if expected_head is not None and entry.seq == expected_head.seq:
             head_found = True

@@ -19,7 +19,7 @@ from otphsm.core.records import (
     OobPurpose,
     RateLimit,
 )
-from otphsm.core.seeds import EcdhSeed, SeedRef
+from otphsm.core.seeds import EcdhSeed, SeedHolder, SeedRef, StoredSeed
 from otphsm.core.tokens import Token
 
 __all__ = ["Clock", "Conflict", "OtpHsm", "PushGateway", "SmsGateway", "Store"]
@@ -46,6 +46,51 @@ class OtpHsm(Protocol):
 
     def keyed_digest(self, data: bytes) -> bytes:
         """HMAC-SHA256 under the HSM-resident pepper key (activation codes, audit chain)."""
+        ...
+
+    def keyed_digests(self, data: bytes) -> list[bytes]:
+        """`data`'s keyed digest under every pepper key generation, newest first: a stored
+        digest made before a pepper rotation is among them."""
+        ...
+
+    def keyed_digest_matches(self, data: bytes, digest: bytes) -> bool:
+        """Whether `digest` is `data`'s keyed digest under the pepper generation it was made
+        with (before or after a rotation)."""
+        ...
+
+
+class KeyRing(Protocol):
+    """The HSM's KEK generations, for KEK rotation (Security Officer operations)."""
+
+    @property
+    def first(self) -> str:
+        """The first KEK's label: a seed stored without a KEK label is wrapped under it."""
+        ...
+
+    def labels(self) -> list[str]:
+        """The KEKs on the token, oldest first; the last wraps new seeds."""
+        ...
+
+    def create_next(self) -> str:
+        """Make the next KEK (checked like at start-up); its label."""
+        ...
+
+    def rewrap(self, seed: SeedRef, to_kek: str) -> SeedRef:
+        """`seed` wrapped under `to_kek`, inside the HSM; DeviceRefused if its KEK forbids it."""
+        ...
+
+    def destroy(self, label: str) -> None: ...
+
+
+class PepperRing(Protocol):
+    """The HSM's pepper key generations, for pepper rotation."""
+
+    def labels(self) -> list[str]:
+        """Oldest first; the last MACs everything new."""
+        ...
+
+    def create_next(self) -> str:
+        """Make the next pepper key; its label. Older ones stay, so their MACs stay checkable."""
         ...
 
 
@@ -187,6 +232,18 @@ class Store(Protocol):
     def update_grid_card(self, card: GridCard) -> bool: ...
 
     # audit
+    def seeds_wrapped_under(
+        self, holder: SeedHolder, kek: str, *, unlabelled: bool, after: str, limit: int
+    ) -> list[StoredSeed]:
+        """Up to `limit` wrapped seeds under KEK `kek` (and, if `unlabelled`, those stored
+        with no KEK label), with serials after `after`, in serial order."""
+        ...
+
+    def rewrap_seed(self, stored: StoredSeed, new: SeedRef) -> bool:
+        """Store `new` (bumping the version) only if the row still holds `stored.seed` under
+        the same KEK; False otherwise."""
+        ...
+
     def append_audit(self, build: Callable[[AuditEntry | None], AuditEntry]) -> AuditEntry:
         """Serialised across writers: `build(last_entry)` makes the next entry, which is stored
         with seq = last.seq + 1 (1 for the first) in the same transaction."""

@@ -19,6 +19,9 @@ class SeedRef:
     storage: SeedStorage
     data: bytes
     """The wrapped blob (WRAPPED) or the token object's CKA_ID (RESIDENT)."""
+    kek: str | None = None
+    """WRAPPED: the label of the KEK it is wrapped under; None for a seed stored before KEK
+    rotation existed, wrapped under the first KEK (`hsm.kek_label`)."""
 
     @property
     def fingerprint(self) -> str:
@@ -27,6 +30,22 @@ class SeedRef:
 
     def __repr__(self) -> str:
         return f"SeedRef({self.storage.value}, {self.fingerprint})"
+
+
+class SeedHolder(enum.StrEnum):
+    """What a stored seed belongs to."""
+
+    TOKEN = "token"  # noqa: S105 (a kind of record, not a secret)
+    GRID_CARD = "grid_card"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSeed:
+    """A wrapped seed as the store holds it, for KEK rotation."""
+
+    holder: SeedHolder
+    serial: str
+    seed: SeedRef
 
 
 @dataclass(frozen=True, slots=True)

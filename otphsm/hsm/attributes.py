@@ -1,6 +1,7 @@
 """python-pkcs11's attribute mapper, taught the one array attribute we set: the KEK's
 CKA_UNWRAP_TEMPLATE, which makes the HSM refuse to unwrap a seed into anything but a
-sensitive, unextractable, sign-only session object.
+sensitive, locked session object wrappable only under a trusted key
+(`templates.KEK_UNWRAP_TEMPLATE`).
 
 An array attribute's value is an array of CK_ATTRIBUTE structs whose pointers must stay valid
 while the module reads them, so packed templates are kept for the life of the process (there
@@ -43,7 +44,12 @@ def _packed(items: tuple[tuple[Attribute, Any], ...]) -> tuple[bytes, tuple[Any,
 
 
 def pack_template(template: dict[Attribute, Any]) -> bytes:
-    return _packed(tuple(sorted(template.items())))[0]
+    """CKA_MODIFIABLE goes last: SoftHSM applies attributes in order and refuses any after it."""
+    return _packed(tuple(sorted(template.items(), key=_modifiable_last)))[0]
+
+
+def _modifiable_last(item: tuple[Attribute, Any]) -> tuple[bool, int]:
+    return item[0] is Attribute.MODIFIABLE, int(item[0])
 
 
 def _unreadable(raw: bytes) -> bytes:

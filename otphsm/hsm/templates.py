@@ -1,5 +1,10 @@
 """Key attribute sets as data. Every key is made from a full template (SoftHSM's defaults are
-not safe: secret keys default to SENSITIVE=false with encrypt/decrypt/wrap/unwrap on)."""
+not safe: secret keys default to SENSITIVE=false with encrypt/decrypt/wrap/unwrap on).
+
+Every seed object is locked: `COPYABLE=false` (C_CopyObject could make a persistent or looser
+copy) and `MODIFIABLE=false` (C_SetAttributeValue could loosen it). SoftHSM applies a
+template's attributes in order and refuses any after `MODIFIABLE=false` (AttributeReadOnly),
+so `_LOCKED` always comes last."""
 
 from __future__ import annotations
 
@@ -18,6 +23,12 @@ _NO_OTHER_USES: Template = {
     Attribute.DERIVE: False,
 }
 
+_LOCKED: Template = {
+    Attribute.COPYABLE: False,
+    Attribute.MODIFIABLE: False,
+}
+"""Last in every seed template (see the module docstring)."""
+
 PEPPER: Template = {
     **_NO_OTHER_USES,
     Attribute.TOKEN: True,
@@ -34,32 +45,57 @@ _SEED_BASE: Template = {
     Attribute.KEY_TYPE: KeyType.GENERIC_SECRET,
     Attribute.PRIVATE: True,
     Attribute.SENSITIVE: True,
-    Attribute.SIGN: True,
 }
 
 SEED_TO_WRAP: Template = {
     **_SEED_BASE,
+    Attribute.SIGN: True,
     Attribute.TOKEN: False,
     Attribute.EXTRACTABLE: True,  # only so it can be wrapped, and only under a trusted key
     Attribute.WRAP_WITH_TRUSTED: True,
+    **_LOCKED,
 }
 """A transient session object that exists only to be wrapped under the KEK."""
 
 SEED_RESIDENT: Template = {
     **_SEED_BASE,
+    Attribute.SIGN: True,
     Attribute.TOKEN: True,
     Attribute.EXTRACTABLE: False,
-    Attribute.MODIFIABLE: False,
     Attribute.LABEL: "otphsm-seed",
+    **_LOCKED,
+}
+
+_UNWRAPPED_BASE: Template = {
+    **_SEED_BASE,
+    Attribute.TOKEN: False,
+    Attribute.WRAP_WITH_TRUSTED: True,
 }
 
 SEED_UNWRAPPED: Template = {
-    **_SEED_BASE,
-    Attribute.TOKEN: False,
+    **_UNWRAPPED_BASE,
+    Attribute.SIGN: True,
     Attribute.EXTRACTABLE: False,
+    **_LOCKED,
 }
-"""What an unwrapped seed becomes: a session object that can only sign."""
+"""What an unwrapped seed in use becomes: a session object that can only sign."""
 
+SEED_REWRAPPABLE: Template = {
+    **_UNWRAPPED_BASE,
+    Attribute.SIGN: False,
+    Attribute.EXTRACTABLE: True,
+    **_LOCKED,
+}
+"""What KEK rotation unwraps a seed into: never readable (SENSITIVE), usable for nothing but
+being wrapped again, and only under a trusted key (WRAP_WITH_TRUSTED): under another KEK."""
+
+KEK_UNWRAP_TEMPLATE: Template = {
+    **_UNWRAPPED_BASE,
+    **_LOCKED,
+}
+"""What the KEK unwraps a blob into, whatever the caller asks: `SEED_UNWRAPPED` or
+`SEED_REWRAPPABLE` and nothing else that could matter. SIGN and EXTRACTABLE are left to the
+caller; an extractable result can still only be wrapped under a trusted key."""
 
 KEK: Template = {
     **_NO_OTHER_USES,
@@ -68,13 +104,13 @@ KEK: Template = {
     Attribute.TRUSTED: True,
     Attribute.SENSITIVE: True,
     Attribute.EXTRACTABLE: False,
-    Attribute.MODIFIABLE: False,
     Attribute.WRAP: True,
     Attribute.UNWRAP: True,
     Attribute.SIGN: False,
-    # The HSM unwraps a seed into nothing but this: a user-PIN holder cannot unwrap a stored
-    # blob into a readable or re-wrappable key.
-    Attribute.UNWRAP_TEMPLATE: SEED_UNWRAPPED,
+    # A user-PIN holder cannot unwrap a stored blob into a readable key, a key wrappable under
+    # an untrusted key, a persistent key, or one whose attributes can still change.
+    Attribute.UNWRAP_TEMPLATE: KEK_UNWRAP_TEMPLATE,
+    Attribute.MODIFIABLE: False,
 }
 
 PROBE_UNWRAP_READABLE: Template = {
@@ -84,6 +120,20 @@ PROBE_UNWRAP_READABLE: Template = {
     Attribute.SIGN: True,
 }
 """What the start-up check asks the KEK for, and must be refused."""
+
+PROBE_UNWRAP_WRAPPABLE_ANYWHERE: Template = {**SEED_REWRAPPABLE, Attribute.WRAP_WITH_TRUSTED: False}
+"""Also asked by the start-up check, and must be refused: a seed wrappable under any key."""
+
+PROBE_UNWRAP_COPYABLE: Template = {**SEED_UNWRAPPED, Attribute.COPYABLE: True}
+PROBE_UNWRAP_MODIFIABLE: Template = {**SEED_UNWRAPPED, Attribute.MODIFIABLE: True}
+"""Must be refused too: C_CopyObject or C_SetAttributeValue could loosen such a key."""
+
+
+def extended(template: Template, extra: Template) -> Template:
+    """`template` with `extra` (a value, an id) added before the locking attributes."""
+    head = {k: v for k, v in template.items() if k not in _LOCKED}
+    tail = {k: v for k, v in template.items() if k in _LOCKED}
+    return {**head, **extra, **tail}
 
 
 def without_class_and_type(template: Template) -> Template:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from collections.abc import Callable
 from typing import Any
 
 import pkcs11.exceptions as p11e
@@ -20,15 +21,17 @@ from otphsm.core.otp import HashAlgorithm
 from otphsm.core.seeds import EcdhSeed, SeedRef, SeedStorage
 from otphsm.hsm import templates
 from otphsm.hsm.cache import HandleCache
+from otphsm.hsm.confinement import check_unwrap_is_confined
 from otphsm.hsm.errors import (
     RECOVERABLE,
     HsmCapacityExceeded,
     HsmKeyMissing,
-    HsmKeyUnsafe,
     HsmOperationRefused,
     ckr_of,
 )
+from otphsm.hsm.keks import kek_labels
 from otphsm.hsm.mechanisms import HMAC_MECHANISMS, wrap_mechanism
+from otphsm.hsm.peppers import Peppers
 from otphsm.hsm.session import HsmSessionOwner, SessionContext
 
 GENERATED_SEED_LENGTHS = (20, 32, 64)
@@ -51,6 +54,7 @@ class HsmSeedVault:
         self._wrap_mechanism, self._wrap_param = wrap_mechanism(owner.config.wrap_mechanism)
         self._seeds: HandleCache[CacheKey, Key] = HandleCache(owner.config.handle_cache_size)
         self._named_keys: HandleCache[str, Key] = HandleCache(8)
+        self._peppers = Peppers(owner.config.pepper_label)
 
     @property
     def owner(self) -> HsmSessionOwner:
@@ -62,6 +66,18 @@ class HsmSeedVault:
     @property
     def cache(self) -> HandleCache[CacheKey, Key]:
         return self._seeds
+
+    @property
+    def wrap_mechanism(self) -> tuple[Mechanism, bytes | None]:
+        return self._wrap_mechanism, self._wrap_param
+
+    def kek(self, ctx: SessionContext, label: str) -> Key:
+        """The KEK labelled `label` (a handle cached for this session)."""
+        return self._named_key(ctx, label, KeyType.AES)
+
+    def forget_key(self, label: str) -> None:
+        """Drop a cached handle (its key was destroyed)."""
+        self._named_keys.pop(label)
 
     # --- the OtpHsm port -------------------------------------------------------------------
 
@@ -104,15 +120,14 @@ class HsmSeedVault:
             if self._config.seed_storage is SeedStorage.RESIDENT:
                 object_id = ctx.session.generate_random(128)
                 ctx.session.create_object(
-                    {
-                        **templates.SEED_RESIDENT,
-                        Attribute.ID: object_id,
-                        Attribute.VALUE: bytes(value),
-                    }
+                    templates.extended(
+                        templates.SEED_RESIDENT,
+                        {Attribute.ID: object_id, Attribute.VALUE: bytes(value)},
+                    )
                 )
                 return SeedRef(SeedStorage.RESIDENT, object_id)
             key = ctx.session.create_object(
-                {**templates.SEED_TO_WRAP, Attribute.VALUE: bytes(value)}
+                templates.extended(templates.SEED_TO_WRAP, {Attribute.VALUE: bytes(value)})
             )
             return self._wrap_and_destroy(ctx, key)
 
@@ -208,11 +223,35 @@ class HsmSeedVault:
         )
 
     def keyed_digest(self, data: bytes) -> bytes:
-        def op(ctx: SessionContext) -> bytes:
-            pepper = self._named_key(ctx, self._config.pepper_label, KeyType.GENERIC_SECRET)
-            return bytes(pepper.sign(data, mechanism=Mechanism.SHA256_HMAC))
+        """`data`'s MAC under the newest pepper key (`peppers`)."""
+        return self._owner.run(
+            "computing a keyed digest",
+            lambda ctx: self._peppers.digest(ctx.session, self._pepper_lookup(ctx), data),
+        )
 
-        return self._owner.run("computing a keyed digest", op)
+    def keyed_digests(self, data: bytes) -> list[bytes]:
+        """`data`'s MAC under every pepper generation, newest first (to find a stored MAC)."""
+        return self._owner.run(
+            "computing keyed digests",
+            lambda ctx: self._peppers.digests(ctx.session, self._pepper_lookup(ctx), data),
+        )
+
+    def keyed_digest_matches(self, data: bytes, mac: bytes) -> bool:
+        """Whether `mac` is `data`'s MAC under the pepper generation it names."""
+        try:
+            return self._owner.run(
+                "checking a keyed digest",
+                lambda ctx: self._peppers.matches(self._pepper_lookup(ctx), data, mac),
+            )
+        except HsmKeyMissing:
+            return False  # made with a pepper no longer on the token
+
+    def forget_newest_pepper(self) -> None:
+        """Look for the newest pepper at the next MAC (after this process made one)."""
+        self._peppers.forget_newest()
+
+    def _pepper_lookup(self, ctx: SessionContext) -> Callable[[str], Key]:
+        return lambda label: self._named_key(ctx, label, KeyType.GENERIC_SECRET)
 
     # --- internals -------------------------------------------------------------------------
 
@@ -220,48 +259,39 @@ class HsmSeedVault:
         """Fail with an actionable error now if the KEK or the pepper key is missing."""
 
         def op(ctx: SessionContext) -> None:
-            kek = self._named_key(ctx, self._config.kek_label, KeyType.AES)
+            kek = self._named_key(ctx, self._current_kek_label(ctx), KeyType.AES)
             self._named_key(ctx, self._config.pepper_label, KeyType.GENERIC_SECRET)
             self._check_unwrap_is_confined(ctx, kek)
 
         self._owner.run("checking the provisioned keys", op)
 
     def _check_unwrap_is_confined(self, ctx: SessionContext, kek: Key) -> None:
-        """Ask the KEK to unwrap a throw-away seed into a readable key: it must refuse, or
-        whoever holds the user PIN could read every stored seed."""
-        probe = ctx.session.generate_key(
-            KeyType.GENERIC_SECRET,
-            160,
-            template=templates.without_class_and_type(templates.SEED_TO_WRAP),
-        )
-        blob = self._wrap_and_destroy(ctx, probe).data
-        try:
-            readable = kek.unwrap_key(
-                ObjectClass.SECRET_KEY,
-                KeyType.GENERIC_SECRET,
-                blob,
-                mechanism=self._wrap_mechanism,
-                mechanism_param=self._wrap_param,
-                template=templates.PROBE_UNWRAP_READABLE,
-            )
-        except (p11e.TemplateInconsistent, p11e.TemplateIncomplete, p11e.AttributeValueInvalid):
-            return
-        readable.destroy()
-        raise HsmKeyUnsafe(
-            f"the KEK {self._config.kek_label!r} on token {self._config.token_label!r} unwraps a "
-            "seed into a readable key (it has no CKA_UNWRAP_TEMPLATE, or the HSM ignores it): "
-            "provision a new token with this version of otphsm and re-issue its tokens"
+        """The KEK must unwrap a seed into nothing but a sensitive, locked session object, or
+        whoever holds the user PIN could read every stored seed (`confinement`)."""
+        check_unwrap_is_confined(
+            ctx.session,
+            kek,
+            lambda key: self._wrap_and_destroy(ctx, key).data,
+            (self._wrap_mechanism, self._wrap_param),
+            f"{self._current_kek_label(ctx)!r} on token {self._config.token_label!r}",
         )
 
     def _wrap_and_destroy(self, ctx: SessionContext, key: Key) -> SeedRef:
         try:
-            kek = self._named_key(ctx, self._config.kek_label, KeyType.AES)
+            label = self._current_kek_label(ctx)
+            kek = self._named_key(ctx, label, KeyType.AES)
             blob = kek.wrap_key(
                 key, mechanism=self._wrap_mechanism, mechanism_param=self._wrap_param
             )
         finally:
             key.destroy()
-        return SeedRef(SeedStorage.WRAPPED, bytes(blob))
+        return SeedRef(SeedStorage.WRAPPED, bytes(blob), label)
+
+    def _current_kek_label(self, ctx: SessionContext) -> str:
+        """The newest KEK generation on the token (`keks`); looked up at every wrap, so a
+        rotation's new KEK wraps new seeds at once, in every replica."""
+        labels = kek_labels(ctx.session, self._config.kek_label)
+        return labels[-1] if labels else self._config.kek_label
 
     def _sign_with_seed(
         self, ctx: SessionContext, seed: SeedRef, mechanism: Mechanism, message: bytes
@@ -291,7 +321,7 @@ class HsmSeedVault:
                     f"resident seed {seed.fingerprint} is not on the token"
                 ) from None
             return key
-        kek = self._named_key(ctx, self._config.kek_label, KeyType.AES)
+        kek = self._named_key(ctx, seed.kek or self._config.kek_label, KeyType.AES)
         for attempt in range(2):
             try:
                 return kek.unwrap_key(

@@ -219,6 +219,17 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(
+        5,
+        "which KEK wraps each stored seed (KEK rotation)",
+        (
+            # NULL: wrapped before rotation existed, under the first KEK (hsm.kek_label).
+            "ALTER TABLE tokens ADD COLUMN seed_kek {text}",
+            "ALTER TABLE grid_cards ADD COLUMN key_kek {text}",
+            "CREATE INDEX tokens_by_seed_kek ON tokens (seed_kek, serial)",
+            "CREATE INDEX grid_cards_by_key_kek ON grid_cards (key_kek, serial)",
+        ),
+    ),
+    Migration(
         7,
         "failed-check buckets per caller, shared by replicas",
         (

@@ -22,8 +22,9 @@ from otphsm.core.records import (
     OobPurpose,
     RateLimit,
 )
+from otphsm.core.seeds import SeedHolder, SeedRef, SeedStorage, StoredSeed
 from otphsm.core.tokens import Token
-from otphsm.store import sql
+from otphsm.store import sql, sql_rewrap
 from otphsm.store.errors import StoreUnavailable
 from otphsm.store.rows import Row
 from otphsm.store.rows_grid import rate_events, rate_events_text
@@ -301,6 +302,24 @@ class SqlStore:
 
     def update_grid_card(self, card: GridCard) -> bool:
         return self._versioned_update(sql.GRID_CARDS, card)
+
+    # KEK rotation
+    def seeds_wrapped_under(
+        self, holder: SeedHolder, kek: str, *, unlabelled: bool, after: str, limit: int
+    ) -> list[StoredSeed]:
+        params = (kek, int(unlabelled), after, limit)
+        found = self._engine.run(
+            lambda tx: tx.fetch_all(sql_rewrap.wrapped_under(holder), params), write=False
+        )
+        return [
+            StoredSeed(holder, serial, SeedRef(SeedStorage.WRAPPED, bytes(data), label))
+            for serial, data, label in found
+        ]
+
+    def rewrap_seed(self, stored: StoredSeed, new: SeedRef) -> bool:
+        old = stored.seed
+        params = (new.data, new.kek, stored.serial, old.data, old.kek or "", int(old.kek is None))
+        return self._write(sql_rewrap.rewrap(stored.holder), params) == 1
 
     # audit
     def append_audit(self, build: Callable[[AuditEntry | None], AuditEntry]) -> AuditEntry:

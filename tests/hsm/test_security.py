@@ -113,12 +113,19 @@ def test_a_stored_blob_unwraps_into_nothing_but_a_sign_only_session_key(
     vault: HsmSeedVault,
 ) -> None:
     """Whoever holds the user PIN and a copy of the database still cannot read a seed: the
-    KEK's unwrap template makes the HSM refuse every other shape of unwrapped key."""
+    KEK's unwrap template makes the HSM refuse every other shape of unwrapped key (but the
+    one KEK rotation uses: extractable under trusted keys only, below)."""
     seed = vault.import_seed(SEED, HashAlgorithm.SHA1)
     allowed = templates.without_class_and_type(templates.SEED_UNWRAPPED)
     attempts = {
         "readable": {**allowed, Attribute.SENSITIVE: False, Attribute.EXTRACTABLE: True},
-        "extractable, to wrap elsewhere": {**allowed, Attribute.EXTRACTABLE: True},
+        "extractable, to wrap elsewhere": {
+            **allowed,
+            Attribute.EXTRACTABLE: True,
+            Attribute.WRAP_WITH_TRUSTED: False,
+        },
+        "modifiable": {**allowed, Attribute.MODIFIABLE: True},
+        "copyable": {**allowed, Attribute.COPYABLE: True},
         "usable to derive": {**allowed, Attribute.DERIVE: True},
         "usable to encrypt": {**allowed, Attribute.ENCRYPT: True},
         "kept on the token": {**allowed, Attribute.TOKEN: True},

@@ -41,6 +41,7 @@ from otphsm.core.seeds import SeedRef, SeedStorage
 from otphsm.core.tokens import OtpMode, OtpParameters, TokenKind, TokenState
 from otphsm.store import LATEST_VERSION, SqlStore, StoreUnavailable, open_store, sqlite_path
 from otphsm.store import sql_store as sql_store_module
+from otphsm.store.schema import MIGRATIONS
 
 OpenStore = Callable[[str], SqlStore]
 
@@ -62,6 +63,7 @@ def test_migrate_twice_is_a_no_op(store: SqlStore) -> None:
         (2, "login code prefixes, rate limits, Security Cards"),
         (3, "one active mobile token per citizen"),
         (4, "lockout per origin: failure counters, known origins, unknown-origin budgets"),
+        (5, "which KEK wraps each stored seed (KEK rotation)"),
         (7, "failed-check buckets per caller, shared by replicas"),
     ]
     assert store.snapshot() == before
@@ -106,7 +108,9 @@ def test_concurrent_migrations_from_two_processes_apply_once(
 ) -> None:
     assert run_processes(migrate_concurrently, 3, shared_store_url) == ["migrated"] * 3
     migrated = open_test_store(shared_store_url)
-    assert [version for version, _ in migrated.applied_migrations()] == [1, 2, 3, 4, 7]
+    assert [version for version, _ in migrated.applied_migrations()] == [
+        migration.version for migration in MIGRATIONS
+    ]
 
 
 # citizens

@@ -18,6 +18,7 @@ from otphsm.core.records import GridCard, GridCardState, RateLimit
 from otphsm.core.seeds import SeedRef, SeedStorage
 from otphsm.store import SqlStore, open_store
 from otphsm.store import schema as schema_module
+from otphsm.store.schema import MIGRATIONS
 
 OpenStore = Callable[[str], SqlStore]
 
@@ -77,7 +78,9 @@ def test_a_version_1_database_is_upgraded_in_place(
             write=True,
         )
         old.migrate()
-        assert [version for version, _ in old.applied_migrations()] == [1, 2, 3, 4, 7]
+        assert [version for version, _ in old.applied_migrations()] == [
+            migration.version for migration in MIGRATIONS
+        ]
         assert old.get_citizen(MARIO) == citizen()
         old.ping()
     finally:
@@ -228,7 +231,8 @@ def test_the_database_refuses_a_second_active_card(store: SqlStore) -> None:
                 "INSERT INTO grid_cards SELECT 'GRID-0003', codice_fiscale, key_storage, "
                 "key_data, cells, cell_digits, state, created_at, revoked_at, challenge_first, "
                 "challenge_second, challenge_expires_at, last_first, last_second, failures, "
-                "lock_level, locked_until, version FROM grid_cards WHERE serial = 'GRID-0001'"
+                "lock_level, locked_until, version, key_kek "
+                "FROM grid_cards WHERE serial = 'GRID-0001'"
             ),
             write=True,
         )

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 
 from otphsm.core.activation import check_temporary_secret, normalise_activation_code
 from otphsm.core.app.context import Actor, App
-from otphsm.core.app.issuance import activation_mac
+from otphsm.core.app.issuance import activation_mac_input
 from otphsm.core.codice_fiscale import validate as validate_codice_fiscale
 from otphsm.core.errors import AuthorisationRefused, FailedPrecondition, NotFound
 from otphsm.core.records import Activation, ActivationMethod
@@ -27,9 +27,9 @@ def activate_with_code(
     app: App, actor: Actor, activation_code: str, device_public_point: bytes
 ) -> ActivatedDevice:
     code = normalise_activation_code(activation_code)
-    activation = app.store.find_activation_by_mac(
-        activation_mac(app, ActivationMethod.CODE, "", code)
-    )
+    macs = app.hsm.keyed_digests(activation_mac_input(ActivationMethod.CODE, "", code))
+    # a code issued before a pepper rotation has its MAC under the older pepper
+    activation = next(filter(None, map(app.store.find_activation_by_mac, macs)), None)
     if activation is None:
         raise NotFound("unknown activation code")
     return _activate(app, actor, activation, device_public_point)
@@ -55,7 +55,8 @@ def activate_with_temporary_secret(
             "too many wrong temporary secrets: wait before trying again",
             retry_after=activation.locked_until - now,
         )
-    if activation.secret_mac != activation_mac(app, ActivationMethod.TEMPORARY_SECRET, cf, secret):
+    typed = activation_mac_input(ActivationMethod.TEMPORARY_SECRET, cf, secret)
+    if not app.hsm.keyed_digest_matches(typed, activation.secret_mac):
         _count_failure(app, actor, activation, now)
     return _activate(app, actor, activation, device_public_point)
 

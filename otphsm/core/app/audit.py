@@ -8,4 +8,9 @@ from otphsm.core.audit import AuditHead, AuditReport, verify_chain
 
 
 def verify_audit(app: App, expected_head: AuditHead | None = None) -> AuditReport:
-    return verify_chain(app.store.audit_entries(), app.hsm.keyed_digest, expected_head)
+    return verify_chain(
+        app.store.audit_entries(),
+        app.hsm.keyed_digest,
+        expected_head,
+        mac_matches=app.hsm.keyed_digest_matches,
+    )

@@ -36,7 +36,11 @@ class IssuedToken:
 
 
 def activation_mac(app: App, method: ActivationMethod, codice_fiscale: str, secret: str) -> bytes:
-    return app.hsm.keyed_digest(f"activation:{method.value}:{codice_fiscale}:{secret}".encode())
+    return app.hsm.keyed_digest(activation_mac_input(method, codice_fiscale, secret))
+
+
+def activation_mac_input(method: ActivationMethod, codice_fiscale: str, secret: str) -> bytes:
+    return f"activation:{method.value}:{codice_fiscale}:{secret}".encode()
 
 
 def issue_token(

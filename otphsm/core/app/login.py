@@ -12,7 +12,6 @@ input, an unknown citizen, a refused delivery or a used-up quota are errors.
 from __future__ import annotations
 
 import enum
-import hmac
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -126,7 +125,7 @@ def verify_login_code(
         prefix, typed = check_prefix(typed[:PREFIX_LENGTH]), typed[PREFIX_LENGTH:]
 
         def also_right() -> bool:
-            return hmac.compare_digest(_prefix_mac(app, cf, prefix), prefix_mac)
+            return app.hsm.keyed_digest_matches(_prefix_mac_input(cf, prefix), prefix_mac)
 
     oob.check_digits(typed, digits)
     checked = oob.check_code(
@@ -157,7 +156,11 @@ def check_prefix(prefix: str) -> str:
 
 
 def _prefix_mac(app: App, codice_fiscale: str, prefix: str) -> bytes:
-    return app.hsm.keyed_digest(f"oob-prefix:{codice_fiscale}:{prefix}".encode())
+    return app.hsm.keyed_digest(_prefix_mac_input(codice_fiscale, prefix))
+
+
+def _prefix_mac_input(codice_fiscale: str, prefix: str) -> bytes:
+    return f"oob-prefix:{codice_fiscale}:{prefix}".encode()
 
 
 def _citizen(app: App, codice_fiscale: str) -> Citizen:

@@ -10,7 +10,6 @@ codes) decide what a code earns and how an outcome is reported.
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -34,7 +33,11 @@ class OobCheck:
 
 
 def code_mac(app: App, codice_fiscale: str, purpose: OobPurpose, text: str) -> bytes:
-    return app.hsm.keyed_digest(f"oob:{purpose.value}:{codice_fiscale}:{text}".encode())
+    return app.hsm.keyed_digest(_code_mac_input(codice_fiscale, purpose, text))
+
+
+def _code_mac_input(codice_fiscale: str, purpose: OobPurpose, text: str) -> bytes:
+    return f"oob:{purpose.value}:{codice_fiscale}:{text}".encode()
 
 
 def check_digits(text: str, digits: int) -> str:
@@ -122,8 +125,8 @@ def _decide(
         return OobCheck(VerifyResult.REPLAYED, code)
     if code.expires_at <= now:
         return OobCheck(VerifyResult.EXPIRED, code)
-    expected = code_mac(app, code.codice_fiscale, code.purpose, text)
-    right = hmac.compare_digest(expected, code.code_mac)
+    typed = _code_mac_input(code.codice_fiscale, code.purpose, text)
+    right = app.hsm.keyed_digest_matches(typed, code.code_mac)
     if also_right is not None:
         right = also_right() and right
     if right:
