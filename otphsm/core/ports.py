@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from otphsm.core.clock import Clock
@@ -53,9 +54,18 @@ class Conflict(Exception):
 
 
 class Store(Protocol):
-    """Persistence. Every method is one transaction. `update_*` are conditional writes: they
-    succeed only if the stored `version` still equals the given record's `version`, then store
-    it with `version + 1`; False means another writer (another replica) got there first."""
+    """Persistence. Every method is one transaction, unless called on the store a unit of work
+    (`transaction()`) yields. `update_*` are conditional writes: they succeed only if the
+    stored `version` still equals the given record's `version`, then store it with
+    `version + 1`; False means another writer (another replica) got there first."""
+
+    def transaction(self) -> AbstractContextManager[Store]:
+        """A unit of work: every method of the store yielded runs in one transaction, which
+        commits once when the block ends and writes nothing if the block raises. Writers are
+        serialised as in `append_audit` for the whole block (audit entries appended inside keep
+        the chain's order); a nested `transaction()` joins it. Keep HSM and network calls
+        outside the block where the use case allows: it holds the write lock."""
+        ...
 
     def migrate(self) -> None: ...
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -192,8 +192,9 @@ def bind(server: grpc.Server, section: ServerSection) -> int:
     return port
 
 
-def serve(config_path: Path) -> int:
-    """`otphsm serve`: run until SIGTERM or SIGINT, then shut down gracefully."""
+def serve(config_path: Path, *, write_point_hook: Callable[[str], None] | None = None) -> int:
+    """`otphsm serve`: run until SIGTERM or SIGINT, then shut down gracefully.
+    `write_point_hook`: test only (`App.write_point_hook`), never set in production."""
     config = load_config(config_path)
     configure_logging(config.server.log_level, config.server.log_format)
     stop = threading.Event()
@@ -204,7 +205,9 @@ def serve(config_path: Path) -> int:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        assembly = assemble(config)
+        assembly = assemble(config, write_point_hook=write_point_hook)
+        if write_point_hook is not None:
+            log.warning("TEST ONLY: a write-point hook is installed (crash tests)")
         try:
             running = start_server(config, assembly)
         except BaseException:

@@ -1,4 +1,5 @@
-"""The `Store` port on any SQL engine: every method is one transaction of shared statements.
+"""The `Store` port on any SQL engine: every method is one transaction of shared statements,
+or a statement of the caller's unit of work (`transaction()`).
 
 An `Engine` owns connections and the dialect; this class owns the semantics. The two engines
 therefore differ only in how they connect, begin, lock and translate driver errors.
@@ -6,7 +7,9 @@ therefore differ only in how they connect, begin, lock and translate driver erro
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol, TypeVar
 
 from otphsm.core.ports import Conflict
@@ -42,6 +45,11 @@ class Engine(Protocol):
         """Run `work` in one transaction and commit it. Writers are serialised by the engine's
         write lock or row locks; a unique-key violation becomes `Conflict`, a lost or busy
         database `StoreUnavailable`."""
+        ...
+
+    def transaction(self) -> AbstractContextManager[Transaction]:
+        """A writing transaction held open across the caller's statements: committed when the
+        block ends, rolled back if it raises; never retried."""
         ...
 
     def fetch_one(self, statement: str, params: Row) -> Row | None:
@@ -88,6 +96,14 @@ class SqlStore:
 
     def close(self) -> None:
         self._engine.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[SqlStore]:
+        """A unit of work: the store yielded runs every method in one transaction, committed
+        once when the block ends (nothing of it if the block raises). Inside it, nested
+        `transaction()` calls join it."""
+        with self._engine.transaction() as tx:
+            yield _JoinedStore(_JoinedEngine(tx, self.dialect))
 
     # citizens
     def upsert_citizen(self, citizen: Citizen) -> None:
@@ -313,6 +329,55 @@ class SqlStore:
     def _consume(self, table: Table[R], statement: str, key: str, now: int) -> R | None:
         row = self._engine.run(lambda tx: tx.fetch_one(statement, (now, key, now)), write=True)
         return table.from_row(row) if row else None
+
+
+class _JoinedEngine:
+    """An engine whose every call is a statement of one open transaction."""
+
+    def __init__(self, tx: Transaction, dialect: Dialect) -> None:
+        self._tx = tx
+        self.dialect = dialect
+
+    def run(self, work: Callable[[Transaction], T], *, write: bool) -> T:
+        """A method that writes several statements does so all or nothing within the unit of
+        work too: under a savepoint, rolled back to if it raises."""
+        if not write:
+            return work(self._tx)
+        self._tx.execute("SAVEPOINT store_method")
+        try:
+            result = work(self._tx)
+        except BaseException:
+            with contextlib.suppress(Exception):  # the original error says more
+                self._tx.execute("ROLLBACK TO SAVEPOINT store_method")
+                self._tx.execute("RELEASE SAVEPOINT store_method")
+            raise
+        self._tx.execute("RELEASE SAVEPOINT store_method")
+        return result
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        yield self._tx
+
+    def fetch_one(self, statement: str, params: Row) -> Row | None:
+        return self._tx.fetch_one(statement, params)
+
+    def write_one(self, statement: str, params: Row) -> int:
+        return self._tx.execute(statement, params)
+
+    def ping(self) -> int:
+        raise TypeError("ping() is not part of a unit of work")
+
+    def close(self) -> None:
+        raise TypeError("close() is not part of a unit of work: end the transaction's block")
+
+
+class _JoinedStore(SqlStore):
+    """The store a unit of work yields. A conditional write that matches nothing (False) or a
+    refused rate slot does not end the transaction: the caller decides. A raised error does."""
+
+    @contextmanager
+    def transaction(self) -> Iterator[SqlStore]:
+        yield self
 
 
 class _Refused(Exception):
