@@ -18,21 +18,28 @@ from typing import Any
 
 import grpc
 import pytest
+from support.app_fixtures import OPERATOR
 from support.card_fixtures import MARIO_ROSSI
+from support.fobs import PSK, batch
 from support.service_devices import TokenApp
 from support.service_fixtures import service_config
+from support.store_records import citizen
 
+from otphsm.core.app import oob
 from otphsm.core.app.context import Actor, App, Role
 from otphsm.core.app.enrolment import grant_authorisation
+from otphsm.core.app.grid import issue_grid_card
 from otphsm.core.app.issuance import issue_token
 from otphsm.core.ports import Store
-from otphsm.core.records import ActivationMethod
+from otphsm.core.records import ActivationMethod, Authorisation, GridCardState, OobPurpose
 from otphsm.core.tokens import OtpMode, OtpParameters, TokenState
+from otphsm.pskc import import_pskc
 from otphsm.service.assembly import assemble
 from otphsm.service.config import load_config
 from otphsm.service.devpki import DevPki
 from otphsm.simulators.crash import EXIT_STATUS, crash_env
 from otphsm.simulators.deployment import ServerProcess, start_serve, write_config
+from otphsm.simulators.token.pskc_factory import pskc_document
 from otphsm.store import open_store
 from otphsm.v1 import (
     admin_pb2,
@@ -42,6 +49,8 @@ from otphsm.v1 import (
     device_pb2_grpc,
     enrolment_pb2,
     enrolment_pb2_grpc,
+    grid_pb2,
+    grid_pb2_grpc,
 )
 
 pytestmark = [pytest.mark.softhsm, pytest.mark.slow, pytest.mark.timeout(120)]
@@ -90,6 +99,20 @@ class Rig:
     def device(self) -> Any:
         return device_pb2_grpc.DeviceServiceStub(self.channel("device"))
 
+    def grid(self) -> Any:
+        return grid_pb2_grpc.GridCardServiceStub(self.channel("enroller"))
+
+    def admin(self) -> Any:
+        return admin_pb2_grpc.AdminServiceStub(self.channel("admin"))
+
+    def card_authorisation(self, app: App) -> str:
+        """An authorisation as the citizen's card would grant it (a Security Card needs one)."""
+        now = app.now()
+        granted = Authorisation(app.new_id("au"), CF, citizen(CF).card_id, now, now + 600)
+        app.store.insert_authorisation(granted)
+        self.authorisations.append(granted.authorisation_id)
+        return granted.authorisation_id
+
     def grant(self) -> str:
         """An authorisation as an SMS code would grant it (the card step is tested elsewhere)."""
         with in_process(self.config) as app:
@@ -107,8 +130,7 @@ class Rig:
             return issued.activation_code
 
     def audit_intact(self) -> None:
-        admin = admin_pb2_grpc.AdminServiceStub(self.channel("admin"))
-        report = admin.VerifyAudit(admin_pb2.VerifyAuditRequest(), timeout=30)
+        report = self.admin().VerifyAudit(admin_pb2.VerifyAuditRequest(), timeout=30)
         assert report.intact, report.findings
         assert report.entries > 0
 
@@ -121,6 +143,15 @@ def in_process(config: Path) -> Iterator[App]:
         yield assembly.app
     finally:
         assembly.close()
+
+
+@contextmanager
+def open_store_at(url: str) -> Iterator[Store]:
+    store = open_store(url)
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 @pytest.fixture(params=ENGINES)
@@ -269,4 +300,134 @@ def test_activation_crash_leaves_the_activation_unused_or_the_token_with_its_see
         check_invariants(store, rig.authorisations)
     finally:
         store.close()
+    rig.audit_intact()
+
+
+@pytest.mark.parametrize("point", POINTS)
+def test_grid_card_crash_leaves_one_active_card_and_the_authorisation_consistent(
+    rig: Rig, point: str
+) -> None:
+    """Security Card replacement: authorisation consumed, the old card revoked, the new card,
+    grid_card_revoked and grid_card_issued: one commit (the old key destroyed after it)."""
+    with in_process(rig.config) as app:
+        app.store.upsert_citizen(citizen(CF))
+        issue_grid_card(app, TEST_ACTOR, rig.card_authorisation(app))
+        crashed = rig.card_authorisation(app)
+    request = grid_pb2.IssueGridCardRequest(authorisation_id=crashed)
+    rig.serve(crash_at=f"grid_card_issue.{point}")
+    _dies(lambda: rig.grid().IssueGridCard(request, timeout=30))
+    rig.died_at_write_point()
+
+    rig.serve()
+    committed = point == "after_commit"
+    with open_store_at(rig.store_url) as store:
+        found = store.get_authorisation(crashed)
+        assert found is not None and (found.used_at is not None) is committed
+        cards = store.grid_cards_of(CF)
+        assert len(cards) == (2 if committed else 1)
+        assert [c.state for c in cards].count(GridCardState.ACTIVE) == 1
+        audited = [e.action for e in store.audit_entries()]
+        assert audited.count("grid_card_issued") == len(cards)
+        assert audited.count("grid_card_revoked") == len(cards) - 1
+    if committed:
+        _refused_as_used(lambda: rig.grid().IssueGridCard(request, timeout=30))
+        with in_process(rig.config) as app:
+            request = grid_pb2.IssueGridCardRequest(authorisation_id=rig.card_authorisation(app))
+    rig.grid().IssueGridCard(request, timeout=30)
+    with open_store_at(rig.store_url) as store:
+        states = [c.state for c in store.grid_cards_of(CF)]
+        assert states.count(GridCardState.ACTIVE) == 1
+    rig.audit_intact()
+
+
+@pytest.mark.parametrize("point", POINTS)
+def test_fob_assignment_crash_leaves_the_fob_in_inventory_or_assigned_and_proved(
+    rig: Rig, point: str
+) -> None:
+    """Fob assignment with its first code: authorisation consumed, the fob assigned,
+    fob_assigned, the first code's proof (the fob ACTIVE, token_active): one commit."""
+    (fob,) = batch(1, first=7001)
+    with in_process(rig.config) as app:
+        import_pskc(app, OPERATOR, pskc_document([fob], psk=PSK), psk=PSK)
+    crashed = rig.grant()
+    request = enrolment_pb2.AssignFobRequest(
+        authorisation_id=crashed, serial=fob.serial, first_code=fob.press()
+    )
+    rig.serve(crash_at=f"fob_assignment.{point}")
+    _dies(lambda: rig.station().AssignFob(request, timeout=30))
+    rig.died_at_write_point()
+
+    rig.serve()
+    committed = point == "after_commit"
+    with open_store_at(rig.store_url) as store:
+        found = store.get_authorisation(crashed)
+        assert found is not None and (found.used_at is not None) is committed
+        token = store.get_token(fob.serial)
+        assert token is not None
+        expected = (CF, TokenState.ACTIVE) if committed else ("", TokenState.SUSPENDED)
+        assert (token.codice_fiscale, token.state) == expected
+        audited = {(e.action, e.subject) for e in store.audit_entries()}
+        assert (("fob_assigned", fob.serial) in audited) is committed
+        assert (("token_active", fob.serial) in audited) is committed
+    if committed:  # the answer was lost: the fob is the citizen's, active
+        _refused_as_used(lambda: rig.station().AssignFob(request, timeout=30))
+    else:
+        answer = rig.station().AssignFob(request, timeout=30)
+        assert answer.proof.result == common_pb2.VERIFY_RESULT_OK
+    rig.audit_intact()
+
+
+@pytest.mark.parametrize("point", POINTS)
+def test_sms_replacement_crash_uses_the_code_only_with_the_authorisation_granted(
+    rig: Rig, point: str
+) -> None:
+    """SMS replacement: the code marked used, the authorisation granted and audited: one
+    commit."""
+    with in_process(rig.config) as app:
+        _, text = oob.new_code(app, CF, OobPurpose.DEVICE_REPLACEMENT)
+    request = enrolment_pb2.AuthoriseWithSmsCodeRequest(codice_fiscale=CF, code=text)
+    rig.serve(crash_at=f"sms_replacement.{point}")
+    _dies(lambda: rig.station().AuthoriseWithSmsCode(request, timeout=30))
+    rig.died_at_write_point()
+
+    rig.serve()
+    committed = point == "after_commit"
+    with open_store_at(rig.store_url) as store:
+        code = store.current_oob_code(CF, OobPurpose.DEVICE_REPLACEMENT)
+        assert code is not None and (code.used_at is not None) is committed
+        granted = [e for e in store.audit_entries() if e.action == "authorised"]
+        assert len(granted) == int(committed)
+        for entry in granted:
+            assert store.get_authorisation(str(entry.details["authorisation"])) is not None
+    if committed:  # the code is spent: a new one is asked for
+        _refused_as_used(lambda: rig.station().AuthoriseWithSmsCode(request, timeout=30))
+        with in_process(rig.config) as app:
+            _, text = oob.new_code(app, CF, OobPurpose.DEVICE_REPLACEMENT)
+        request = enrolment_pb2.AuthoriseWithSmsCodeRequest(codice_fiscale=CF, code=text)
+    assert rig.station().AuthoriseWithSmsCode(request, timeout=30).authorisation_id
+    rig.audit_intact()
+
+
+@pytest.mark.parametrize("point", POINTS)
+def test_pskc_import_crash_leaves_the_file_wholly_in_or_wholly_out(rig: Rig, point: str) -> None:
+    """A PSKC file: every fob and fobs_imported: one commit."""
+    fobs = batch(5, first=8001)
+    request = admin_pb2.ImportPskcRequest(pskc=pskc_document(fobs, psk=PSK), pre_shared_key=PSK)
+    rig.serve(crash_at=f"fob_import.{point}")
+    _dies(lambda: rig.admin().ImportPskc(request, timeout=30))
+    rig.died_at_write_point()
+
+    rig.serve()
+    committed = point == "after_commit"
+    with open_store_at(rig.store_url) as store:
+        found = [store.get_token(f.serial) is not None for f in fobs]
+        assert found == [committed] * len(fobs)
+        audited = [e.action for e in store.audit_entries()]
+        assert audited.count("fobs_imported") == int(committed)
+    if committed:  # the file is in: importing it again is refused, nothing doubles
+        with pytest.raises(grpc.RpcError) as refused:
+            rig.admin().ImportPskc(request, timeout=30)
+        assert refused.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+    else:
+        assert len(rig.admin().ImportPskc(request, timeout=30).tokens) == len(fobs)
     rig.audit_intact()

@@ -13,7 +13,7 @@ from otphsm.core.activation import (
 )
 from otphsm.core.app.context import Actor, App
 from otphsm.core.app.enrolment import consume_authorisation
-from otphsm.core.app.validation import revoke_token
+from otphsm.core.app.revocation import revoke_token
 from otphsm.core.errors import InvalidInput
 from otphsm.core.otp import HashAlgorithm
 from otphsm.core.records import Activation, ActivationMethod

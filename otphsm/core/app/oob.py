@@ -15,7 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from otphsm.core.app.context import App
-from otphsm.core.errors import DeviceUnavailable, InvalidInput
+from otphsm.core.app.writes import LOST_RACE, LostRace, with_retries
+from otphsm.core.errors import InvalidInput
 from otphsm.core.records import OobCode, OobPurpose
 from otphsm.core.verification import VerifyResult
 
@@ -74,13 +75,14 @@ def deliver(app: App, code: OobCode, send: Callable[[], None]) -> None:
 
 def withdraw(app: App, code: OobCode) -> None:
     """Mark the code superseded, unless something newer already did."""
-    for _ in range(app.policy.write_attempts):
+
+    def attempt() -> LostRace | None:
         current = app.store.current_oob_code(code.codice_fiscale, code.purpose)
         if current is None or current.oob_id != code.oob_id or current.superseded:
-            return
-        if app.store.update_oob_code(replace(current, superseded=True)):
-            return
-    raise DeviceUnavailable("the out-of-band code is being written by too many callers")
+            return None
+        return None if app.store.update_oob_code(replace(current, superseded=True)) else LOST_RACE
+
+    with_retries(app, attempt)
 
 
 def check_code(
@@ -94,14 +96,17 @@ def check_code(
     """Decide on `text` against the citizen's latest code of `purpose`; None if none was ever
     sent. `also_right` is a further check (a personal prefix) that must pass too; a failure of
     either counts as one wrong try, and neither is computed while a wait is running."""
-    for _ in range(app.policy.write_attempts):
+
+    def attempt() -> OobCheck | LostRace | None:
         code = app.store.current_oob_code(codice_fiscale, purpose)
         if code is None:
             return None
         decided = _decide(app, code, text, also_right)
         if decided.code is code or app.store.update_oob_code(decided.code):
             return decided
-    raise DeviceUnavailable("the out-of-band code is being written by too many callers")
+        return LOST_RACE
+
+    return with_retries(app, attempt)
 
 
 def _decide(app: App, code: OobCode, text: str, also_right: Callable[[], bool] | None) -> OobCheck:
