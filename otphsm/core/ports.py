@@ -44,6 +44,10 @@ class OtpHsm(Protocol):
 
     def random_bytes(self, length: int) -> bytes: ...
 
+    def resident_seed_ids(self) -> set[bytes]:
+        """The references (CKA_ID) of every seed object kept on the token (resident mode)."""
+        ...
+
     def keyed_digest(self, data: bytes) -> bytes:
         """HMAC-SHA256 under the HSM-resident pepper key (activation codes, audit chain)."""
         ...
@@ -95,6 +99,10 @@ class Store(Protocol):
         """Conditional writes of several tokens, in the order given, in one transaction: all
         of them, or none (False) if any has changed since it was read. Raise `Conflict` if a
         write would give a citizen two active mobile tokens."""
+        ...
+
+    def resident_seed_ids(self) -> set[bytes]:
+        """The references of every resident seed a token or a Security Card holds (any state)."""
         ...
 
     # single-use records

@@ -16,6 +16,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from otphsm.core.app.seeds import sweep_orphan_seeds
+from otphsm.core.seeds import SeedStorage
 from otphsm.service.assembly import Assembly, assemble
 from otphsm.service.auth import Authenticator
 from otphsm.service.config import ServerSection, ServiceConfig, load_config
@@ -192,6 +194,18 @@ def bind(server: grpc.Server, section: ServerSection) -> int:
     return port
 
 
+def _sweep_orphan_seeds(assembly: Assembly) -> None:
+    """Resident seeds left by a unit of work that never committed (a crash) are destroyed
+    before serving; the HSM token must belong to this deployment's database alone."""
+    try:
+        destroyed = sweep_orphan_seeds(assembly.app, "otphsm serve")
+    except BaseException:
+        assembly.close()
+        raise
+    if destroyed:
+        log.warning("orphan resident seeds destroyed", extra={"fields": {"count": destroyed}})
+
+
 def serve(config_path: Path, *, write_point_hook: Callable[[str], None] | None = None) -> int:
     """`otphsm serve`: run until SIGTERM or SIGINT, then shut down gracefully.
     `write_point_hook`: test only (`App.write_point_hook`), never set in production."""
@@ -206,6 +220,8 @@ def serve(config_path: Path, *, write_point_hook: Callable[[str], None] | None =
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         assembly = assemble(config, write_point_hook=write_point_hook)
+        if config.hsm.seed_storage is SeedStorage.RESIDENT:
+            _sweep_orphan_seeds(assembly)
         if write_point_hook is not None:
             log.warning("TEST ONLY: a write-point hook is installed (crash tests)")
         try:

@@ -8,6 +8,7 @@ therefore differ only in how they connect, begin, lock and translate driver erro
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol, TypeVar
@@ -72,6 +73,7 @@ class SqlStore:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._in_unit_of_work = threading.local()
 
     @property
     def dialect(self) -> Dialect:
@@ -79,11 +81,13 @@ class SqlStore:
 
     def migrate(self) -> None:
         """Apply pending migrations; a no-op when the schema is current."""
-        self._engine.run(lambda tx: apply_migrations(tx, self.dialect), write=True)
+        self._outside_unit_of_work().run(lambda tx: apply_migrations(tx, self.dialect), write=True)
 
     def applied_migrations(self) -> list[tuple[int, str]]:
         """(version, description) of every migration applied, oldest first."""
-        found = self._engine.run(lambda tx: tx.fetch_all(APPLIED_MIGRATIONS), write=False)
+        found = self._outside_unit_of_work().run(
+            lambda tx: tx.fetch_all(APPLIED_MIGRATIONS), write=False
+        )
         return [(int(version), str(description)) for version, description in found]
 
     def ping(self) -> None:
@@ -102,8 +106,20 @@ class SqlStore:
         """A unit of work: the store yielded runs every method in one transaction, committed
         once when the block ends (nothing of it if the block raises). Inside it, nested
         `transaction()` calls join it."""
-        with self._engine.transaction() as tx:
-            yield _JoinedStore(_JoinedEngine(tx, self.dialect))
+        with self._outside_unit_of_work().transaction() as tx:
+            self._in_unit_of_work.open = True
+            try:
+                yield _JoinedStore(_JoinedEngine(tx, self.dialect))
+            finally:
+                self._in_unit_of_work.open = False
+
+    def _outside_unit_of_work(self) -> Engine:
+        """The engine, unless this thread has a unit of work open: a write through this store
+        then would wait for the unit of work's own lock (a programming error: use the store
+        the unit of work yielded)."""
+        if getattr(self._in_unit_of_work, "open", False):
+            raise RuntimeError("a unit of work is open in this thread: use the store it yielded")
+        return self._engine
 
     # citizens
     def upsert_citizen(self, citizen: Citizen) -> None:
@@ -134,10 +150,16 @@ class SqlStore:
                     raise _Refused(0)
 
         try:
-            self._engine.run(write_all, write=True)
+            self._outside_unit_of_work().run(write_all, write=True)
         except _Refused:
             return False
         return True
+
+    def resident_seed_ids(self) -> set[bytes]:
+        found = self._outside_unit_of_work().run(
+            lambda tx: tx.fetch_all(sql.RESIDENT_SEED_IDS), write=False
+        )
+        return {bytes(row[0]) for row in found}
 
     # single-use records
     def insert_challenge(self, challenge: Challenge) -> None:
@@ -169,7 +191,7 @@ class SqlStore:
         """The newest activation with this MAC; an empty MAC (no secret) never matches."""
         if not secret_mac:
             return None
-        row = self._engine.run(
+        row = self._outside_unit_of_work().run(
             lambda tx: tx.fetch_one(sql.ACTIVATION_BY_MAC, (secret_mac,)), write=False
         )
         return sql.ACTIVATIONS.from_row(row) if row else None
@@ -189,12 +211,12 @@ class SqlStore:
             tx.execute(sql.OOB_CODES.insert, sql.OOB_CODES.to_row(code))
 
         try:
-            self._engine.run(supersede_and_insert, write=True)
+            self._outside_unit_of_work().run(supersede_and_insert, write=True)
         except Conflict as exc:
             raise Conflict(f"out-of-band code {code.oob_id} exists") from exc
 
     def current_oob_code(self, codice_fiscale: str, purpose: OobPurpose) -> OobCode | None:
-        row = self._engine.run(
+        row = self._outside_unit_of_work().run(
             lambda tx: tx.fetch_one(sql.CURRENT_OOB_CODE, (codice_fiscale, purpose.value)),
             write=False,
         )
@@ -226,7 +248,7 @@ class SqlStore:
                 tx.execute(sql.SET_RATE_BUCKET_EVENTS, update)
 
         try:
-            self._engine.run(take, write=True)
+            self._outside_unit_of_work().run(take, write=True)
         except _Refused as refused:
             return refused.retry_after
         return 0
@@ -240,7 +262,7 @@ class SqlStore:
             return [sql.GRID_CARDS.from_row(row) for row in found]
 
         try:
-            return self._engine.run(revoke_and_insert, write=True)
+            return self._outside_unit_of_work().run(revoke_and_insert, write=True)
         except Conflict as exc:
             raise Conflict(f"a Security Card with serial {card.serial} already exists") from exc
 
@@ -274,7 +296,7 @@ class SqlStore:
             tx.execute(sql.AUDIT_LOG.insert, sql.AUDIT_LOG.to_row(entry))
             return entry
 
-        return self._engine.run(append, write=True)
+        return self._outside_unit_of_work().run(append, write=True)
 
     def audit_entries(self) -> Iterator[AuditEntry]:
         """Every entry in seq order, read in pages (the log is append-only)."""
@@ -289,7 +311,7 @@ class SqlStore:
                 return
 
     def _audit_page(self, after_seq: int) -> list[Row]:
-        return self._engine.run(
+        return self._outside_unit_of_work().run(
             lambda tx: tx.fetch_all(sql.AUDIT_PAGE, (after_seq, AUDIT_PAGE_SIZE)), write=False
         )
 
@@ -302,11 +324,11 @@ class SqlStore:
                 for table in sql.DATA_TABLES
             }
 
-        return self._engine.run(read_all, write=False)
+        return self._outside_unit_of_work().run(read_all, write=False)
 
     # shared shapes
     def _write(self, statement: str, params: Row) -> int:
-        return self._engine.write_one(statement, params)
+        return self._outside_unit_of_work().write_one(statement, params)
 
     def _insert(self, table: Table[R], record: R, duplicate_message: str) -> None:
         try:
@@ -315,11 +337,13 @@ class SqlStore:
             raise Conflict(duplicate_message) from exc
 
     def _get(self, table: Table[R], key: str) -> R | None:
-        row = self._engine.fetch_one(table.select_by_key, (key,))
+        row = self._outside_unit_of_work().fetch_one(table.select_by_key, (key,))
         return table.from_row(row) if row else None
 
     def _list(self, table: Table[R], statement: str, codice_fiscale: str) -> list[R]:
-        found = self._engine.run(lambda tx: tx.fetch_all(statement, (codice_fiscale,)), write=False)
+        found = self._outside_unit_of_work().run(
+            lambda tx: tx.fetch_all(statement, (codice_fiscale,)), write=False
+        )
         return [table.from_row(row) for row in found]
 
     def _versioned_update(self, table: Table[R], record: R) -> bool:
@@ -327,7 +351,9 @@ class SqlStore:
         return self._write(table.versioned_update, params) == 1
 
     def _consume(self, table: Table[R], statement: str, key: str, now: int) -> R | None:
-        row = self._engine.run(lambda tx: tx.fetch_one(statement, (now, key, now)), write=True)
+        row = self._outside_unit_of_work().run(
+            lambda tx: tx.fetch_one(statement, (now, key, now)), write=True
+        )
         return table.from_row(row) if row else None
 
 

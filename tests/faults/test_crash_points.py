@@ -10,6 +10,8 @@ committed) and `<use case>.after_commit` (committed, the answer not yet sent). T
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -38,7 +40,7 @@ from otphsm.service.assembly import assemble
 from otphsm.service.config import load_config
 from otphsm.service.devpki import DevPki
 from otphsm.simulators.crash import EXIT_STATUS, crash_env
-from otphsm.simulators.deployment import ServerProcess, start_serve, write_config
+from otphsm.simulators.deployment import ServerProcess, server_env, start_serve, write_config
 from otphsm.simulators.token.pskc_factory import pskc_document
 from otphsm.store import open_store
 from otphsm.v1 import (
@@ -59,6 +61,17 @@ CF = MARIO_ROSSI.codice_fiscale
 ENGINES = [pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.postgres)]
 POINTS = ["before_commit", "after_commit"]
 TEST_ACTOR = Actor("crash-test", Role.ENROLLER)
+STORAGES = pytest.mark.parametrize("seed_storage", ["wrapped", "resident"])
+_ORPHAN_SEEDS = """
+import sys
+from otphsm.service.assembly import assemble
+from otphsm.service.config import load_config
+assembly = assemble(load_config(sys.argv[1], env={}))
+try:
+    print(len(assembly.app.hsm.resident_seed_ids() - assembly.app.store.resident_seed_ids()))
+finally:
+    assembly.close()
+"""
 HOTP = OtpParameters(mode=OtpMode.HOTP)
 
 
@@ -71,6 +84,7 @@ class Rig:
     pki: DevPki
     store_url: str
     server: ServerProcess | None = None
+    resident: bool = False
     authorisations: list[str] = field(default_factory=list)
     """Every authorisation granted, in order."""
 
@@ -129,6 +143,26 @@ class Rig:
             )
             return issued.activation_code
 
+    def check_no_orphan_seed(self, crashed_before_commit: bool) -> None:
+        """Resident mode: no seed object on the HSM token that the database does not hold
+        (the restarted serve swept what the crash left: it says so in its log)."""
+        if not self.resident:
+            return
+        found = subprocess.run(
+            [sys.executable, "-c", _ORPHAN_SEEDS, str(self.config)],
+            env=server_env(self.softhsm),
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+        assert found.stdout.split()[-1] == "0", found.stdout
+        assert self.server is not None
+        swept = [
+            r for r in self.server.records if r.get("msg") == "orphan resident seeds destroyed"
+        ]
+        assert bool(swept) is crashed_before_commit, swept
+
     def audit_intact(self) -> None:
         report = self.admin().VerifyAudit(admin_pb2.VerifyAuditRequest(), timeout=30)
         assert report.intact, report.findings
@@ -154,8 +188,14 @@ def open_store_at(url: str) -> Iterator[Store]:
         store.close()
 
 
+@pytest.fixture
+def seed_storage() -> str:
+    """Wrapped seeds; the tests of use cases that make seeds run resident too."""
+    return "wrapped"
+
+
 @pytest.fixture(params=ENGINES)
-def rig(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Rig]:
+def rig(request: pytest.FixtureRequest, tmp_path: Path, seed_storage: str) -> Iterator[Rig]:
     if request.param == "postgres":
         url: str = request.getfixturevalue("postgres_store_url")
     else:
@@ -164,7 +204,10 @@ def rig(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Rig]:
     pki: DevPki = request.getfixturevalue("dev_pki")
     raw = service_config(tmp_path, softhsm, pki, request.getfixturevalue("card_ca_files"), url)
     raw["metrics"]["enabled"] = False
-    rig = Rig(write_config(tmp_path / "serve.toml", raw), softhsm, pki, url)
+    raw["hsm"]["seed_storage"] = seed_storage
+    rig = Rig(
+        write_config(tmp_path / "serve.toml", raw), softhsm, pki, url, seed_storage == "resident"
+    )
     try:
         yield rig
     finally:
@@ -270,6 +313,7 @@ def test_issuance_crash_leaves_the_authorisation_unused_or_used_by_a_complete_to
     rig.audit_intact()
 
 
+@STORAGES
 @pytest.mark.parametrize("point", POINTS)
 def test_activation_crash_leaves_the_activation_unused_or_the_token_with_its_seed(
     rig: Rig, point: str
@@ -286,6 +330,7 @@ def test_activation_crash_leaves_the_activation_unused_or_the_token_with_its_see
     rig.died_at_write_point()
 
     rig.serve()
+    rig.check_no_orphan_seed(crashed_before_commit=point == "before_commit")
     store = open_store(rig.store_url)
     try:
         (activation,) = store.activations_of(CF)
@@ -303,6 +348,7 @@ def test_activation_crash_leaves_the_activation_unused_or_the_token_with_its_see
     rig.audit_intact()
 
 
+@STORAGES
 @pytest.mark.parametrize("point", POINTS)
 def test_grid_card_crash_leaves_one_active_card_and_the_authorisation_consistent(
     rig: Rig, point: str
@@ -319,6 +365,7 @@ def test_grid_card_crash_leaves_one_active_card_and_the_authorisation_consistent
     rig.died_at_write_point()
 
     rig.serve()
+    rig.check_no_orphan_seed(crashed_before_commit=point == "before_commit")
     committed = point == "after_commit"
     with open_store_at(rig.store_url) as store:
         found = store.get_authorisation(crashed)
@@ -408,6 +455,7 @@ def test_sms_replacement_crash_uses_the_code_only_with_the_authorisation_granted
     rig.audit_intact()
 
 
+@STORAGES
 @pytest.mark.parametrize("point", POINTS)
 def test_pskc_import_crash_leaves_the_file_wholly_in_or_wholly_out(rig: Rig, point: str) -> None:
     """A PSKC file: every fob and fobs_imported: one commit."""
@@ -418,6 +466,7 @@ def test_pskc_import_crash_leaves_the_file_wholly_in_or_wholly_out(rig: Rig, poi
     rig.died_at_write_point()
 
     rig.serve()
+    rig.check_no_orphan_seed(crashed_before_commit=point == "before_commit")
     committed = point == "after_commit"
     with open_store_at(rig.store_url) as store:
         found = [store.get_token(f.serial) is not None for f in fobs]

@@ -1,7 +1,8 @@
 """`Store.transaction()`, the unit of work, on SQLite and PostgreSQL: what a block writes is
 committed once when it ends, or not at all if it raises; a nested block joins; a store method
 that writes several rows stays all or nothing inside it; audit appends in concurrent units of
-work still form one chain."""
+work still form one chain. Also the resident seed references the orphan sweep compares with
+the HSM (`core/app/seeds.py`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from support.store_fixtures import chained_entry, race
 from support.store_records import LAURA, NOW, activation, authorisation, token
 
 from otphsm.core.ports import Conflict
+from otphsm.core.seeds import SeedRef, SeedStorage
+from otphsm.core.tokens import TokenState
 from otphsm.store import SqlStore
 
 
@@ -97,3 +100,23 @@ def test_audit_appends_in_concurrent_units_of_work_form_one_chain(store: SqlStor
     entries = list(store.audit_entries())
     assert [e.seq for e in entries] == list(range(1, 9))
     assert all(e.details["built_after"] == e.seq - 1 for e in entries)
+
+
+def test_resident_seed_ids_name_every_resident_reference_of_tokens_and_cards(
+    store: SqlStore,
+) -> None:
+    resident = SeedRef(SeedStorage.RESIDENT, b"\x01" * 16)
+    store.insert_token(token("TOK-R", seed=resident, state=TokenState.REVOKED))
+    store.insert_token(token("TOK-W", LAURA, seed=SeedRef(SeedStorage.WRAPPED, b"blob")))
+    assert store.resident_seed_ids() == {b"\x01" * 16}
+
+
+def test_the_outer_store_refuses_work_while_this_thread_has_a_unit_of_work_open(
+    store: SqlStore,
+) -> None:
+    """It would wait for the unit of work's own lock: a programming error, said at once."""
+    before = store.snapshot()
+    with pytest.raises(RuntimeError, match="use the store it yielded"), store.transaction():
+        store.insert_token(token())
+    assert store.snapshot() == before
+    store.insert_token(token())  # closed again

@@ -13,6 +13,7 @@ from otphsm.core.app.writes import LOST_RACE, LostRace, with_retries
 from otphsm.core.codice_fiscale import validate as validate_codice_fiscale
 from otphsm.core.errors import AuthorisationRefused, FailedPrecondition, NotFound
 from otphsm.core.records import Activation, ActivationMethod
+from otphsm.core.seeds import SeedRef
 from otphsm.core.tokens import Token, TokenState
 
 ACTIVATION = "activation"
@@ -69,15 +70,17 @@ def _activate(
     app: App, actor: Actor, activation: Activation, device_public_point: bytes
 ) -> ActivatedDevice:
     """One unit of work: the activation marked used and the token given its seed, with the
-    audit entry. The seed is derived first; if anything refuses it is destroyed."""
+    audit entry. The seed derived in it is destroyed if anything refuses."""
     now = app.now()
     _refuse_unusable(activation, now)
     token = app.store.get_token(activation.token_serial)
     if token is None or token.state is not TokenState.PENDING or token.seed is not None:
         raise FailedPrecondition("this activation no longer applies to a pending token")
-    derived = app.hsm.derive_seed_ecdh(device_public_point, token.params.algorithm)
-    activated = replace(token, seed=derived.seed)
-    with app.transaction(ACTIVATION, [derived.seed]) as work:
+    new_seeds: list[SeedRef] = []
+    with app.transaction(ACTIVATION, new_seeds) as work:  # seeds are made inside (seeds.py)
+        derived = app.hsm.derive_seed_ecdh(device_public_point, token.params.algorithm)
+        new_seeds.append(derived.seed)
+        activated = replace(token, seed=derived.seed)
         if not work.store.update_activation(replace(activation, used_at=now)):
             raise FailedPrecondition("this activation was just used")
         if not work.store.update_token(activated):

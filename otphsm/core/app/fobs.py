@@ -81,18 +81,19 @@ def import_fobs(
 
     Consumes the packages: every secret is wiped when this returns, imported or not.
     """
+    seeds: list[SeedRef] = []
     try:
         _check_batch(app, packages)
-        seeds = _import_seeds(app, packages)
+        with app.transaction(FOB_IMPORT, seeds) as work:  # seeds are made inside (seeds.py)
+            seeds.extend(_import_seeds(app, packages))
+            tokens = _inventory(app, packages, seeds)
+            for token in tokens:
+                work.store.insert_token(token)
+            serials = [token.serial for token in tokens]
+            work.audit(actor, "fobs_imported", source, count=len(tokens), serials=serials)
     finally:
         for package in packages:
             package.wipe()
-    tokens = _inventory(app, packages, seeds)
-    with app.transaction(FOB_IMPORT, seeds) as work:
-        for token in tokens:
-            work.store.insert_token(token)
-        serials = [token.serial for token in tokens]
-        work.audit(actor, "fobs_imported", source, count=len(tokens), serials=serials)
     return tokens
 
 
@@ -122,11 +123,11 @@ def hand_over_fob(
     (`proof`), the fob stays assigned and PENDING.
     """
     check_serial(serial)
-    if first_code:
-        check_code_shape(first_code)
     with app.transaction(FOB_ASSIGNMENT) as work:
         fob = work.store.get_token(serial)
         if fob is None or fob.kind is not TokenKind.PHYSICAL:
+            if first_code:  # a malformed code is the first thing said wrong
+                check_code_shape(first_code)
             raise NotFound(f"no key fob with serial {serial}")
         if first_code:
             check_code_format(first_code, fob.params.digits)
