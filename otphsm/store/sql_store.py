@@ -388,7 +388,9 @@ class _JoinedEngine:
         return self._tx.fetch_one(statement, params)
 
     def write_one(self, statement: str, params: Row) -> int:
-        return self._tx.execute(statement, params)
+        """Under a savepoint too: a refused statement (`Conflict`) leaves the unit of work
+        usable (PostgreSQL would otherwise abort it), for a caller that decides again."""
+        return self.run(lambda tx: tx.execute(statement, params), write=True)
 
     def ping(self) -> int:
         raise TypeError("ping() is not part of a unit of work")
@@ -398,8 +400,9 @@ class _JoinedEngine:
 
 
 class _JoinedStore(SqlStore):
-    """The store a unit of work yields. A conditional write that matches nothing (False) or a
-    refused rate slot does not end the transaction: the caller decides. A raised error does."""
+    """The store a unit of work yields. A conditional write that matches nothing (False), a
+    refused rate slot or a `Conflict` caught by the caller does not end the transaction: the
+    caller decides. An error it lets through does."""
 
     @contextmanager
     def transaction(self) -> Iterator[SqlStore]:

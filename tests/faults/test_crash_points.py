@@ -28,10 +28,12 @@ from support.service_fixtures import service_config
 from support.store_records import citizen
 
 from otphsm.core.app import oob
+from otphsm.core.app.activation import activate_with_code
 from otphsm.core.app.context import Actor, App, Role
 from otphsm.core.app.enrolment import grant_authorisation
 from otphsm.core.app.grid import issue_grid_card
 from otphsm.core.app.issuance import issue_token
+from otphsm.core.app.validation import prove_possession
 from otphsm.core.ports import Store
 from otphsm.core.records import ActivationMethod, Authorisation, GridCardState, OobPurpose
 from otphsm.core.tokens import OtpMode, OtpParameters, TokenState
@@ -41,6 +43,7 @@ from otphsm.service.config import load_config
 from otphsm.service.devpki import DevPki
 from otphsm.simulators.crash import EXIT_STATUS, crash_env
 from otphsm.simulators.deployment import ServerProcess, server_env, start_serve, write_config
+from otphsm.simulators.token.mobile_app import derive_seed
 from otphsm.simulators.token.pskc_factory import pskc_document
 from otphsm.store import open_store
 from otphsm.v1 import (
@@ -61,6 +64,7 @@ CF = MARIO_ROSSI.codice_fiscale
 ENGINES = [pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.postgres)]
 POINTS = ["before_commit", "after_commit"]
 TEST_ACTOR = Actor("crash-test", Role.ENROLLER)
+DEVICE = Actor("crash-test-device", Role.DEVICE)
 STORAGES = pytest.mark.parametrize("seed_storage", ["wrapped", "resident"])
 _ORPHAN_SEEDS = """
 import sys
@@ -479,4 +483,51 @@ def test_pskc_import_crash_leaves_the_file_wholly_in_or_wholly_out(rig: Rig, poi
         assert refused.value.code() is grpc.StatusCode.FAILED_PRECONDITION
     else:
         assert len(rig.admin().ImportPskc(request, timeout=30).tokens) == len(fobs)
+    rig.audit_intact()
+
+
+def _activated_phone(rig: Rig) -> TokenApp:
+    """A phone issued and activated in process, its token still PENDING."""
+    activation_code = rig.issue_with_code()
+    phone = TokenApp()
+    with in_process(rig.config) as app:
+        device = activate_with_code(app, DEVICE, activation_code, phone.public_key)
+    phone.seed = derive_seed(phone.key, device.server_public_point)
+    phone.serial = device.token.serial
+    return phone
+
+
+@pytest.mark.parametrize("point", POINTS)
+def test_proof_crash_turns_the_new_phone_active_only_with_the_old_one_revoked(
+    rig: Rig, point: str
+) -> None:
+    """Proof of possession: the new phone ACTIVE and the citizen's old phone REVOKED (one
+    conditional write of both), token_active and token_revoked: one commit."""
+    old = _activated_phone(rig)
+    with in_process(rig.config) as app:
+        assert prove_possession(app, DEVICE, old.serial, old.counter_code(0)).ok
+    new = _activated_phone(rig)
+    request = device_pb2.ProvePossessionRequest(serial=new.serial, code=new.counter_code(0))
+    rig.serve(crash_at=f"proof_of_possession.{point}")
+    _dies(lambda: rig.device().ProvePossession(request, timeout=30))
+    rig.died_at_write_point()
+
+    rig.serve()
+    committed = point == "after_commit"
+    with open_store_at(rig.store_url) as store:
+        states = [store.get_token(s) for s in (old.serial, new.serial)]
+        expected = (
+            [TokenState.REVOKED, TokenState.ACTIVE]
+            if committed
+            else [TokenState.ACTIVE, TokenState.PENDING]
+        )
+        assert [t.state if t else None for t in states] == expected
+        audited = {(e.action, e.subject) for e in store.audit_entries()}
+        assert (("token_active", new.serial) in audited) is committed
+        assert (("token_revoked", old.serial) in audited) is committed
+        check_invariants(store, rig.authorisations)
+    again = rig.device().ProvePossession(request, timeout=30).result
+    assert again == (
+        common_pb2.VERIFY_RESULT_REPLAYED if committed else common_pb2.VERIFY_RESULT_OK
+    )
     rig.audit_intact()

@@ -120,3 +120,12 @@ def test_the_outer_store_refuses_work_while_this_thread_has_a_unit_of_work_open(
         store.insert_token(token())
     assert store.snapshot() == before
     store.insert_token(token())  # closed again
+
+
+def test_a_conflict_the_block_catches_leaves_the_unit_of_work_usable(store: SqlStore) -> None:
+    store.insert_token(token())
+    with store.transaction() as work:
+        with pytest.raises(Conflict):
+            work.insert_token(token())
+        work.insert_activation(activation())  # PostgreSQL has not aborted the transaction
+    assert store.get_activation("ac-1") is not None

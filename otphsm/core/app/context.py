@@ -86,6 +86,8 @@ class App:
     policy: AppPolicy = field(default_factory=AppPolicy)
     push: PushGateway | None = None
     """Notifications to the token app (out-of-band codes by push); None: not offered."""
+    in_unit_of_work: bool = False
+    """True in the `App` a unit of work yields (`transaction`): a nested one joins it."""
     write_point_hook: Callable[[str], None] | None = None
     """Test only (crash tests): called with the name of each write point a unit of work
     reaches (`transaction`). None in production: then a write point costs one comparison."""
@@ -105,20 +107,32 @@ class App:
 
         `new_seeds`, a list the block may append to, holds the HSM seeds it created: they are
         destroyed if the block raises (nothing refers to them), kept if the commit itself
-        failed (its outcome is unknown: a stored token may refer to them)."""
+        failed (its outcome is unknown: a stored token may refer to them). Called on the
+        `App` a unit of work yielded, it joins that one: no commit, no write points of its own.
+        """
+        if self.in_unit_of_work:
+            try:
+                yield self
+            except BaseException:
+                self._destroy(new_seeds)
+                raise
+            return
         written = False
         try:
             with self.store.transaction() as store:
-                yield dataclasses.replace(self, store=store)
+                yield dataclasses.replace(self, store=store, in_unit_of_work=True)
                 written = True
                 self.reached(f"{use_case}.{BEFORE_COMMIT}")
         except BaseException:
             if not written:
-                for seed in new_seeds:
-                    with contextlib.suppress(Exception):  # the original error says more
-                        self.hsm.destroy_seed(seed)
+                self._destroy(new_seeds)
             raise
         self.reached(f"{use_case}.{AFTER_COMMIT}")
+
+    def _destroy(self, seeds: Sequence[SeedRef]) -> None:
+        for seed in seeds:
+            with contextlib.suppress(Exception):  # the original error says more
+                self.hsm.destroy_seed(seed)
 
     def reached(self, write_point: str) -> None:
         if self.write_point_hook is not None:

@@ -40,6 +40,11 @@ def change_state(app: App, actor: Actor, serial: str, operation: str) -> Token:
     on a lost race); the token as written."""
     check_serial(serial)
     op = Operation(operation)
+    with app.transaction(STATE_CHANGE) as work:  # the token and its audit entries
+        return _change_state(work, actor, serial, op)
+
+
+def _change_state(app: App, actor: Actor, serial: str, op: Operation) -> Token:
     if op is Operation.REVOKE:
         if not revoke_token(app, actor, serial, via=op.value):
             raise FailedPrecondition("cannot revoke a token that is revoked")
@@ -76,8 +81,9 @@ def _changed(token: Token, op: Operation) -> Token:
     return replace(token, failures=0, lock_level=0, locked_until=0)  # UNLOCK
 
 
+STATE_CHANGE = "state_change"
 SMS_REPLACEMENT = "sms_replacement"
-"""The unit of work's name, and so its write points' prefix (`App.transaction`)."""
+"""Units of work (`App.transaction`): their write points' prefixes."""
 
 _SECOND_PHONE = "the citizen has another active phone: revoke or suspend it first"
 

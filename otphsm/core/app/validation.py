@@ -16,6 +16,9 @@ from otphsm.core.ports import Conflict
 from otphsm.core.tokens import Token, TokenKind, TokenState, check_serial
 from otphsm.core.verification import Verdict, VerifyOutcome, VerifyResult, resync, verify
 
+PROOF_OF_POSSESSION = "proof_of_possession"
+"""The unit of work's name, and so its write points' prefix (`App.transaction`)."""
+
 # When a citizen has several tokens and none accepts the code, the answer names the most
 # telling reason.
 _RESULT_PRIORITY = (
@@ -104,26 +107,27 @@ def prove_possession(app: App, actor: Actor, serial: str, code: str) -> VerifyOu
     now = app.clock.now()
     policy = app.policy.verification
 
-    def attempt() -> Verdict | LostRace:
-        token = app.store.get_token(serial)
+    def attempt(work: App) -> Verdict | LostRace:
+        token = work.store.get_token(serial)
         if token is None:
             raise NotFound(f"no token with serial {serial}")
-        verdict = verify(token, code, now, hmac_for(app, token), policy, allow_pending=True)
+        verdict = verify(token, code, now, hmac_for(work, token), policy, allow_pending=True)
         if verdict.token is token:
             return verdict
-        retired = _phones_retired_by(app, token, verdict.token)
+        retired = _phones_retired_by(work, token, verdict.token)
         try:
-            written = app.store.update_tokens([*retired, verdict.token])
+            written = work.store.update_tokens([*retired, verdict.token])
         except Conflict:  # another phone turned active meanwhile: decide again
             return LOST_RACE
         if not written:
             return LOST_RACE
-        _audit_transition(app, actor, token, verdict, "prove_possession")
+        _audit_transition(work, actor, token, verdict, "prove_possession")
         for old in retired:
-            audit_revoked(app, actor, old.serial, via=f"replaced_by:{serial}")
+            audit_revoked(work, actor, old.serial, via=f"replaced_by:{serial}")
         return verdict
 
-    verdict = with_retries(app, attempt)
+    with app.transaction(PROOF_OF_POSSESSION) as work:  # the tokens and their audit entries
+        verdict = with_retries(work, lambda: attempt(work))
     return VerifyOutcome(verdict.result, serial, verdict.retry_after)
 
 
