@@ -17,7 +17,8 @@ from otphsm.core.seeds import SeedRef
 from otphsm.core.tokens import Token, TokenState
 
 ACTIVATION = "activation"
-"""The unit of work's name, and so its write points' prefix (`App.transaction`)."""
+ACTIVATION_FAILURE = "activation_failure"
+"""Units of work (`App.transaction`): their write points' prefixes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +108,8 @@ def _refuse_unusable(activation: Activation, now: int) -> None:
 
 
 def _count_failure(app: App, actor: Actor, activation: Activation, now: int) -> NoReturn:
+    """Count a wrong temporary secret (the third in a row starts a wait) with its audit entry,
+    in one unit of work, then refuse."""
     policy = app.policy
 
     def count(current: Activation) -> tuple[Activation, str]:
@@ -116,17 +119,17 @@ def _count_failure(app: App, actor: Actor, activation: Activation, now: int) -> 
             updated = replace(current, failures=0, locked_until=now + wait)
             return updated, f"wrong temporary secret: wait {wait} s before trying again"
         left = policy.secret_failures_before_wait - failures
-        return replace(
-            current, failures=failures
-        ), f"wrong temporary secret: {left} tries before a wait"
+        updated = replace(current, failures=failures)
+        return updated, f"wrong temporary secret: {left} tries before a wait"
 
-    def attempt() -> tuple[int, str] | LostRace:
-        current = app.store.get_activation(activation.activation_id) or activation
+    def attempt(work: App) -> tuple[int, str] | LostRace:
+        current = work.store.get_activation(activation.activation_id) or activation
         updated, message = count(current)
-        if not app.store.update_activation(updated):
+        if not work.store.update_activation(updated):
             return LOST_RACE
         return current.failures + 1, message
 
-    failures, message = with_retries(app, attempt)
-    app.audit(actor, "activation_secret_wrong", activation.token_serial, failures=failures)
+    with app.transaction(ACTIVATION_FAILURE) as work:
+        failures, message = with_retries(work, lambda: attempt(work))
+        work.audit(actor, "activation_secret_wrong", activation.token_serial, failures=failures)
     raise AuthorisationRefused(message)
