@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -64,8 +65,9 @@ def register(tree: CommandTree) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     from otphsm.service.server import serve
+    from otphsm.simulators.crash import crash_hook_from_env
 
-    return serve(args.config)
+    return serve(args.config, write_point_hook=crash_hook_from_env(os.environ))
 
 
 def _dev_pki(args: argparse.Namespace) -> int:

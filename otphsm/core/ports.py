@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from otphsm.core.clock import Clock
@@ -43,6 +44,10 @@ class OtpHsm(Protocol):
     def destroy_seed(self, seed: SeedRef) -> None: ...
 
     def random_bytes(self, length: int) -> bytes: ...
+
+    def resident_seed_ids(self) -> set[bytes]:
+        """The references (CKA_ID) of every seed object kept on the token (resident mode)."""
+        ...
 
     def keyed_digest(self, data: bytes) -> bytes:
         """HMAC-SHA256 under the HSM-resident pepper key (activation codes, audit chain)."""
@@ -99,9 +104,18 @@ class Conflict(Exception):
 
 
 class Store(Protocol):
-    """Persistence. Every method is one transaction. `update_*` are conditional writes: they
-    succeed only if the stored `version` still equals the given record's `version`, then store
-    it with `version + 1`; False means another writer (another replica) got there first."""
+    """Persistence. Every method is one transaction, unless called on the store a unit of work
+    (`transaction()`) yields. `update_*` are conditional writes: they succeed only if the
+    stored `version` still equals the given record's `version`, then store it with
+    `version + 1`; False means another writer (another replica) got there first."""
+
+    def transaction(self) -> AbstractContextManager[Store]:
+        """A unit of work: every method of the store yielded runs in one transaction, which
+        commits once when the block ends and writes nothing if the block raises. Writers are
+        serialised as in `append_audit` for the whole block (audit entries appended inside keep
+        the chain's order); a nested `transaction()` joins it. Keep HSM and network calls
+        outside the block where the use case allows: it holds the write lock."""
+        ...
 
     def migrate(self) -> None: ...
 
@@ -131,6 +145,10 @@ class Store(Protocol):
         """Conditional writes of several tokens, in the order given, in one transaction: all
         of them, or none (False) if any has changed since it was read. Raise `Conflict` if a
         write would give a citizen two active mobile tokens."""
+        ...
+
+    def resident_seed_ids(self) -> set[bytes]:
+        """The references of every resident seed a token or a Security Card holds (any state)."""
         ...
 
     # single-use records

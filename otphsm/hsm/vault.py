@@ -213,6 +213,19 @@ class HsmSeedVault:
 
         self._owner.run("destroying a seed", op)
 
+    def resident_seed_ids(self) -> set[bytes]:
+        def op(ctx: SessionContext) -> set[bytes]:
+            found = ctx.session.get_objects(
+                {
+                    Attribute.CLASS: ObjectClass.SECRET_KEY,
+                    Attribute.TOKEN: True,
+                    Attribute.LABEL: templates.SEED_RESIDENT[Attribute.LABEL],
+                }
+            )
+            return {bytes(obj[Attribute.ID]) for obj in found}
+
+        return self._owner.run("listing resident seeds", op)
+
     def random_bytes(self, length: int) -> bytes:
         if length <= 0:
             raise InvalidInput("random length must be positive")

@@ -8,6 +8,7 @@ scheme is the one left to refuse (`otphsm.store.open_store`).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import assert_never
@@ -55,6 +56,7 @@ def assemble(
     sms: SmsGateway | None = None,
     readers: LocalReaders | None = None,
     push: PushGateway | None = None,
+    write_point_hook: Callable[[str], None] | None = None,
 ) -> Assembly:
     """Open the store (migrated), the HSM (keys checked) and the rest. The keyword arguments
     replace an adapter (tests inject a manual clock, a fault-injecting HSM, simulated readers)."""
@@ -81,6 +83,7 @@ def assemble(
         sms=sms,
         policy=config.policy,
         push=push or PushOutbox(Path(config.sms.push_outbox), clock),
+        write_point_hook=write_point_hook,
     )
     return Assembly(app, vault, store, readers)
 

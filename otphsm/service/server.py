@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +16,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from otphsm.core.app.seeds import sweep_orphan_seeds
+from otphsm.core.seeds import SeedStorage
 from otphsm.service.assembly import Assembly, assemble
 from otphsm.service.auth import Authenticator
 from otphsm.service.config import ServerSection, ServiceConfig, load_config
@@ -175,8 +177,21 @@ def bind(server: grpc.Server, section: ServerSection) -> int:
     return port
 
 
-def serve(config_path: Path) -> int:
-    """`otphsm serve`: run until SIGTERM or SIGINT, then shut down gracefully."""
+def _sweep_orphan_seeds(assembly: Assembly) -> None:
+    """Resident seeds left by a unit of work that never committed (a crash) are destroyed
+    before serving; the HSM token must belong to this deployment's database alone."""
+    try:
+        destroyed = sweep_orphan_seeds(assembly.app, "otphsm serve")
+    except BaseException:
+        assembly.close()
+        raise
+    if destroyed:
+        log.warning("orphan resident seeds destroyed", extra={"fields": {"count": destroyed}})
+
+
+def serve(config_path: Path, *, write_point_hook: Callable[[str], None] | None = None) -> int:
+    """`otphsm serve`: run until SIGTERM or SIGINT, then shut down gracefully.
+    `write_point_hook`: test only (`App.write_point_hook`), never set in production."""
     config = load_config(config_path)
     configure_logging(config.server.log_level, config.server.log_format)
     stop = threading.Event()
@@ -187,7 +202,11 @@ def serve(config_path: Path) -> int:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        assembly = assemble(config)
+        assembly = assemble(config, write_point_hook=write_point_hook)
+        if config.hsm.seed_storage is SeedStorage.RESIDENT:
+            _sweep_orphan_seeds(assembly)
+        if write_point_hook is not None:
+            log.warning("TEST ONLY: a write-point hook is installed (crash tests)")
         try:
             running = start_server(config, assembly)
         except BaseException:

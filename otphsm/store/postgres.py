@@ -21,8 +21,10 @@ in use, none failing) keeps the full wait.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, NoReturn, TypeVar
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -50,21 +52,26 @@ _POOL_GAVE_UP = (PoolTimeout, PoolClosed, TooManyRequests)
 
 
 class _PostgresTransaction:
-    def __init__(self, connection: Connection) -> None:
+    def __init__(
+        self,
+        connection: Connection,
+        translated: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
+    ) -> None:
         self._connection = connection
+        self._translated = translated
 
     def execute(self, statement: str, params: Sequence[object] = ()) -> int:
-        with self._connection.cursor() as cursor:
+        with self._translated(), self._connection.cursor() as cursor:
             cursor.execute(POSTGRES.render(statement), params or None)
             return cursor.rowcount
 
     def fetch_one(self, statement: str, params: Sequence[object] = ()) -> Row | None:
-        with self._connection.cursor() as cursor:
+        with self._translated(), self._connection.cursor() as cursor:
             cursor.execute(POSTGRES.render(statement), params or None)
             return cursor.fetchone()
 
     def fetch_all(self, statement: str, params: Sequence[object] = ()) -> list[Row]:
-        with self._connection.cursor() as cursor:
+        with self._translated(), self._connection.cursor() as cursor:
             cursor.execute(POSTGRES.render(statement), params or None)
             return cursor.fetchall()
 
@@ -125,6 +132,50 @@ class PostgresEngine:
 
     def run(self, work: Callable[[Transaction], T], *, write: bool) -> T:
         return self._run(work, timeout=None)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """A transaction held open across the caller's statements, committed when the block
+        ends, rolled back if it raises. It starts with the audit lock (`audit_lock`), so audit
+        appends inside it keep the chain's order and a transaction never waits for that lock
+        while holding row locks (no deadlock with another one). Never retried: the caller's
+        block cannot be run twice; a lost connection surfaces as `StoreUnavailable`."""
+        try:
+            with self._pool.connection(timeout=self._wait()) as connection:
+                tx = _PostgresTransaction(connection, self._translated)
+                tx.execute(POSTGRES.audit_lock or "SELECT 1")
+                yield tx
+                try:
+                    connection.commit()
+                except psycopg.Error as exc:
+                    raise _CommitFailed(exc) from exc
+            self._outage = False
+        except PoolTimeout as exc:
+            self._note_pool_timeout()
+            raise self._unavailable(exc) from exc
+        except _CommitFailed as failed:
+            raise self._unavailable(
+                failed.cause, "while committing, so the outcome is unknown"
+            ) from failed.cause
+        except psycopg.Error as exc:
+            self._raise_translated(exc)
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        try:
+            yield
+        except psycopg.Error as exc:
+            self._raise_translated(exc)
+
+    def _raise_translated(self, exc: psycopg.Error) -> NoReturn:
+        if isinstance(exc, pg_errors.UniqueViolation):
+            raise Conflict(redact(str(exc), self._secrets)) from exc
+        if isinstance(exc, psycopg.OperationalError) or exc.sqlstate in _RETRY_SQLSTATES:
+            raise self._unavailable(exc) from exc
+        raise exc
+
+    def _wait(self) -> float | None:
+        return OUTAGE_WAIT if self._outage else None
 
     def fetch_one(self, statement: str, params: Row) -> Row | None:
         return self._run(lambda tx: tx.fetch_one(statement, params), timeout=None, single=True)

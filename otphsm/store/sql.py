@@ -232,6 +232,10 @@ UPSERT_CITIZEN = f"{CITIZENS.insert} ON CONFLICT (codice_fiscale) DO UPDATE SET 
 )
 
 TOKENS_OF = f"{TOKENS.select} WHERE codice_fiscale = ? ORDER BY created_at, serial"
+RESIDENT_SEED_IDS = (
+    "SELECT seed_data FROM tokens WHERE seed_storage = 'resident' "
+    "UNION SELECT key_data FROM grid_cards WHERE key_storage = 'resident'"
+)
 
 
 def consume(table: Table[Any]) -> str:

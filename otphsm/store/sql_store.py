@@ -1,4 +1,5 @@
-"""The `Store` port on any SQL engine: every method is one transaction of shared statements.
+"""The `Store` port on any SQL engine: every method is one transaction of shared statements,
+or a statement of the caller's unit of work (`transaction()`).
 
 An `Engine` owns connections and the dialect; this class owns the semantics. The two engines
 therefore differ only in how they connect, begin, lock and translate driver errors.
@@ -6,7 +7,10 @@ therefore differ only in how they connect, begin, lock and translate driver erro
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol, TypeVar
 
 from otphsm.core.lockout import OriginAttempts, Standing
@@ -46,6 +50,11 @@ class Engine(Protocol):
         database `StoreUnavailable`."""
         ...
 
+    def transaction(self) -> AbstractContextManager[Transaction]:
+        """A writing transaction held open across the caller's statements: committed when the
+        block ends, rolled back if it raises; never retried."""
+        ...
+
     def fetch_one(self, statement: str, params: Row) -> Row | None:
         """One read-only statement, which is atomic on its own: no explicit transaction."""
         ...
@@ -66,6 +75,7 @@ class SqlStore:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._in_unit_of_work = threading.local()
 
     @property
     def dialect(self) -> Dialect:
@@ -73,11 +83,13 @@ class SqlStore:
 
     def migrate(self) -> None:
         """Apply pending migrations; a no-op when the schema is current."""
-        self._engine.run(lambda tx: apply_migrations(tx, self.dialect), write=True)
+        self._outside_unit_of_work().run(lambda tx: apply_migrations(tx, self.dialect), write=True)
 
     def applied_migrations(self) -> list[tuple[int, str]]:
         """(version, description) of every migration applied, oldest first."""
-        found = self._engine.run(lambda tx: tx.fetch_all(APPLIED_MIGRATIONS), write=False)
+        found = self._outside_unit_of_work().run(
+            lambda tx: tx.fetch_all(APPLIED_MIGRATIONS), write=False
+        )
         return [(int(version), str(description)) for version, description in found]
 
     def ping(self) -> None:
@@ -90,6 +102,26 @@ class SqlStore:
 
     def close(self) -> None:
         self._engine.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[SqlStore]:
+        """A unit of work: the store yielded runs every method in one transaction, committed
+        once when the block ends (nothing of it if the block raises). Inside it, nested
+        `transaction()` calls join it."""
+        with self._outside_unit_of_work().transaction() as tx:
+            self._in_unit_of_work.open = True
+            try:
+                yield _JoinedStore(_JoinedEngine(tx, self.dialect))
+            finally:
+                self._in_unit_of_work.open = False
+
+    def _outside_unit_of_work(self) -> Engine:
+        """The engine, unless this thread has a unit of work open: a write through this store
+        then would wait for the unit of work's own lock (a programming error: use the store
+        the unit of work yielded)."""
+        if getattr(self._in_unit_of_work, "open", False):
+            raise RuntimeError("a unit of work is open in this thread: use the store it yielded")
+        return self._engine
 
     # citizens
     def upsert_citizen(self, citizen: Citizen) -> None:
@@ -120,10 +152,16 @@ class SqlStore:
                     raise _Refused(0)
 
         try:
-            self._engine.run(write_all, write=True)
+            self._outside_unit_of_work().run(write_all, write=True)
         except _Refused:
             return False
         return True
+
+    def resident_seed_ids(self) -> set[bytes]:
+        found = self._outside_unit_of_work().run(
+            lambda tx: tx.fetch_all(sql.RESIDENT_SEED_IDS), write=False
+        )
+        return {bytes(row[0]) for row in found}
 
     # single-use records
     def insert_challenge(self, challenge: Challenge) -> None:
@@ -155,7 +193,7 @@ class SqlStore:
         """The newest activation with this MAC; an empty MAC (no secret) never matches."""
         if not secret_mac:
             return None
-        row = self._engine.run(
+        row = self._outside_unit_of_work().run(
             lambda tx: tx.fetch_one(sql.ACTIVATION_BY_MAC, (secret_mac,)), write=False
         )
         return sql.ACTIVATIONS.from_row(row) if row else None
@@ -175,12 +213,12 @@ class SqlStore:
             tx.execute(sql.OOB_CODES.insert, sql.OOB_CODES.to_row(code))
 
         try:
-            self._engine.run(supersede_and_insert, write=True)
+            self._outside_unit_of_work().run(supersede_and_insert, write=True)
         except Conflict as exc:
             raise Conflict(f"out-of-band code {code.oob_id} exists") from exc
 
     def current_oob_code(self, codice_fiscale: str, purpose: OobPurpose) -> OobCode | None:
-        row = self._engine.run(
+        row = self._outside_unit_of_work().run(
             lambda tx: tx.fetch_one(sql.CURRENT_OOB_CODE, (codice_fiscale, purpose.value)),
             write=False,
         )
@@ -212,7 +250,7 @@ class SqlStore:
                 tx.execute(sql.SET_RATE_BUCKET_EVENTS, update)
 
         try:
-            self._engine.run(take, write=True)
+            self._outside_unit_of_work().run(take, write=True)
         except _Refused as refused:
             return refused.retry_after
         return 0
@@ -224,7 +262,7 @@ class SqlStore:
     def drain_failure_bucket(self, caller: str, now_ms: int, cost_ms: int, max_debt_ms: int) -> int:
         cap = now_ms + max_debt_ms
         params = (caller, now_ms + cost_ms, now_ms, cost_ms, cap, cap, cost_ms)
-        row = self._engine.run(
+        row = self._outside_unit_of_work().run(
             lambda tx: tx.fetch_one(sql.DRAIN_FAILURE_BUCKET, params), write=True
         )
         if row is None:
@@ -241,7 +279,7 @@ class SqlStore:
             events = tuple(rate_events(budget[0])) if budget else ()
             return Standing(attempts, int(seen[0]) if seen else None, events)
 
-        return self._engine.run(read, write=False)
+        return self._outside_unit_of_work().run(read, write=False)
 
     def record_origin_failure(
         self, subject: str, attempts: OriginAttempts | None, budget: RateLimit | None, now: int
@@ -260,7 +298,7 @@ class SqlStore:
                 tx.execute(sql.PURGE_IDLE_ORIGIN_ATTEMPTS, (subject, since, now))
 
         try:
-            self._engine.run(record, write=True)
+            self._outside_unit_of_work().run(record, write=True)
         except _Refused:
             return False
         return True
@@ -271,7 +309,7 @@ class SqlStore:
             tx.execute(sql.DELETE_ORIGIN_ATTEMPTS, (subject, origin))
             tx.execute(sql.FORGET_KNOWN_ORIGINS, (subject, forget_before))
 
-        self._engine.run(remember, write=True)
+        self._outside_unit_of_work().run(remember, write=True)
 
     def clear_origin_lockout(self, subjects: Sequence[str]) -> None:
         def clear(tx: Transaction) -> None:
@@ -279,7 +317,7 @@ class SqlStore:
                 tx.execute(sql.CLEAR_ORIGIN_ATTEMPTS, (subject,))
                 tx.execute(sql.CLEAR_ORIGIN_BUDGET, (subject,))
 
-        self._engine.run(clear, write=True)
+        self._outside_unit_of_work().run(clear, write=True)
 
     # Security Cards
     def insert_grid_card(self, card: GridCard) -> list[GridCard]:
@@ -290,7 +328,7 @@ class SqlStore:
             return [sql.GRID_CARDS.from_row(row) for row in found]
 
         try:
-            return self._engine.run(revoke_and_insert, write=True)
+            return self._outside_unit_of_work().run(revoke_and_insert, write=True)
         except Conflict as exc:
             raise Conflict(f"a Security Card with serial {card.serial} already exists") from exc
 
@@ -308,7 +346,7 @@ class SqlStore:
         self, holder: SeedHolder, kek: str, *, unlabelled: bool, after: str, limit: int
     ) -> list[StoredSeed]:
         params = (kek, int(unlabelled), after, limit)
-        found = self._engine.run(
+        found = self._outside_unit_of_work().run(
             lambda tx: tx.fetch_all(sql_rewrap.wrapped_under(holder), params), write=False
         )
         return [
@@ -342,7 +380,7 @@ class SqlStore:
             tx.execute(sql.AUDIT_LOG.insert, sql.AUDIT_LOG.to_row(entry))
             return entry
 
-        return self._engine.run(append, write=True)
+        return self._outside_unit_of_work().run(append, write=True)
 
     def audit_entries(self) -> Iterator[AuditEntry]:
         """Every entry in seq order, read in pages (the log is append-only)."""
@@ -357,7 +395,7 @@ class SqlStore:
                 return
 
     def _audit_page(self, after_seq: int) -> list[Row]:
-        return self._engine.run(
+        return self._outside_unit_of_work().run(
             lambda tx: tx.fetch_all(sql.AUDIT_PAGE, (after_seq, AUDIT_PAGE_SIZE)), write=False
         )
 
@@ -370,11 +408,11 @@ class SqlStore:
                 for table in sql.DATA_TABLES
             }
 
-        return self._engine.run(read_all, write=False)
+        return self._outside_unit_of_work().run(read_all, write=False)
 
     # shared shapes
     def _write(self, statement: str, params: Row) -> int:
-        return self._engine.write_one(statement, params)
+        return self._outside_unit_of_work().write_one(statement, params)
 
     def _insert(self, table: Table[R], record: R, duplicate_message: str) -> None:
         try:
@@ -383,11 +421,13 @@ class SqlStore:
             raise Conflict(duplicate_message) from exc
 
     def _get(self, table: Table[R], key: str) -> R | None:
-        row = self._engine.fetch_one(table.select_by_key, (key,))
+        row = self._outside_unit_of_work().fetch_one(table.select_by_key, (key,))
         return table.from_row(row) if row else None
 
     def _list(self, table: Table[R], statement: str, codice_fiscale: str) -> list[R]:
-        found = self._engine.run(lambda tx: tx.fetch_all(statement, (codice_fiscale,)), write=False)
+        found = self._outside_unit_of_work().run(
+            lambda tx: tx.fetch_all(statement, (codice_fiscale,)), write=False
+        )
         return [table.from_row(row) for row in found]
 
     def _versioned_update(self, table: Table[R], record: R) -> bool:
@@ -395,8 +435,62 @@ class SqlStore:
         return self._write(table.versioned_update, params) == 1
 
     def _consume(self, table: Table[R], statement: str, key: str, now: int) -> R | None:
-        row = self._engine.run(lambda tx: tx.fetch_one(statement, (now, key, now)), write=True)
+        row = self._outside_unit_of_work().run(
+            lambda tx: tx.fetch_one(statement, (now, key, now)), write=True
+        )
         return table.from_row(row) if row else None
+
+
+class _JoinedEngine:
+    """An engine whose every call is a statement of one open transaction."""
+
+    def __init__(self, tx: Transaction, dialect: Dialect) -> None:
+        self._tx = tx
+        self.dialect = dialect
+
+    def run(self, work: Callable[[Transaction], T], *, write: bool) -> T:
+        """A method that writes several statements does so all or nothing within the unit of
+        work too: under a savepoint, rolled back to if it raises."""
+        if not write:
+            return work(self._tx)
+        self._tx.execute("SAVEPOINT store_method")
+        try:
+            result = work(self._tx)
+        except BaseException:
+            with contextlib.suppress(Exception):  # the original error says more
+                self._tx.execute("ROLLBACK TO SAVEPOINT store_method")
+                self._tx.execute("RELEASE SAVEPOINT store_method")
+            raise
+        self._tx.execute("RELEASE SAVEPOINT store_method")
+        return result
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        yield self._tx
+
+    def fetch_one(self, statement: str, params: Row) -> Row | None:
+        return self._tx.fetch_one(statement, params)
+
+    def write_one(self, statement: str, params: Row) -> int:
+        """Under a savepoint too: a refused statement (`Conflict`) leaves the unit of work
+        usable (PostgreSQL would otherwise abort it), for a caller that decides again."""
+        return self.run(lambda tx: tx.execute(statement, params), write=True)
+
+    def ping(self) -> int:
+        raise TypeError("ping() is not part of a unit of work")
+
+    def close(self) -> None:
+        raise TypeError("close() is not part of a unit of work: end the transaction's block")
+
+
+class _JoinedStore(SqlStore):
+    """The store a unit of work yields. A conditional write that matches nothing (False), a
+    refused rate slot or a `Conflict` caught by the caller does not end the transaction: the
+    caller decides. An error it lets through does."""
+
+    @contextmanager
+    def transaction(self) -> Iterator[SqlStore]:
+        yield self
 
 
 class _Refused(Exception):

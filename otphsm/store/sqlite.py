@@ -9,12 +9,13 @@ its own empty database).
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import TypeVar
 
 from otphsm.core.ports import Conflict
@@ -51,18 +52,26 @@ class _Connection(sqlite3.Connection):
 
 
 class _SqliteTransaction:
-    def __init__(self, connection: sqlite3.Connection) -> None:
+    def __init__(
+        self,
+        connection: sqlite3.Connection,
+        translated: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
+    ) -> None:
         self._connection = connection
+        self._translated = translated
 
     def execute(self, statement: str, params: Sequence[object] = ()) -> int:
-        return self._connection.execute(statement, params).rowcount
+        with self._translated():
+            return self._connection.execute(statement, params).rowcount
 
     def fetch_one(self, statement: str, params: Sequence[object] = ()) -> Row | None:
         found = self.fetch_all(statement, params)
         return found[0] if found else None
 
     def fetch_all(self, statement: str, params: Sequence[object] = ()) -> list[Row]:
-        return [tuple(row) for row in self._connection.execute(statement, params).fetchall()]
+        with self._translated():
+            found = self._connection.execute(statement, params).fetchall()
+        return [tuple(row) for row in found]
 
 
 class SqliteEngine:
@@ -97,6 +106,21 @@ class SqliteEngine:
                     connection.execute("ROLLBACK")
                 raise
             return result
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """A writing transaction held open across the caller's statements (BEGIN IMMEDIATE:
+        SQLite's write lock from the start), committed when the block ends, rolled back if it
+        raises. Each statement's driver error is translated where it happens."""
+        with self._writer_turn(True), self._translated(), self._exclusive() as connection:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield _SqliteTransaction(connection, self._translated)
+                connection.execute("COMMIT")
+            except BaseException:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+                raise
 
     def fetch_one(self, statement: str, params: Row) -> Row | None:
         with self._translated(), self._exclusive() as connection:

@@ -4,14 +4,21 @@ the seed derived by ECDH inside the HSM; the device then proves possession (vali
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import NoReturn
 
 from otphsm.core.activation import check_temporary_secret, normalise_activation_code
 from otphsm.core.app.context import Actor, App
 from otphsm.core.app.issuance import activation_mac_input
+from otphsm.core.app.writes import LOST_RACE, LostRace, with_retries
 from otphsm.core.codice_fiscale import validate as validate_codice_fiscale
 from otphsm.core.errors import AuthorisationRefused, FailedPrecondition, NotFound
 from otphsm.core.records import Activation, ActivationMethod
+from otphsm.core.seeds import SeedRef
 from otphsm.core.tokens import Token, TokenState
+
+ACTIVATION = "activation"
+ACTIVATION_FAILURE = "activation_failure"
+"""Units of work (`App.transaction`): their write points' prefixes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,25 +71,29 @@ def activate_with_temporary_secret(
 def _activate(
     app: App, actor: Actor, activation: Activation, device_public_point: bytes
 ) -> ActivatedDevice:
+    """One unit of work: the activation marked used and the token given its seed, with the
+    audit entry. The seed derived in it is destroyed if anything refuses."""
     now = app.now()
     _refuse_unusable(activation, now)
     token = app.store.get_token(activation.token_serial)
     if token is None or token.state is not TokenState.PENDING or token.seed is not None:
         raise FailedPrecondition("this activation no longer applies to a pending token")
-    derived = app.hsm.derive_seed_ecdh(device_public_point, token.params.algorithm)
-    if not app.store.update_activation(replace(activation, used_at=now)):
-        app.hsm.destroy_seed(derived.seed)  # another caller won: leave nothing behind
-        raise FailedPrecondition("this activation was just used")
-    activated = replace(token, seed=derived.seed)
-    if not app.store.update_token(activated):
-        raise FailedPrecondition("the token changed during activation: start again")
-    app.audit(
-        actor,
-        "device_activated",
-        token.serial,
-        method=activation.method.value,
-        codice_fiscale=token.codice_fiscale,
-    )
+    new_seeds: list[SeedRef] = []
+    with app.transaction(ACTIVATION, new_seeds) as work:  # seeds are made inside (seeds.py)
+        derived = app.hsm.derive_seed_ecdh(device_public_point, token.params.algorithm)
+        new_seeds.append(derived.seed)
+        activated = replace(token, seed=derived.seed)
+        if not work.store.update_activation(replace(activation, used_at=now)):
+            raise FailedPrecondition("this activation was just used")
+        if not work.store.update_token(activated):
+            raise FailedPrecondition("the token changed during activation: start again")
+        work.audit(
+            actor,
+            "device_activated",
+            token.serial,
+            method=activation.method.value,
+            codice_fiscale=token.codice_fiscale,
+        )
     return ActivatedDevice(
         replace(activated, version=activated.version + 1),
         derived.server_public_point,
@@ -97,16 +108,29 @@ def _refuse_unusable(activation: Activation, now: int) -> None:
         raise FailedPrecondition("this activation has expired: ask for a new one")
 
 
-def _count_failure(app: App, actor: Actor, activation: Activation, now: int) -> None:
+def _count_failure(app: App, actor: Actor, activation: Activation, now: int) -> NoReturn:
+    """Count a wrong temporary secret (the third in a row starts a wait) with its audit entry,
+    in one unit of work, then refuse."""
     policy = app.policy
-    failures = activation.failures + 1
-    if failures >= policy.secret_failures_before_wait:
-        updated = replace(activation, failures=0, locked_until=now + policy.secret_wait_seconds)
-        message = f"wrong temporary secret: wait {policy.secret_wait_seconds} s before trying again"
-    else:
-        updated = replace(activation, failures=failures)
+
+    def count(current: Activation) -> tuple[Activation, str]:
+        failures = current.failures + 1
+        if failures >= policy.secret_failures_before_wait:
+            wait = policy.secret_wait_seconds
+            updated = replace(current, failures=0, locked_until=now + wait)
+            return updated, f"wrong temporary secret: wait {wait} s before trying again"
         left = policy.secret_failures_before_wait - failures
-        message = f"wrong temporary secret: {left} tries before a wait"
-    app.store.update_activation(updated)
-    app.audit(actor, "activation_secret_wrong", activation.token_serial, failures=failures)
+        updated = replace(current, failures=failures)
+        return updated, f"wrong temporary secret: {left} tries before a wait"
+
+    def attempt(work: App) -> tuple[int, str] | LostRace:
+        current = work.store.get_activation(activation.activation_id) or activation
+        updated, message = count(current)
+        if not work.store.update_activation(updated):
+            return LOST_RACE
+        return current.failures + 1, message
+
+    with app.transaction(ACTIVATION_FAILURE) as work:
+        failures, message = with_retries(work, lambda: attempt(work))
+        work.audit(actor, "activation_secret_wrong", activation.token_serial, failures=failures)
     raise AuthorisationRefused(message)

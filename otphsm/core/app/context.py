@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import enum
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -13,7 +17,11 @@ from otphsm.core.clock import Clock
 from otphsm.core.grid_card import MAX_CELL_DIGITS
 from otphsm.core.ports import OtpHsm, PushGateway, SmsGateway, Store
 from otphsm.core.records import AuditEntry
+from otphsm.core.seeds import SeedRef
 from otphsm.core.verification import VerificationPolicy
+
+BEFORE_COMMIT = "before_commit"
+AFTER_COMMIT = "after_commit"
 
 
 class Role(enum.StrEnum):
@@ -78,12 +86,57 @@ class App:
     policy: AppPolicy = field(default_factory=AppPolicy)
     push: PushGateway | None = None
     """Notifications to the token app (out-of-band codes by push); None: not offered."""
+    in_unit_of_work: bool = False
+    """True in the `App` a unit of work yields (`transaction`): a nested one joins it."""
+    write_point_hook: Callable[[str], None] | None = None
+    """Test only (crash tests): called with the name of each write point a unit of work
+    reaches (`transaction`). None in production: then a write point costs one comparison."""
 
     def now(self) -> int:
         return int(self.clock.now())
 
     def new_id(self, prefix: str) -> str:
         return f"{prefix}-{self.hsm.random_bytes(12).hex()}"
+
+    @contextmanager
+    def transaction(self, use_case: str, new_seeds: Sequence[SeedRef] = ()) -> Iterator[App]:
+        """The use case's unit of work: an `App` whose store (and so `audit`) writes into one
+        transaction, committed once when the block ends, or not at all if it raises. Its write
+        points are `<use_case>.before_commit` (everything written, nothing committed) and
+        `<use_case>.after_commit` (committed, the answer not yet given).
+
+        `new_seeds`, a list the block may append to, holds the HSM seeds it created: they are
+        destroyed if the block raises (nothing refers to them), kept if the commit itself
+        failed (its outcome is unknown: a stored token may refer to them). Called on the
+        `App` a unit of work yielded, it joins that one: no commit, no write points of its own.
+        """
+        if self.in_unit_of_work:
+            try:
+                yield self
+            except BaseException:
+                self._destroy(new_seeds)
+                raise
+            return
+        written = False
+        try:
+            with self.store.transaction() as store:
+                yield dataclasses.replace(self, store=store, in_unit_of_work=True)
+                written = True
+                self.reached(f"{use_case}.{BEFORE_COMMIT}")
+        except BaseException:
+            if not written:
+                self._destroy(new_seeds)
+            raise
+        self.reached(f"{use_case}.{AFTER_COMMIT}")
+
+    def _destroy(self, seeds: Sequence[SeedRef]) -> None:
+        for seed in seeds:
+            with contextlib.suppress(Exception):  # the original error says more
+                self.hsm.destroy_seed(seed)
+
+    def reached(self, write_point: str) -> None:
+        if self.write_point_hook is not None:
+            self.write_point_hook(write_point)
 
     def audit(self, actor: Actor | str, action: str, subject: str, **details: object) -> None:
         """Append to the chain. Callers pass identifiers and outcomes, never secrets."""

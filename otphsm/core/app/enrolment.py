@@ -12,6 +12,9 @@ from otphsm.core.codice_fiscale import validate as validate_codice_fiscale
 from otphsm.core.errors import FailedPrecondition, InvalidInput, NotFound
 from otphsm.core.records import Authorisation, Challenge, Citizen
 
+CARD_AUTHORISATION = "card_authorisation"
+PHONE_NUMBER = "phone_number"
+"""Units of work (`App.transaction`): their write points' prefixes."""
 MAX_CERTIFICATE_BYTES = 8192
 MAX_SIGNATURE_BYTES = 1024
 
@@ -58,49 +61,51 @@ def authorise_with_card(
         signature=evidence.signature,
         now=datetime.fromtimestamp(now, UTC),
     )
-    if app.store.consume_challenge(challenge_id, now) is None:
-        raise CardCheckFailed(CardCheckFailure.CHALLENGE_REUSED, "the challenge was just used")
-    codice_fiscale = validate_codice_fiscale(holder.codice_fiscale)
-    existing = app.store.get_citizen(holder.codice_fiscale)
-    citizen = Citizen(
-        codice_fiscale=holder.codice_fiscale,
-        given_name=holder.given_name or "",
-        surname=holder.surname or "",
-        birth_date=codice_fiscale.birth_date(
-            today=datetime.fromtimestamp(now, UTC).date()
-        ).isoformat(),
-        sex=codice_fiscale.sex.value,
-        birth_place=codice_fiscale.birthplace,
-        card_id=holder.card_id,
-        certificate_serial=format(holder.certificate_serial, "x"),
-        certificate_issuer=holder.issuer,
-        enrolled_at=existing.enrolled_at if existing else now,
-        updated_at=now,
-        phone_number=existing.phone_number if existing else None,
-        code_prefix_mac=existing.code_prefix_mac if existing else None,
-    )
-    app.store.upsert_citizen(citizen)
-    authorisation = Authorisation(
-        authorisation_id=app.new_id("au"),
-        codice_fiscale=citizen.codice_fiscale,
-        card_id=holder.card_id,
-        created_at=now,
-        expires_at=now + app.policy.authorisation_seconds,
-    )
-    app.store.insert_authorisation(authorisation)
-    app.audit(
-        actor,
-        "card_authorised",
-        citizen.codice_fiscale,
-        card_id=holder.card_id,
-        certificate_serial=citizen.certificate_serial,
-        authorisation=authorisation.authorisation_id,
-    )
+    with app.transaction(CARD_AUTHORISATION) as work:
+        if work.store.consume_challenge(challenge_id, now) is None:
+            raise CardCheckFailed(CardCheckFailure.CHALLENGE_REUSED, "the challenge was just used")
+        codice_fiscale = validate_codice_fiscale(holder.codice_fiscale)
+        existing = work.store.get_citizen(holder.codice_fiscale)
+        citizen = Citizen(
+            codice_fiscale=holder.codice_fiscale,
+            given_name=holder.given_name or "",
+            surname=holder.surname or "",
+            birth_date=codice_fiscale.birth_date(
+                today=datetime.fromtimestamp(now, UTC).date()
+            ).isoformat(),
+            sex=codice_fiscale.sex.value,
+            birth_place=codice_fiscale.birthplace,
+            card_id=holder.card_id,
+            certificate_serial=format(holder.certificate_serial, "x"),
+            certificate_issuer=holder.issuer,
+            enrolled_at=existing.enrolled_at if existing else now,
+            updated_at=now,
+            phone_number=existing.phone_number if existing else None,
+            code_prefix_mac=existing.code_prefix_mac if existing else None,
+        )
+        work.store.upsert_citizen(citizen)
+        authorisation = Authorisation(
+            authorisation_id=app.new_id("au"),
+            codice_fiscale=citizen.codice_fiscale,
+            card_id=holder.card_id,
+            created_at=now,
+            expires_at=now + app.policy.authorisation_seconds,
+        )
+        work.store.insert_authorisation(authorisation)
+        work.audit(
+            actor,
+            "card_authorised",
+            citizen.codice_fiscale,
+            card_id=holder.card_id,
+            certificate_serial=citizen.certificate_serial,
+            authorisation=authorisation.authorisation_id,
+        )
     return authorisation, citizen
 
 
 def grant_authorisation(app: App, actor: Actor, codice_fiscale: str, reason: str) -> Authorisation:
-    """An authorisation earned some other way than a card (an out-of-band code)."""
+    """An authorisation earned some other way than a card (an out-of-band code). Two writes:
+    the caller runs it inside its unit of work (`lifecycle.authorise_with_sms_code`)."""
     now = app.now()
     authorisation = Authorisation(
         authorisation_id=app.new_id("au"),
@@ -148,8 +153,9 @@ def set_phone_number(app: App, actor: Actor, codice_fiscale: str, phone_number: 
     if citizen is None:
         raise NotFound("no enrolled citizen with that codice fiscale")
     updated = replace(citizen, phone_number="+" + digits, updated_at=app.now())
-    app.store.upsert_citizen(updated)
-    app.audit(actor, "phone_number_set", codice_fiscale)
+    with app.transaction(PHONE_NUMBER) as work:
+        work.store.upsert_citizen(updated)
+        work.audit(actor, "phone_number_set", codice_fiscale)
     return updated
 
 

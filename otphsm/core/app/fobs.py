@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 
 from otphsm.core.app.context import Actor, App
 from otphsm.core.app.enrolment import consume_authorisation
+from otphsm.core.app.validation import prove_possession
 from otphsm.core.errors import FailedPrecondition, InvalidInput, NotFound
 from otphsm.core.seeds import SeedRef
 from otphsm.core.tokens import (
@@ -29,6 +30,7 @@ from otphsm.core.tokens import (
     TokenState,
     check_serial,
 )
+from otphsm.core.verification import VerifyOutcome, check_code_format, check_code_shape
 
 UNASSIGNED = ""
 """The codice fiscale of a fob nobody holds yet."""
@@ -38,8 +40,18 @@ MAX_SECRET_BYTES = 64
 MAX_BATCH = 100_000
 MAX_COUNTER = 2**62
 """Counters are stored as signed 64-bit integers, with room for look-ahead and resync."""
+FOB_IMPORT = "fob_import"
+FOB_ASSIGNMENT = "fob_assignment"
+"""Units of work (`App.transaction`): their write points' prefixes."""
 _NAMED = 10
 """How many serials an error message names before saying how many more."""
+
+
+@dataclass(frozen=True, slots=True)
+class AssignedFob:
+    token: Token
+    proof: VerifyOutcome | None
+    """The first code's outcome, when one was given."""
 
 
 @dataclass(slots=True)
@@ -62,22 +74,26 @@ def import_fobs(
     """Put a batch of fobs into inventory, all or nothing.
 
     Everything is checked before anything changes; then every seed goes into the HSM, and
-    only then are the tokens written. If the HSM fails midway, the seeds already created are
-    destroyed and nothing is written. The store has no multi-row transaction: if a write fails
-    midway (a concurrent import of the same serial, the database gone), the fobs already
-    written are withdrawn (revoked, their seed reference dropped) and the seeds destroyed.
+    only then are the tokens written, all in one unit of work with the audit entry. If the
+    HSM fails midway, the seeds already created are destroyed and nothing is written; if a
+    write fails (a concurrent import of the same serial, the database gone), nothing of the
+    file is committed and the seeds are destroyed.
 
     Consumes the packages: every secret is wiped when this returns, imported or not.
     """
+    seeds: list[SeedRef] = []
     try:
         _check_batch(app, packages)
-        seeds = _import_seeds(app, packages)
-        tokens = _write_inventory(app, actor, packages, seeds, source)
+        with app.transaction(FOB_IMPORT, seeds) as work:  # seeds are made inside (seeds.py)
+            seeds.extend(_import_seeds(app, packages))
+            tokens = _inventory(app, packages, seeds)
+            for token in tokens:
+                work.store.insert_token(token)
+            serials = [token.serial for token in tokens]
+            work.audit(actor, "fobs_imported", source, count=len(tokens), serials=serials)
     finally:
         for package in packages:
             package.wipe()
-    serials = [token.serial for token in tokens]
-    app.audit(actor, "fobs_imported", source, count=len(tokens), serials=serials)
     return tokens
 
 
@@ -91,31 +107,47 @@ def fob_inventory(app: App) -> list[Token]:
 
 
 def assign_fob(app: App, actor: Actor, authorisation_id: str, serial: str) -> Token:
-    """Give an inventory fob to the citizen an authorisation (card or SMS code) names.
+    """`hand_over_fob` without a first code."""
+    return hand_over_fob(app, actor, authorisation_id, serial).token
+
+
+def hand_over_fob(
+    app: App, actor: Actor, authorisation_id: str, serial: str, first_code: str = ""
+) -> AssignedFob:
+    """Give an inventory fob to the citizen an authorisation (card or SMS code) names and,
+    with the code the fob shows (`first_code`), prove possession: one unit of work.
 
     The fob is PENDING until its first valid code (`validation.prove_possession`). A citizen
     holds at most one fob that is not revoked: a lost one is revoked before a new one is given.
+    A malformed first code is refused before anything changes; a wrong one is an answer
+    (`proof`), the fob stays assigned and PENDING.
     """
     check_serial(serial)
-    fob = app.store.get_token(serial)
-    if fob is None or fob.kind is not TokenKind.PHYSICAL:
-        raise NotFound("serial: no key fob with that serial")
-    _check_in_inventory(fob)
-    pending = app.store.get_authorisation(authorisation_id)
-    if pending is None:
-        raise NotFound("unknown authorisation")
-    _check_no_other_fob(app, pending.codice_fiscale)
-    authorisation = consume_authorisation(app, authorisation_id)
-    cf = authorisation.codice_fiscale
-    assigned = replace(fob, codice_fiscale=cf, state=TokenState.PENDING)
-    if not app.store.update_token(assigned):
-        raise FailedPrecondition(
-            "that key fob was changed meanwhile (assigned by someone else?): "
-            "look it up and authorise again"
-        )
-    app.audit(actor, "fob_assigned", serial, codice_fiscale=cf, authorisation=authorisation_id)
-    stored = app.store.get_token(serial)
-    return stored if stored is not None else assigned
+    with app.transaction(FOB_ASSIGNMENT) as work:
+        fob = work.store.get_token(serial)
+        if fob is None or fob.kind is not TokenKind.PHYSICAL:
+            if first_code:  # a malformed code is the first thing said wrong
+                check_code_shape(first_code)
+            raise NotFound("serial: no key fob with that serial")
+        if first_code:
+            check_code_format(first_code, fob.params.digits)
+        _check_in_inventory(fob)
+        pending = work.store.get_authorisation(authorisation_id)
+        if pending is None:
+            raise NotFound("unknown authorisation")
+        _check_no_other_fob(work, pending.codice_fiscale)
+        authorisation = consume_authorisation(work, authorisation_id)
+        cf = authorisation.codice_fiscale
+        assigned = replace(fob, codice_fiscale=cf, state=TokenState.PENDING)
+        if not work.store.update_token(assigned):
+            raise FailedPrecondition(
+                "that key fob was changed meanwhile (assigned by someone else?): "
+                "look it up and authorise again"
+            )
+        work.audit(actor, "fob_assigned", serial, codice_fiscale=cf, authorisation=authorisation_id)
+        proof = prove_possession(work, actor, serial, first_code) if first_code else None
+        stored = work.store.get_token(serial)
+    return AssignedFob(stored if stored is not None else assigned, proof)
 
 
 # --- checks -----------------------------------------------------------------------------
@@ -197,15 +229,9 @@ def _import_seeds(app: App, packages: Sequence[FobPackage]) -> list[SeedRef]:
     return seeds
 
 
-def _write_inventory(
-    app: App,
-    actor: Actor,
-    packages: Sequence[FobPackage],
-    seeds: Sequence[SeedRef],
-    source: str,
-) -> list[Token]:
+def _inventory(app: App, packages: Sequence[FobPackage], seeds: Sequence[SeedRef]) -> list[Token]:
     now = app.now()
-    tokens = [
+    return [
         Token(
             serial=package.serial,
             codice_fiscale=UNASSIGNED,
@@ -218,29 +244,6 @@ def _write_inventory(
         )
         for package, seed in zip(packages, seeds, strict=True)
     ]
-    written: list[Token] = []
-    try:
-        for token in tokens:
-            app.store.insert_token(token)
-            written.append(token)
-    except BaseException:
-        _withdraw(app, actor, written, source)
-        _destroy_all(app, seeds)
-        raise
-    return tokens
-
-
-def _withdraw(app: App, actor: Actor, written: Sequence[Token], source: str) -> None:
-    """Best effort after a failed write: the rows cannot be deleted through the port, so they
-    are revoked and lose their seed reference; the caller's error is what is raised."""
-    if not written:
-        return
-    for token in written:
-        with contextlib.suppress(Exception):
-            app.store.update_token(replace(token, state=TokenState.REVOKED, seed=None))
-    serials = [token.serial for token in written]
-    with contextlib.suppress(Exception):
-        app.audit(actor, "fobs_import_withdrawn", source, count=len(serials), serials=serials)
 
 
 def _destroy_all(app: App, seeds: Sequence[SeedRef]) -> None:

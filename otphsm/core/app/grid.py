@@ -20,8 +20,9 @@ from dataclasses import dataclass, replace
 from otphsm.core.app import lockout
 from otphsm.core.app.context import Actor, App
 from otphsm.core.app.enrolment import consume_authorisation
+from otphsm.core.app.writes import LOST_RACE, LostRace, with_retries
 from otphsm.core.codice_fiscale import validate as validate_codice_fiscale
-from otphsm.core.errors import DeviceUnavailable, FailedPrecondition, NotFound
+from otphsm.core.errors import FailedPrecondition, NotFound
 from otphsm.core.grid_card import (
     GridVerdict,
     all_cells,
@@ -32,9 +33,12 @@ from otphsm.core.grid_card import (
 from otphsm.core.lockout import grid_subject
 from otphsm.core.otp import HashAlgorithm, HmacFn
 from otphsm.core.records import Citizen, GridCard, GridCardState
+from otphsm.core.seeds import SeedRef
 from otphsm.core.tokens import check_serial
 from otphsm.core.verification import VerifyOutcome, VerifyResult
 
+GRID_CARD_ISSUE = "grid_card_issue"
+"""The unit of work's name, and so its write points' prefix (`App.transaction`)."""
 KEY_ALGORITHM = HashAlgorithm.SHA256
 SERIAL_PREFIX = "GRID-"
 
@@ -61,41 +65,44 @@ class GridChallenge:
 
 def issue_grid_card(app: App, actor: Actor, authorisation_id: str) -> IssuedGridCard:
     """A new card for the authorised citizen (consuming the authorisation); the citizen's
-    active card, if any, is revoked in the same transaction."""
-    authorisation = consume_authorisation(app, authorisation_id, by_card_only="a Security Card")
-    cf = authorisation.codice_fiscale
-    holder = app.store.get_citizen(cf)
-    if holder is None:
-        raise NotFound("no enrolled citizen for this authorisation")
-    policy = app.policy
-    key = app.hsm.generate_seed(KEY_ALGORITHM)
-    card = GridCard(
-        serial=SERIAL_PREFIX + app.hsm.random_bytes(5).hex().upper(),
-        codice_fiscale=cf,
-        key=key,
-        cells=policy.grid_cells,
-        cell_digits=policy.grid_cell_digits,
-        state=GridCardState.ACTIVE,
-        created_at=app.now(),
-    )
-    try:
+    active card, if any, is revoked in the same unit of work, and its key destroyed once that
+    is committed."""
+    new_seeds: list[SeedRef] = []
+    with app.transaction(GRID_CARD_ISSUE, new_seeds) as work:
+        authorisation = consume_authorisation(
+            work, authorisation_id, by_card_only="a Security Card"
+        )
+        cf = authorisation.codice_fiscale
+        holder = work.store.get_citizen(cf)
+        if holder is None:
+            raise NotFound("no enrolled citizen for this authorisation")
+        policy = app.policy
+        key = app.hsm.generate_seed(KEY_ALGORITHM)
+        new_seeds.append(key)
+        card = GridCard(
+            serial=SERIAL_PREFIX + app.hsm.random_bytes(5).hex().upper(),
+            codice_fiscale=cf,
+            key=key,
+            cells=policy.grid_cells,
+            cell_digits=policy.grid_cell_digits,
+            state=GridCardState.ACTIVE,
+            created_at=app.now(),
+        )
         values = all_cells(_hmac(app, card), card.cells, card.cell_digits)
-        revoked = app.store.insert_grid_card(card)
-    except BaseException:
-        app.hsm.destroy_seed(key)
-        raise
-    for old in revoked:
-        app.audit(actor, "grid_card_revoked", old.serial, codice_fiscale=cf, reason="reissued")
+        revoked = work.store.insert_grid_card(card)
+        for old in revoked:
+            work.audit(actor, "grid_card_revoked", old.serial, codice_fiscale=cf, reason="reissued")
+        work.audit(
+            actor,
+            "grid_card_issued",
+            card.serial,
+            codice_fiscale=cf,
+            cells=card.cells,
+            cell_digits=card.cell_digits,
+            replaces=[old.serial for old in revoked] or None,
+        )
+    for old in revoked:  # only once their revocation is committed
         app.hsm.destroy_seed(old.key)
-    app.audit(
-        actor,
-        "grid_card_issued",
-        card.serial,
-        codice_fiscale=cf,
-        cells=card.cells,
-        cell_digits=card.cell_digits,
-        replaces=[old.serial for old in revoked] or None,
-    )
     return IssuedGridCard(card, holder, values, [old.serial for old in revoked])
 
 
@@ -211,12 +218,15 @@ def _write(
 ) -> GridCard:
     """Read, decide, write conditionally; on a lost race read again and decide again. Returns
     the card as decided (unchanged when the decision changed nothing)."""
-    for _ in range(app.policy.write_attempts):
+
+    def attempt() -> GridCard | LostRace:
         card = load()
         decided = decide(card)
         if decided is card or app.store.update_grid_card(decided):
             return decided
-    raise DeviceUnavailable("the Security Card is being written by too many callers; try again")
+        return LOST_RACE
+
+    return with_retries(app, attempt)
 
 
 def _hmac(app: App, card: GridCard) -> HmacFn:

@@ -2,58 +2,89 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import replace
+from typing import NoReturn
 
 from otphsm.core.app import lockout, oob
 from otphsm.core.app.context import Actor, App
 from otphsm.core.app.enrolment import grant_authorisation
-from otphsm.core.app.validation import decide_and_store
+from otphsm.core.app.revocation import revoke_token
+from otphsm.core.app.writes import LOST_RACE, LostRace, with_retries
 from otphsm.core.codice_fiscale import validate as validate_codice_fiscale
 from otphsm.core.errors import AuthorisationRefused, FailedPrecondition, NotFound
-from otphsm.core.otp import HmacFn
 from otphsm.core.ports import Conflict
 from otphsm.core.records import Authorisation, OobCode, OobPurpose
 from otphsm.core.tokens import Token, TokenKind, TokenState, check_serial
-from otphsm.core.verification import Verdict, VerifyResult
+from otphsm.core.verification import VerifyResult
 
-_TRANSITIONS: dict[str, tuple[frozenset[TokenState], TokenState | None]] = {
-    "suspend": (frozenset({TokenState.ACTIVE}), TokenState.SUSPENDED),
-    "resume": (frozenset({TokenState.SUSPENDED}), TokenState.ACTIVE),
-    "revoke": (
-        frozenset({TokenState.ACTIVE, TokenState.SUSPENDED, TokenState.PENDING}),
-        TokenState.REVOKED,
-    ),
-    "unlock": (frozenset({TokenState.ACTIVE, TokenState.SUSPENDED, TokenState.PENDING}), None),
+
+class Operation(enum.StrEnum):
+    SUSPEND = "suspend"
+    RESUME = "resume"
+    REVOKE = "revoke"
+    UNLOCK = "unlock"
+
+
+_LIVE = frozenset({TokenState.ACTIVE, TokenState.SUSPENDED, TokenState.PENDING})
+_ALLOWED: dict[Operation, frozenset[TokenState]] = {
+    Operation.SUSPEND: frozenset({TokenState.ACTIVE}),
+    Operation.RESUME: frozenset({TokenState.SUSPENDED}),
+    Operation.REVOKE: _LIVE,
+    Operation.UNLOCK: _LIVE,
 }
 
 
 def change_state(app: App, actor: Actor, serial: str, operation: str) -> Token:
-    """Apply `operation` (suspend, resume, revoke, unlock) as one conditional write."""
+    """Apply `operation` (suspend, resume, revoke, unlock) as one conditional write (retried
+    on a lost race); the token as written."""
     check_serial(serial)
-    allowed, target = _TRANSITIONS[operation]
+    op = Operation(operation)
+    with app.transaction(STATE_CHANGE) as work:  # the token and its audit entries
+        return _change_state(work, actor, serial, op)
 
-    def decide(token: Token, _fn: HmacFn) -> Verdict:
-        if token.state not in allowed:
-            raise FailedPrecondition(f"cannot {operation} a token that is {token.state.value}")
-        if operation == "resume" and not token.codice_fiscale:
-            raise FailedPrecondition("an unassigned fob is resumed by assigning it to a citizen")
-        if target is None:
-            changed = replace(token, failures=0, lock_level=0, locked_until=0)
-        else:
-            changed = replace(token, state=target)
-        return Verdict(VerifyResult.OK, changed)
 
-    if operation == "resume":
+def _change_state(app: App, actor: Actor, serial: str, op: Operation) -> Token:
+    if op is Operation.REVOKE:
+        if not revoke_token(app, actor, serial, via=op.value):
+            raise FailedPrecondition("cannot revoke a token that is revoked")
+        return get_token(app, serial)
+    if op is Operation.RESUME:
         _refuse_a_second_active_phone(app, serial)
-    try:
-        verdict = decide_and_store(app, actor, serial, decide, operation)
-    except Conflict as exc:  # a phone turned active between the check and the write
-        raise FailedPrecondition(_SECOND_PHONE) from exc
-    if operation == "unlock":
-        lockout.release(app, verdict.token)
-        app.audit(actor, "token_unlocked", serial)
-    return verdict.token
 
+    def attempt() -> tuple[Token, Token] | LostRace:
+        token = get_token(app, serial)
+        if token.state not in _ALLOWED[op]:
+            raise FailedPrecondition(f"cannot {op.value} a token that is {token.state.value}")
+        if op is Operation.RESUME and not token.codice_fiscale:
+            raise FailedPrecondition("an unassigned fob is resumed by assigning it to a citizen")
+        changed = _changed(token, op)
+        try:
+            written = app.store.update_token(changed)
+        except Conflict as exc:  # a phone turned active between the check and the write
+            raise FailedPrecondition(_SECOND_PHONE) from exc
+        return (token, changed) if written else LOST_RACE
+
+    before, after = with_retries(app, attempt)
+    if after.state is not before.state:
+        app.audit(actor, f"token_{after.state.value}", serial, via=op.value)
+    if op is Operation.UNLOCK:
+        lockout.release(app, after)
+        app.audit(actor, "token_unlocked", serial)
+    return replace(after, version=after.version + 1)
+
+
+def _changed(token: Token, op: Operation) -> Token:
+    if op is Operation.SUSPEND:
+        return replace(token, state=TokenState.SUSPENDED)
+    if op is Operation.RESUME:
+        return replace(token, state=TokenState.ACTIVE)
+    return replace(token, failures=0, lock_level=0, locked_until=0)  # UNLOCK
+
+
+STATE_CHANGE = "state_change"
+SMS_REPLACEMENT = "sms_replacement"
+"""Units of work (`App.transaction`): their write points' prefixes."""
 
 _SECOND_PHONE = "the citizen has another active phone: revoke or suspend it first"
 
@@ -107,12 +138,24 @@ def send_replacement_code(app: App, actor: Actor, codice_fiscale: str) -> OobCod
 def authorise_with_sms_code(
     app: App, actor: Actor, codice_fiscale: str, text: str
 ) -> Authorisation:
-    """A right SMS code earns an authorisation (as a card does) to issue a replacement."""
+    """A right SMS code earns an authorisation (as a card does) to issue a replacement: the
+    code used and the authorisation granted in one unit of work."""
     codice_fiscale = validate_codice_fiscale(codice_fiscale).code
     oob.check_digits(text, app.policy.sms_code_digits)
-    checked = oob.check_code(app, codice_fiscale, OobPurpose.DEVICE_REPLACEMENT, text)
-    if checked is None:
-        raise NotFound("no replacement code was sent to this citizen")
+    with app.transaction(SMS_REPLACEMENT) as work:
+        checked = oob.check_code(work, codice_fiscale, OobPurpose.DEVICE_REPLACEMENT, text)
+        if checked is None:
+            raise NotFound("no replacement code was sent to this citizen")
+        if checked.result is VerifyResult.OK:
+            return grant_authorisation(work, actor, codice_fiscale, "sms_code")
+        if checked.result is VerifyResult.WRONG_CODE:
+            failures = app.policy.secret_failures_before_wait - checked.tries_left
+            work.audit(actor, "replacement_code_wrong", codice_fiscale, failures=failures)
+    _refuse(checked)
+
+
+def _refuse(checked: oob.OobCheck) -> NoReturn:
+    """The refusal for a code that earned nothing (its failure, if any, is committed)."""
     result = checked.result
     if result is VerifyResult.REPLAYED:
         raise FailedPrecondition("this code was already used: ask for a new one")
@@ -122,12 +165,6 @@ def authorise_with_sms_code(
         raise FailedPrecondition(
             "too many wrong codes: wait before trying again", retry_after=checked.retry_after
         )
-    if result is VerifyResult.WRONG_CODE:
-        failures = app.policy.secret_failures_before_wait - checked.tries_left
-        app.audit(actor, "replacement_code_wrong", codice_fiscale, failures=failures)
-        if checked.retry_after:
-            raise AuthorisationRefused(
-                f"wrong code: wait {checked.retry_after} s before trying again"
-            )
-        raise AuthorisationRefused(f"wrong code: {checked.tries_left} tries before a wait")
-    return grant_authorisation(app, actor, codice_fiscale, "sms_code")
+    if checked.retry_after:
+        raise AuthorisationRefused(f"wrong code: wait {checked.retry_after} s before trying again")
+    raise AuthorisationRefused(f"wrong code: {checked.tries_left} tries before a wait")

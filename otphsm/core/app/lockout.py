@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from otphsm.core import lockout
 from otphsm.core.app.context import Actor, App
-from otphsm.core.errors import DeviceUnavailable
+from otphsm.core.app.writes import LOST_RACE, LostRace, with_retries
 from otphsm.core.lockout import Standing
 from otphsm.core.records import RateLimit
 from otphsm.core.tokens import Token
@@ -81,8 +81,12 @@ def release(app: App, token: Token) -> None:
 
 def _count_failure(app: App, actor: Actor, gate: Gate) -> int:
     policy = app.policy.verification
-    standing = gate.standing
-    for _ in range(app.policy.write_attempts):
+    first_read = [gate.standing]
+
+    def attempt() -> int | LostRace:
+        standing = first_read.pop() if first_read else None
+        if standing is None:
+            standing = app.store.origin_standing(gate.subject, gate.origin)
         failed = lockout.failure(standing, gate.now, policy, own_counter=gate.own_counter)
         budget = None
         if failed.charge_budget:
@@ -90,17 +94,18 @@ def _count_failure(app: App, actor: Actor, gate: Gate) -> int:
             budget = RateLimit(gate.subject, policy.unknown_origin_failures, window)
         if failed.attempts is None and budget is None:
             return 0
-        if app.store.record_origin_failure(gate.subject, failed.attempts, budget, gate.now):
-            if failed.attempts is not None and failed.retry_after:
-                counter = failed.attempts.attempts
-                app.audit(
-                    actor,
-                    "origin_locked",
-                    gate.subject,
-                    origin=gate.origin or None,
-                    until=counter.locked_until,
-                    level=counter.lock_level,
-                )
-            return failed.retry_after
-        standing = app.store.origin_standing(gate.subject, gate.origin)
-    raise DeviceUnavailable("the lockout record is being written by too many callers; try again")
+        if not app.store.record_origin_failure(gate.subject, failed.attempts, budget, gate.now):
+            return LOST_RACE
+        if failed.attempts is not None and failed.retry_after:
+            counter = failed.attempts.attempts
+            app.audit(
+                actor,
+                "origin_locked",
+                gate.subject,
+                origin=gate.origin or None,
+                until=counter.locked_until,
+                level=counter.lock_level,
+            )
+        return failed.retry_after
+
+    return with_retries(app, attempt)

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from otphsm.core.app.context import App
-from otphsm.core.errors import DeviceUnavailable, InvalidInput
+from otphsm.core.app.writes import LOST_RACE, LostRace, with_retries
+from otphsm.core.errors import InvalidInput
 from otphsm.core.records import OobCode, OobPurpose
 from otphsm.core.verification import VerifyResult
 
@@ -77,13 +78,14 @@ def deliver(app: App, code: OobCode, send: Callable[[], None]) -> None:
 
 def withdraw(app: App, code: OobCode) -> None:
     """Mark the code superseded, unless something newer already did."""
-    for _ in range(app.policy.write_attempts):
+
+    def attempt() -> LostRace | None:
         current = app.store.current_oob_code(code.codice_fiscale, code.purpose)
         if current is None or current.oob_id != code.oob_id or current.superseded:
-            return
-        if app.store.update_oob_code(replace(current, superseded=True)):
-            return
-    raise DeviceUnavailable("the out-of-band code is being written by too many callers")
+            return None
+        return None if app.store.update_oob_code(replace(current, superseded=True)) else LOST_RACE
+
+    with_retries(app, attempt)
 
 
 def check_code(
@@ -100,14 +102,17 @@ def check_code(
     either counts as one wrong try, and neither is computed while a wait is running.
     `own_counter=False` (a request with an origin): the code's own wait neither refuses nor
     counts; the caller counts the failure on the origin."""
-    for _ in range(app.policy.write_attempts):
+
+    def attempt() -> OobCheck | LostRace | None:
         code = app.store.current_oob_code(codice_fiscale, purpose)
         if code is None:
             return None
         decided = _decide(app, code, text, also_right, own_counter=own_counter)
         if decided.code is code or app.store.update_oob_code(decided.code):
             return decided
-    raise DeviceUnavailable("the out-of-band code is being written by too many callers")
+        return LOST_RACE
+
+    return with_retries(app, attempt)
 
 
 def _decide(

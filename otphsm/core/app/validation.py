@@ -7,17 +7,21 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import replace
 
 from otphsm.core.app import lockout
 from otphsm.core.app.context import Actor, App
+from otphsm.core.app.revocation import audit_revoked, revoked
+from otphsm.core.app.writes import LOST_RACE, LostRace, with_retries
 from otphsm.core.codice_fiscale import validate as validate_codice_fiscale
-from otphsm.core.errors import DeviceUnavailable, NotFound
+from otphsm.core.errors import NotFound
 from otphsm.core.lockout import citizen_subject, token_subject
 from otphsm.core.otp import HmacFn
 from otphsm.core.ports import Conflict
 from otphsm.core.tokens import Token, TokenKind, TokenState, check_serial
 from otphsm.core.verification import Verdict, VerifyOutcome, VerifyResult, resync, verify
+
+PROOF_OF_POSSESSION = "proof_of_possession"
+"""The unit of work's name, and so its write points' prefix (`App.transaction`)."""
 
 # When a citizen has several tokens and none accepts the code, the answer names the most
 # telling reason.
@@ -40,19 +44,23 @@ def hmac_for(app: App, token: Token) -> HmacFn:
     return functools.partial(app.hsm.hmac, token.seed, token.params.algorithm)
 
 
-def decide_and_store(app: App, actor: Actor, serial: str, decide: Decide, action: str) -> Verdict:
-    """Read, decide, write conditionally; on a lost race read again and decide again."""
-    for _ in range(app.policy.write_attempts):
+def decide_and_store(app: App, actor: Actor, serial: str, decide: Decide, via: str) -> Verdict:
+    """Read, decide, write conditionally (`writes.with_retries`); the transition is audited
+    `via` the use case's name."""
+
+    def attempt() -> tuple[Token, Verdict] | LostRace:
         token = app.store.get_token(serial)
         if token is None:
             raise NotFound("serial: no token with that serial")
         verdict = decide(token, hmac_for(app, token))
-        if verdict.token is token:
-            return verdict
-        if app.store.update_token(verdict.token):
-            _audit_transition(app, actor, token, verdict, action)
-            return verdict
-    raise DeviceUnavailable("this token is being written by too many callers; try again")
+        if verdict.token is token or app.store.update_token(verdict.token):
+            return token, verdict
+        return LOST_RACE
+
+    before, verdict = with_retries(app, attempt)
+    if verdict.token is not before:
+        _audit_transition(app, actor, before, verdict, via)
+    return verdict
 
 
 def verify_serial(
@@ -127,24 +135,29 @@ def prove_possession(app: App, actor: Actor, serial: str, code: str) -> VerifyOu
     check_serial(serial)
     now = app.clock.now()
     policy = app.policy.verification
-    for _ in range(app.policy.write_attempts):
-        token = app.store.get_token(serial)
+
+    def attempt(work: App) -> Verdict | LostRace:
+        token = work.store.get_token(serial)
         if token is None:
             raise NotFound("serial: no token with that serial")
-        verdict = verify(token, code, now, hmac_for(app, token), policy, allow_pending=True)
+        verdict = verify(token, code, now, hmac_for(work, token), policy, allow_pending=True)
         if verdict.token is token:
-            return VerifyOutcome(verdict.result, serial, verdict.retry_after)
-        retired = _phones_retired_by(app, token, verdict.token)
+            return verdict
+        retired = _phones_retired_by(work, token, verdict.token)
         try:
-            written = app.store.update_tokens([*retired, verdict.token])
+            written = work.store.update_tokens([*retired, verdict.token])
         except Conflict:  # another phone turned active meanwhile: decide again
-            continue
-        if written:
-            _audit_transition(app, actor, token, verdict, "prove_possession")
-            for old in retired:
-                app.audit(actor, "token_revoked", old.serial, via=f"replaced_by:{serial}")
-            return VerifyOutcome(verdict.result, serial, verdict.retry_after)
-    raise DeviceUnavailable("this token is being written by too many callers; try again")
+            return LOST_RACE
+        if not written:
+            return LOST_RACE
+        _audit_transition(work, actor, token, verdict, "prove_possession")
+        for old in retired:
+            audit_revoked(work, actor, old.serial, via=f"replaced_by:{serial}")
+        return verdict
+
+    with app.transaction(PROOF_OF_POSSESSION) as work:  # the tokens and their audit entries
+        verdict = with_retries(work, lambda: attempt(work))
+    return VerifyOutcome(verdict.result, serial, verdict.retry_after)
 
 
 def _phones_retired_by(app: App, before: Token, after: Token) -> list[Token]:
@@ -156,7 +169,7 @@ def _phones_retired_by(app: App, before: Token, after: Token) -> list[Token]:
     ):
         return []
     return [
-        replace(other, state=TokenState.REVOKED)
+        revoked(other)
         for other in app.store.tokens_of(after.codice_fiscale)
         if other.serial != after.serial
         and other.kind is TokenKind.MOBILE
@@ -182,31 +195,20 @@ def resync_serial(
         lambda t, fn: resync(t, first, second, now, fn, policy, own_counter=counted),
         "resync",
     )
+    if verdict.result is VerifyResult.OK:  # a resync that succeeds always writes
+        app.audit(actor, "token_resynced", serial, drift_steps=verdict.token.drift_steps)
     started = lockout.report(app, actor, gate, verdict.result)
     return VerifyOutcome(verdict.result, serial, verdict.retry_after or started)
 
 
-def revoke_token(app: App, actor: Actor, serial: str, reason: str) -> None:
-    """Revoke as one conditional write (audited as token_revoked via `reason`); idempotent."""
-
-    def revoke(token: Token, _fn: HmacFn) -> Verdict:
-        if token.state is TokenState.REVOKED:
-            return Verdict(VerifyResult.REVOKED, token)
-        return Verdict(VerifyResult.REVOKED, replace(token, state=TokenState.REVOKED))
-
-    decide_and_store(app, actor, serial, revoke, reason)
-
-
-def _audit_transition(app: App, actor: Actor, before: Token, verdict: Verdict, action: str) -> None:
+def _audit_transition(app: App, actor: Actor, before: Token, verdict: Verdict, via: str) -> None:
     after = verdict.token
     if after.state is not before.state:
-        app.audit(actor, f"token_{after.state.value}", after.serial, via=action)
+        app.audit(actor, f"token_{after.state.value}", after.serial, via=via)
     if after.locked_until > before.locked_until:
         app.audit(
             actor, "token_locked", after.serial, until=after.locked_until, level=after.lock_level
         )
-    if action == "resync" and verdict.result is VerifyResult.OK:
-        app.audit(actor, "token_resynced", after.serial, drift_steps=after.drift_steps)
 
 
 def _no_hmac(message: bytes) -> bytes:

@@ -7,12 +7,11 @@ from collections.abc import Iterator
 
 import grpc
 
-from otphsm.core.app import enrolment, fobs, issuance, lifecycle, validation
+from otphsm.core.app import enrolment, fobs, issuance, lifecycle
 from otphsm.core.app.context import App
 from otphsm.core.app.enrolment import CardEvidence
-from otphsm.core.errors import InvalidInput, NotFound
+from otphsm.core.errors import InvalidInput
 from otphsm.core.records import Authorisation, Citizen
-from otphsm.core.verification import check_code_format, check_code_shape
 from otphsm.service import convert, kiosk
 from otphsm.service.interceptor import current_actor
 from otphsm.service.qr import activation_payload, make_qr
@@ -160,27 +159,15 @@ class EnrolmentServicer(enrolment_pb2_grpc.EnrolmentServiceServicer):
     def AssignFob(
         self, request: pb.AssignFobRequest, context: grpc.ServicerContext
     ) -> pb.AssignFobResponse:
-        actor = current_actor()
-        if request.first_code:  # a malformed code is refused before anything changes
-            try:
-                fob = lifecycle.get_token(self._app, request.serial)
-            except NotFound:
-                check_code_shape(request.first_code)
-                raise
-            check_code_format(request.first_code, fob.params.digits)
-        token = fobs.assign_fob(
+        assigned = fobs.hand_over_fob(
             self._app,
-            actor,
+            current_actor(),
             convert.record_id(request.authorisation_id, "authorisation_id"),
             request.serial,
+            request.first_code,
         )
-        if not request.first_code:
-            return pb.AssignFobResponse(token=convert.token_message(token))
-        outcome = validation.prove_possession(self._app, actor, token.serial, request.first_code)
-        token = lifecycle.get_token(self._app, token.serial)
-        return pb.AssignFobResponse(
-            token=convert.token_message(token), proof=convert.verify_response(outcome)
-        )
+        proof = convert.verify_response(assigned.proof) if assigned.proof else None
+        return pb.AssignFobResponse(token=convert.token_message(assigned.token), proof=proof)
 
 
 def _authorised(authorisation: Authorisation, citizen: Citizen | None) -> pb.AuthorisationResponse:

@@ -141,15 +141,27 @@ def server_env(softhsm: SoftHsm) -> dict[str, str]:
     return env
 
 
-def start_server(name: str, argv: Sequence[str], softhsm: SoftHsm, log: Path) -> ServerProcess:
-    """Start a server child process with the deployment's environment (not waiting for it)."""
-    return ServerProcess(name, argv, server_env(softhsm), log)
+def start_server(
+    name: str,
+    argv: Sequence[str],
+    softhsm: SoftHsm,
+    log: Path,
+    extra_env: Mapping[str, str] | None = None,
+) -> ServerProcess:
+    """Start a server child process with the deployment's environment (not waiting for it);
+    `extra_env` adds to it (e.g. `otphsm.simulators.crash.crash_env`)."""
+    return ServerProcess(name, argv, {**server_env(softhsm), **(extra_env or {})}, log)
 
 
 def start_serve(
-    config: Path, softhsm: SoftHsm, *, name: str = "otphsm serve", log: Path | None = None
+    config: Path,
+    softhsm: SoftHsm,
+    *,
+    name: str = "otphsm serve",
+    log: Path | None = None,
+    extra_env: Mapping[str, str] | None = None,
 ) -> ServerProcess:
     """`otphsm serve --config CONFIG` as a child process, logging to `log` (default: the config
     file's name with .log); call `wait_serving()` for its port."""
     argv = [sys.executable, "-m", "otphsm.cli.main", "serve", "--config", str(config)]
-    return start_server(name, argv, softhsm, log or config.with_suffix(".log"))
+    return start_server(name, argv, softhsm, log or config.with_suffix(".log"), extra_env)
