@@ -48,19 +48,22 @@ def decide_and_store(app: App, actor: Actor, serial: str, decide: Decide, via: s
     """Read, decide, write conditionally (`writes.with_retries`); the transition is audited
     `via` the use case's name."""
 
-    def attempt() -> tuple[Token, Verdict] | LostRace:
+    def attempt() -> Verdict | LostRace:
         token = app.store.get_token(serial)
         if token is None:
             raise NotFound("serial: no token with that serial")
         verdict = decide(token, hmac_for(app, token))
-        if verdict.token is token or app.store.update_token(verdict.token):
-            return token, verdict
-        return LOST_RACE
+        if verdict.token is token:
+            return verdict
+        if not _audited(token, verdict.token):  # the hot path: one conditional write
+            return verdict if app.store.update_token(verdict.token) else LOST_RACE
+        with app.transaction(TRANSITION_UNIT) as work:  # the token and its audit entries
+            if not work.store.update_token(verdict.token):
+                return LOST_RACE
+            _audit_transition(work, actor, token, verdict, via)
+        return verdict
 
-    before, verdict = with_retries(app, attempt)
-    if verdict.token is not before:
-        _audit_transition(app, actor, before, verdict, via)
-    return verdict
+    return with_retries(app, attempt)
 
 
 def verify_serial(
@@ -199,6 +202,15 @@ def resync_serial(
         app.audit(actor, "token_resynced", serial, drift_steps=verdict.token.drift_steps)
     started = lockout.report(app, actor, gate, verdict.result)
     return VerifyOutcome(verdict.result, serial, verdict.retry_after or started)
+
+
+TRANSITION_UNIT = "token_transition"
+"""The unit of work of a check that changes a token's state or locks it (with its audit)."""
+
+
+def _audited(before: Token, after: Token) -> bool:
+    """Whether writing `after` over `before` is a transition the audit log records."""
+    return after.state is not before.state or after.locked_until > before.locked_until
 
 
 def _audit_transition(app: App, actor: Actor, before: Token, verdict: Verdict, via: str) -> None:
