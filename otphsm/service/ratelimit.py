@@ -3,8 +3,9 @@
 A caller (a relying party, keyed by its certificate subject) that floods wrong codes can lock
 any citizen's token for a while; the lock expires (`verification.lock_max_seconds` bounds it),
 but the flood must not go on at line rate. Each caller has a token bucket that only *failed*
-checks drain (a wrong, replayed or expired code, a locked or inactive token, or a refused
-call such as an unknown serial); a busy portal whose citizens type right codes is never
+checks drain (a wrong or expired code, an inactive token, or a refused call such as an
+unknown serial; not a replay of an accepted code, nor a LOCKED answer, which looked at no
+code); a busy portal whose citizens type right codes is never
 slowed. While a caller's bucket is empty its code checks are refused before anything is read
 or written: RESOURCE_EXHAUSTED with `retry-after-seconds`. Which RPCs check a code, and what
 answer means the code was right, comes from the RPC table (`otphsm.service.rpcs.RPCS`).

@@ -25,13 +25,14 @@ class CodeCheck(enum.Enum):
     activation code or temporary secret), and how its answer says the guess was right."""
 
     NONE = "checks nothing a caller could guess"
-    VERIFY_RESULT = "answers a VerifyResponse: right when its result is OK (or REPLAYED)"
+    VERIFY_RESULT = "answers a VerifyResponse: a failed guess when WRONG_CODE, EXPIRED, ..."
     ANSWER = "a wrong code is an error: right when it answers at all"
     FIRST_CODE = "AssignFob: right unless the optional first code's proof failed"
 
     def accepted(self, response: object | None) -> bool:
-        """Whether `response` (None: the call failed) shows the code was right. A replay of an
-        accepted code was right once and counts nowhere, here neither."""
+        """Whether `response` (None: the call failed) is not a failed guess: the code was
+        right, or right once (a replay counts nowhere), or not looked at (LOCKED: charging it
+        would let one stranger hammering a locked token exhaust a relying party's budget)."""
         if response is None:
             return False
         if self is CodeCheck.VERIFY_RESULT:
@@ -44,11 +45,19 @@ class CodeCheck(enum.Enum):
         return True
 
 
-_RIGHT_CODE = frozenset({common_pb2.VERIFY_RESULT_OK, common_pb2.VERIFY_RESULT_REPLAYED})
+_NOT_A_FAILED_GUESS = frozenset(
+    {
+        common_pb2.VERIFY_RESULT_OK,
+        common_pb2.VERIFY_RESULT_REPLAYED,  # right once: counts nowhere
+        common_pb2.VERIFY_RESULT_LOCKED,  # the code was not looked at
+    }
+)
 
 
 def _verified(response: object) -> bool:
-    return isinstance(response, common_pb2.VerifyResponse) and response.result in _RIGHT_CODE
+    return (
+        isinstance(response, common_pb2.VerifyResponse) and response.result in _NOT_A_FAILED_GUESS
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -230,7 +230,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(
-        7,
+        6,
         "failed-check buckets per caller, shared by replicas",
         (
             """

@@ -64,7 +64,7 @@ def test_migrate_twice_is_a_no_op(store: SqlStore) -> None:
         (3, "one active mobile token per citizen"),
         (4, "lockout per origin: failure counters, known origins, unknown-origin budgets"),
         (5, "which KEK wraps each stored seed (KEK rotation)"),
-        (7, "failed-check buckets per caller, shared by replicas"),
+        (6, "failed-check buckets per caller, shared by replicas"),
     ]
     assert store.snapshot() == before
 

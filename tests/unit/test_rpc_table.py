@@ -89,11 +89,15 @@ def test_the_acceptance_test_fits_the_response(name: str) -> None:
         assert spec.checks is CodeCheck.FIRST_CODE, name
 
 
-def test_verify_responses_are_accepted_when_ok_and_a_replay_counts_nowhere() -> None:
+def test_only_a_failed_guess_drains_the_callers_budget() -> None:
     """A replay of an accepted code (a relying party retrying, a race) is not the caller's
-    failed guess: it must not drain the caller's budget any more than the token's lockout."""
+    failed guess, nor is LOCKED (no code was looked at): neither drains the caller's budget."""
     check = CodeCheck.VERIFY_RESULT
-    right = (common_pb2.VERIFY_RESULT_OK, common_pb2.VERIFY_RESULT_REPLAYED)
+    right = (
+        common_pb2.VERIFY_RESULT_OK,
+        common_pb2.VERIFY_RESULT_REPLAYED,
+        common_pb2.VERIFY_RESULT_LOCKED,
+    )
     for result in right:
         assert check.accepted(common_pb2.VerifyResponse(result=result))
     for result in common_pb2.VerifyResult.values():
