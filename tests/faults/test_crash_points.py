@@ -5,219 +5,52 @@ chain verifies, and that the client's retry succeeds.
 
 Write points (`App.transaction`): `<use case>.before_commit` (every write made, none
 committed) and `<use case>.after_commit` (committed, the answer not yet sent). The hook is
-`otphsm.simulators.crash`, switched on by the environment of the serve process only.
+`otphsm.simulators.crash`, switched on by the environment of the serve process only. The
+deployment is `support.crash_rig`; the smaller units of work are in test_crash_points_more.py.
 """
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
 from support.app_fixtures import OPERATOR
-from support.card_fixtures import MARIO_ROSSI
+from support.crash_rig import (
+    CF,
+    DEVICE,
+    POINTS,
+    STORAGES,
+    TEST_ACTOR,
+    Rig,
+    activated_phone,
+    dies,
+    in_process,
+    open_store_at,
+    refused_as_used,
+)
 from support.fobs import PSK, batch
 from support.service_devices import TokenApp
-from support.service_fixtures import service_config
 from support.store_records import citizen
 
 from otphsm.core.app import oob
-from otphsm.core.app.activation import activate_with_code
-from otphsm.core.app.context import Actor, App, Role
-from otphsm.core.app.enrolment import grant_authorisation
 from otphsm.core.app.grid import issue_grid_card
-from otphsm.core.app.issuance import issue_token
 from otphsm.core.app.validation import prove_possession
 from otphsm.core.ports import Store
-from otphsm.core.records import ActivationMethod, Authorisation, GridCardState, OobPurpose
-from otphsm.core.tokens import OtpMode, OtpParameters, TokenState
+from otphsm.core.records import GridCardState, OobPurpose
+from otphsm.core.tokens import TokenState
 from otphsm.pskc import import_pskc
-from otphsm.service.assembly import assemble
-from otphsm.service.config import load_config
-from otphsm.service.devpki import DevPki
-from otphsm.simulators.crash import EXIT_STATUS, crash_env
-from otphsm.simulators.deployment import ServerProcess, server_env, start_serve, write_config
-from otphsm.simulators.token.mobile_app import derive_seed
 from otphsm.simulators.token.pskc_factory import pskc_document
 from otphsm.store import open_store
 from otphsm.v1 import (
     admin_pb2,
-    admin_pb2_grpc,
     common_pb2,
     device_pb2,
-    device_pb2_grpc,
     enrolment_pb2,
-    enrolment_pb2_grpc,
     grid_pb2,
-    grid_pb2_grpc,
 )
 
 pytestmark = [pytest.mark.softhsm, pytest.mark.slow, pytest.mark.timeout(120)]
-
-CF = MARIO_ROSSI.codice_fiscale
-ENGINES = [pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.postgres)]
-POINTS = ["before_commit", "after_commit"]
-TEST_ACTOR = Actor("crash-test", Role.ENROLLER)
-DEVICE = Actor("crash-test-device", Role.DEVICE)
-STORAGES = pytest.mark.parametrize("seed_storage", ["wrapped", "resident"])
-_ORPHAN_SEEDS = """
-import sys
-from otphsm.service.assembly import assemble
-from otphsm.service.config import load_config
-assembly = assemble(load_config(sys.argv[1], env={}))
-try:
-    print(len(assembly.app.hsm.resident_seed_ids() - assembly.app.store.resident_seed_ids()))
-finally:
-    assembly.close()
-"""
-HOTP = OtpParameters(mode=OtpMode.HOTP)
-
-
-@dataclass
-class Rig:
-    """One deployment: a config file, the serve processes' SoftHSM clone, the dev PKI."""
-
-    config: Path
-    softhsm: Any
-    pki: DevPki
-    store_url: str
-    server: ServerProcess | None = None
-    resident: bool = False
-    authorisations: list[str] = field(default_factory=list)
-    """Every authorisation granted, in order."""
-
-    def serve(self, crash_at: str | None = None) -> ServerProcess:
-        extra = crash_env(crash_at) if crash_at else None
-        self.server = start_serve(self.config, self.softhsm, extra_env=extra)
-        self.server.wait_serving()
-        return self.server
-
-    def died_at_write_point(self) -> None:
-        assert self.server is not None
-        assert self.server.process.wait(30) == EXIT_STATUS, self.server.log_tail()
-
-    def channel(self, role: str) -> grpc.Channel:
-        assert self.server is not None
-        credentials = grpc.ssl_channel_credentials(
-            self.pki.ca.read_bytes(),
-            (self.pki.directory / f"{role}-key.pem").read_bytes(),
-            (self.pki.directory / f"{role}.pem").read_bytes(),
-        )
-        return grpc.secure_channel(f"localhost:{self.server.port}", credentials)
-
-    def station(self) -> Any:
-        return enrolment_pb2_grpc.EnrolmentServiceStub(self.channel("enroller"))
-
-    def device(self) -> Any:
-        return device_pb2_grpc.DeviceServiceStub(self.channel("device"))
-
-    def grid(self) -> Any:
-        return grid_pb2_grpc.GridCardServiceStub(self.channel("enroller"))
-
-    def admin(self) -> Any:
-        return admin_pb2_grpc.AdminServiceStub(self.channel("admin"))
-
-    def card_authorisation(self, app: App) -> str:
-        """An authorisation as the citizen's card would grant it (a Security Card needs one)."""
-        now = app.now()
-        granted = Authorisation(app.new_id("au"), CF, citizen(CF).card_id, now, now + 600)
-        app.store.insert_authorisation(granted)
-        self.authorisations.append(granted.authorisation_id)
-        return granted.authorisation_id
-
-    def grant(self) -> str:
-        """An authorisation as an SMS code would grant it (the card step is tested elsewhere)."""
-        with in_process(self.config) as app:
-            granted = grant_authorisation(app, TEST_ACTOR, CF, "test").authorisation_id
-        self.authorisations.append(granted)
-        return granted
-
-    def issue_with_code(self) -> str:
-        """A pending token issued in process; its activation code."""
-        authorisation_id = self.grant()
-        with in_process(self.config) as app:
-            issued = issue_token(
-                app, TEST_ACTOR, authorisation_id, method=ActivationMethod.CODE, params=HOTP
-            )
-            return issued.activation_code
-
-    def check_no_orphan_seed(self, crashed_before_commit: bool) -> None:
-        """Resident mode: no seed object on the HSM token that the database does not hold
-        (the restarted serve swept what the crash left: it says so in its log)."""
-        if not self.resident:
-            return
-        found = subprocess.run(
-            [sys.executable, "-c", _ORPHAN_SEEDS, str(self.config)],
-            env=server_env(self.softhsm),
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=60,
-        )
-        assert found.stdout.split()[-1] == "0", found.stdout
-        assert self.server is not None
-        swept = [
-            r for r in self.server.records if r.get("msg") == "orphan resident seeds destroyed"
-        ]
-        assert bool(swept) is crashed_before_commit, swept
-
-    def audit_intact(self) -> None:
-        report = self.admin().VerifyAudit(admin_pb2.VerifyAuditRequest(), timeout=30)
-        assert report.intact, report.findings
-        assert report.entries > 0
-
-
-@contextmanager
-def in_process(config: Path) -> Iterator[App]:
-    """The deployment's use cases in this process (the run's SoftHSM token, same keys)."""
-    assembly = assemble(load_config(config, env={}))
-    try:
-        yield assembly.app
-    finally:
-        assembly.close()
-
-
-@contextmanager
-def open_store_at(url: str) -> Iterator[Store]:
-    store = open_store(url)
-    try:
-        yield store
-    finally:
-        store.close()
-
-
-@pytest.fixture
-def seed_storage() -> str:
-    """Wrapped seeds; the tests of use cases that make seeds run resident too."""
-    return "wrapped"
-
-
-@pytest.fixture(params=ENGINES)
-def rig(request: pytest.FixtureRequest, tmp_path: Path, seed_storage: str) -> Iterator[Rig]:
-    if request.param == "postgres":
-        url: str = request.getfixturevalue("postgres_store_url")
-    else:
-        url = f"sqlite:///{tmp_path / 'otphsm.db'}"
-    softhsm = request.getfixturevalue("serve_softhsm")
-    pki: DevPki = request.getfixturevalue("dev_pki")
-    raw = service_config(tmp_path, softhsm, pki, request.getfixturevalue("card_ca_files"), url)
-    raw["metrics"]["enabled"] = False
-    raw["hsm"]["seed_storage"] = seed_storage
-    rig = Rig(
-        write_config(tmp_path / "serve.toml", raw), softhsm, pki, url, seed_storage == "resident"
-    )
-    try:
-        yield rig
-    finally:
-        if rig.server is not None:
-            rig.server.stop()
-
 
 # --- the invariants ------------------------------------------------------------------------
 
@@ -241,12 +74,6 @@ def check_invariants(store: Store, authorisations: list[str]) -> None:
             assert ("device_activated", token.serial) in audited
         elif token.state is TokenState.PENDING:
             assert token.seed is None, f"{token.serial} has a seed, its activation unused"
-
-
-def _dies(call: Any) -> None:
-    with pytest.raises(grpc.RpcError) as died:
-        call()
-    assert died.value.code() is grpc.StatusCode.UNAVAILABLE, died.value
 
 
 def _issue(rig: Rig, authorisation_id: str) -> Any:
@@ -276,12 +103,6 @@ def _activate_and_prove(rig: Rig, activation_code: str) -> None:
     assert proved.result == common_pb2.VERIFY_RESULT_OK
 
 
-def _refused_as_used(call: Any) -> None:
-    with pytest.raises(grpc.RpcError) as refused:
-        call()
-    assert refused.value.code() is grpc.StatusCode.FAILED_PRECONDITION, refused.value
-
-
 # --- the use cases -------------------------------------------------------------------------
 
 
@@ -294,7 +115,7 @@ def test_issuance_crash_leaves_the_authorisation_unused_or_used_by_a_complete_to
     rig.issue_with_code()  # a pending token the new one supersedes
     crashed = rig.grant()
     rig.serve(crash_at=f"issuance.{point}")
-    _dies(lambda: _issue(rig, crashed))
+    dies(lambda: _issue(rig, crashed))
     rig.died_at_write_point()
 
     rig.serve()
@@ -306,7 +127,7 @@ def test_issuance_crash_leaves_the_authorisation_unused_or_used_by_a_complete_to
         found = store.get_authorisation(crashed)
         assert found is not None and (found.used_at is not None) is committed
         if committed:  # the answer was lost: the same request is refused, a new one succeeds
-            _refused_as_used(lambda: _issue(rig, crashed))
+            refused_as_used(lambda: _issue(rig, crashed))
             rig.grant()
         issued = _issue(rig, rig.authorisations[-1])
         _activate_and_prove(rig, issued.activation_code)
@@ -330,7 +151,7 @@ def test_activation_crash_leaves_the_activation_unused_or_the_token_with_its_see
     request = device_pb2.ActivateWithCodeRequest(
         activation_code=activation_code, device_public_key=phone.public_key
     )
-    _dies(lambda: rig.device().ActivateWithCode(request, timeout=30))
+    dies(lambda: rig.device().ActivateWithCode(request, timeout=30))
     rig.died_at_write_point()
 
     rig.serve()
@@ -343,7 +164,7 @@ def test_activation_crash_leaves_the_activation_unused_or_the_token_with_its_see
         assert (activation.used_at is not None) is committed
         assert (token.seed is not None) is committed
         if committed:  # the phone lost the HSM's point: it starts again with a new token
-            _refused_as_used(lambda: rig.device().ActivateWithCode(request, timeout=30))
+            refused_as_used(lambda: rig.device().ActivateWithCode(request, timeout=30))
             activation_code = _issue(rig, rig.grant()).activation_code
         _activate_and_prove(rig, activation_code)
         check_invariants(store, rig.authorisations)
@@ -365,7 +186,7 @@ def test_grid_card_crash_leaves_one_active_card_and_the_authorisation_consistent
         crashed = rig.card_authorisation(app)
     request = grid_pb2.IssueGridCardRequest(authorisation_id=crashed)
     rig.serve(crash_at=f"grid_card_issue.{point}")
-    _dies(lambda: rig.grid().IssueGridCard(request, timeout=30))
+    dies(lambda: rig.grid().IssueGridCard(request, timeout=30))
     rig.died_at_write_point()
 
     rig.serve()
@@ -381,7 +202,7 @@ def test_grid_card_crash_leaves_one_active_card_and_the_authorisation_consistent
         assert audited.count("grid_card_issued") == len(cards)
         assert audited.count("grid_card_revoked") == len(cards) - 1
     if committed:
-        _refused_as_used(lambda: rig.grid().IssueGridCard(request, timeout=30))
+        refused_as_used(lambda: rig.grid().IssueGridCard(request, timeout=30))
         with in_process(rig.config) as app:
             request = grid_pb2.IssueGridCardRequest(authorisation_id=rig.card_authorisation(app))
     rig.grid().IssueGridCard(request, timeout=30)
@@ -405,7 +226,7 @@ def test_fob_assignment_crash_leaves_the_fob_in_inventory_or_assigned_and_proved
         authorisation_id=crashed, serial=fob.serial, first_code=fob.press()
     )
     rig.serve(crash_at=f"fob_assignment.{point}")
-    _dies(lambda: rig.station().AssignFob(request, timeout=30))
+    dies(lambda: rig.station().AssignFob(request, timeout=30))
     rig.died_at_write_point()
 
     rig.serve()
@@ -421,7 +242,7 @@ def test_fob_assignment_crash_leaves_the_fob_in_inventory_or_assigned_and_proved
         assert (("fob_assigned", fob.serial) in audited) is committed
         assert (("token_active", fob.serial) in audited) is committed
     if committed:  # the answer was lost: the fob is the citizen's, active
-        _refused_as_used(lambda: rig.station().AssignFob(request, timeout=30))
+        refused_as_used(lambda: rig.station().AssignFob(request, timeout=30))
     else:
         answer = rig.station().AssignFob(request, timeout=30)
         assert answer.proof.result == common_pb2.VERIFY_RESULT_OK
@@ -438,7 +259,7 @@ def test_sms_replacement_crash_uses_the_code_only_with_the_authorisation_granted
         _, text = oob.new_code(app, CF, OobPurpose.DEVICE_REPLACEMENT)
     request = enrolment_pb2.AuthoriseWithSmsCodeRequest(codice_fiscale=CF, code=text)
     rig.serve(crash_at=f"sms_replacement.{point}")
-    _dies(lambda: rig.station().AuthoriseWithSmsCode(request, timeout=30))
+    dies(lambda: rig.station().AuthoriseWithSmsCode(request, timeout=30))
     rig.died_at_write_point()
 
     rig.serve()
@@ -451,7 +272,7 @@ def test_sms_replacement_crash_uses_the_code_only_with_the_authorisation_granted
         for entry in granted:
             assert store.get_authorisation(str(entry.details["authorisation"])) is not None
     if committed:  # the code is spent: a new one is asked for
-        _refused_as_used(lambda: rig.station().AuthoriseWithSmsCode(request, timeout=30))
+        refused_as_used(lambda: rig.station().AuthoriseWithSmsCode(request, timeout=30))
         with in_process(rig.config) as app:
             _, text = oob.new_code(app, CF, OobPurpose.DEVICE_REPLACEMENT)
         request = enrolment_pb2.AuthoriseWithSmsCodeRequest(codice_fiscale=CF, code=text)
@@ -466,7 +287,7 @@ def test_pskc_import_crash_leaves_the_file_wholly_in_or_wholly_out(rig: Rig, poi
     fobs = batch(5, first=8001)
     request = admin_pb2.ImportPskcRequest(pskc=pskc_document(fobs, psk=PSK), pre_shared_key=PSK)
     rig.serve(crash_at=f"fob_import.{point}")
-    _dies(lambda: rig.admin().ImportPskc(request, timeout=30))
+    dies(lambda: rig.admin().ImportPskc(request, timeout=30))
     rig.died_at_write_point()
 
     rig.serve()
@@ -486,30 +307,19 @@ def test_pskc_import_crash_leaves_the_file_wholly_in_or_wholly_out(rig: Rig, poi
     rig.audit_intact()
 
 
-def _activated_phone(rig: Rig) -> TokenApp:
-    """A phone issued and activated in process, its token still PENDING."""
-    activation_code = rig.issue_with_code()
-    phone = TokenApp()
-    with in_process(rig.config) as app:
-        device = activate_with_code(app, DEVICE, activation_code, phone.public_key)
-    phone.seed = derive_seed(phone.key, device.server_public_point)
-    phone.serial = device.token.serial
-    return phone
-
-
 @pytest.mark.parametrize("point", POINTS)
 def test_proof_crash_turns_the_new_phone_active_only_with_the_old_one_revoked(
     rig: Rig, point: str
 ) -> None:
     """Proof of possession: the new phone ACTIVE and the citizen's old phone REVOKED (one
     conditional write of both), token_active and token_revoked: one commit."""
-    old = _activated_phone(rig)
+    old = activated_phone(rig)
     with in_process(rig.config) as app:
         assert prove_possession(app, DEVICE, old.serial, old.counter_code(0)).ok
-    new = _activated_phone(rig)
+    new = activated_phone(rig)
     request = device_pb2.ProvePossessionRequest(serial=new.serial, code=new.counter_code(0))
     rig.serve(crash_at=f"proof_of_possession.{point}")
-    _dies(lambda: rig.device().ProvePossession(request, timeout=30))
+    dies(lambda: rig.device().ProvePossession(request, timeout=30))
     rig.died_at_write_point()
 
     rig.serve()
