@@ -43,7 +43,14 @@ from otphsm.simulators.card.cns_card import CnsCard
 from otphsm.simulators.card.factory import issue_card
 from otphsm.simulators.card.spec import CardSpec
 from otphsm.simulators.deployment import CardTrust, card_ca, write_card_trust
-from otphsm.v1 import admin_pb2, device_pb2, enrolment_pb2
+from otphsm.v1 import (
+    admin_pb2,
+    common_pb2,
+    device_pb2,
+    enrolment_pb2,
+    validation_pb2,
+    validation_pb2_grpc,
+)
 
 pytestmark = [pytest.mark.softhsm, pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -295,4 +302,46 @@ def test_wrong_secret_crash_counts_the_failure_only_with_its_audit_entry(
     with open_store_at(rig.store_url) as store:
         assert _failures_counted(store, serial) == 1 + int(committed)
     assert _activate_with_secret(rig, RIGHT_SECRET, phone).serial == serial
+    rig.audit_intact()
+
+
+# --- a check that locks the token -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("point", POINTS)
+def test_a_lock_is_written_only_with_its_audit_entry(rig: Rig, point: str) -> None:
+    """The wrong code that locks a token (no origin: the token's own counter) writes the lock
+    and its `token_locked` entry in one commit (`token_transition`)."""
+    phone = activated_phone(rig)
+    with in_process(rig.config) as app:
+        assert prove_possession(app, DEVICE, phone.serial, phone.counter_code(0)).ok
+        token = app.store.get_token(phone.serial)
+        assert token is not None
+        assert app.store.update_token(replace(token, failures=2))  # the next failure locks
+    window = {phone.counter_code(counter) for counter in range(40)}
+    wrong = next(f"{n:06d}" for n in range(1_000_000) if f"{n:06d}" not in window)
+    with open_store_at(rig.store_url) as store:
+        locks_before = audited(store).count(("token_locked", phone.serial))
+    request = validation_pb2.VerifyRequest(serial=phone.serial, code=wrong)
+    rig.serve(crash_at=f"token_transition.{point}")
+    verifier = validation_pb2_grpc.ValidationServiceStub(rig.channel("verifier"))
+    dies(lambda: verifier.Verify(request, timeout=30))
+    rig.died_at_write_point()
+
+    rig.serve()
+    committed = point == "after_commit"
+    with open_store_at(rig.store_url) as store:
+        token = store.get_token(phone.serial)
+        assert token is not None
+        assert (token.locked_until > 0) is committed
+        assert (token.lock_level, token.failures) == ((1, 0) if committed else (0, 2))
+        assert audited(store).count(("token_locked", phone.serial)) == locks_before + committed
+    verifier = validation_pb2_grpc.ValidationServiceStub(rig.channel("verifier"))
+    retried = verifier.Verify(request, timeout=30)
+    expected = common_pb2.VERIFY_RESULT_LOCKED if committed else common_pb2.VERIFY_RESULT_WRONG_CODE
+    assert retried.result == expected
+    with open_store_at(rig.store_url) as store:
+        token = store.get_token(phone.serial)
+        assert token is not None and token.locked_until > 0
+        assert audited(store).count(("token_locked", phone.serial)) == locks_before + 1
     rig.audit_intact()
