@@ -111,7 +111,7 @@ def grid_challenge(app: App, actor: Actor, codice_fiscale: str, origin: str = ""
     previous one). Refused while the card is locked (without an origin) or the origin is (with
     one, see `core/app/lockout.py`)."""
     gate = _gate(app, codice_fiscale, origin)
-    wait = lockout.check(app, gate)
+    wait = lockout.peek(app, gate)
     if wait:
         raise FailedPrecondition(
             "too many wrong answers: wait before asking again", retry_after=wait
@@ -164,7 +164,8 @@ def verify_grid_answer(
         verdicts.append(verdict)
         return verdict.card
 
-    card = _write(app, lambda: _active_card(app, codice_fiscale), answer)
+    with lockout.cancelled_on_error(app, gate):
+        card = _write(app, lambda: _active_card(app, codice_fiscale), answer)
     verdict = verdicts[-1]
     if verdict.result is VerifyResult.WRONG_CODE and verdict.retry_after:
         app.audit(
