@@ -137,7 +137,9 @@ def check_device(app: App, actor: Actor, serial: str, code: str, origin: str = "
 def prove_possession(app: App, actor: Actor, serial: str, code: str) -> VerifyOutcome:
     """The first valid code turns a PENDING token ACTIVE. A mobile token turning active
     revokes the citizen's other phones (active or suspended) in the same transaction, so a
-    citizen never has two active phones, whatever the order of concurrent callers."""
+    citizen never has two active phones, whatever the order of concurrent callers. Checked
+    like a Verify without an origin: the token's own counter, and the unknown origins'
+    budget (spent: LOCKED without looking at the code)."""
     check_serial(serial)
     now = app.clock.now()
     policy = app.policy.verification
@@ -161,8 +163,14 @@ def prove_possession(app: App, actor: Actor, serial: str, code: str) -> VerifyOu
             audit_revoked(work, actor, old.serial, via=f"replaced_by:{serial}")
         return verdict
 
-    with app.transaction(PROOF_OF_POSSESSION) as work:  # the tokens and their audit entries
+    gate = lockout.open_gate(app, token_subject(serial), "", own_record=True)
+    wait = lockout.check(app, gate)
+    if wait:
+        return VerifyOutcome(VerifyResult.LOCKED, serial, wait)
+    # the tokens and their audit entries in one transaction
+    with lockout.cancelled_on_error(app, gate), app.transaction(PROOF_OF_POSSESSION) as work:
         verdict = with_retries(work, lambda: attempt(work))
+    lockout.report(app, actor, gate, verdict.result)
     return VerifyOutcome(verdict.result, serial, verdict.retry_after)
 
 
