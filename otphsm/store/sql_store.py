@@ -280,9 +280,9 @@ class SqlStore:
         self, subject: str, attempts: OriginAttempts | None, budget: RateLimit | None, now: int
     ) -> bool:
         def record(tx: Transaction) -> None:
+            tx.execute(sql.LOCK_ORIGIN_BUDGET, (subject,))  # first, as every lockout writer
             if attempts is not None and not _write_attempts(tx, attempts):
                 raise _Refused(0)
-            tx.execute(sql.LOCK_ORIGIN_BUDGET, (subject,))
             if budget is not None:
                 _charge_budget(tx, subject, budget, now)
             tx.execute(sql.DROP_EMPTY_ORIGIN_BUDGET, (subject,))
@@ -354,9 +354,9 @@ class SqlStore:
 
     def clear_origin_lockout(self, subjects: Sequence[str]) -> None:
         def clear(tx: Transaction) -> None:
-            for subject in subjects:
-                tx.execute(sql.CLEAR_ORIGIN_ATTEMPTS, (subject,))
+            for subject in subjects:  # the budget row first, as every lockout writer
                 tx.execute(sql.CLEAR_ORIGIN_BUDGET, (subject,))
+                tx.execute(sql.CLEAR_ORIGIN_ATTEMPTS, (subject,))
 
         self._outside_unit_of_work().run(clear, write=True)
 
