@@ -236,3 +236,19 @@ def test_proof_of_possession_spends_and_obeys_the_unknown_origins_budget(app: Ap
     assert len(app.store.origin_standing(token_subject(other.serial), "").budget_events) == 2
     verify_other = validation.verify_serial(app, PORTAL, other.serial, other.code(1), STRANGER)
     assert verify_other.result is OK  # a third failure would have spent it
+
+
+def test_a_strangers_wrong_answer_does_not_end_the_owners_grid_challenge(app: App) -> None:
+    values = grid_card(app)
+    assert answer(app, values, HOME, right=True) is OK  # HOME is known from now on
+    first, second = grid.grid_challenge(app, PORTAL, CITIZEN, HOME).cells
+    assert grid.grid_challenge(app, PORTAL, CITIZEN, STRANGER).cells == (first, second)
+    wrong = grid.verify_grid_answer(app, PORTAL, CITIZEN, "000", "000", STRANGER)
+    assert wrong.result is WRONG  # counted on the stranger's origin
+    standing = app.store.origin_standing(grid_subject(CITIZEN), STRANGER)
+    assert standing.attempts.attempts.failures == 1 and len(standing.budget_events) == 1
+    right = (values[first - 1], values[second - 1])
+    assert grid.verify_grid_answer(app, PORTAL, CITIZEN, *right, HOME).result is OK
+    assert answer(app, values, HOME, right=False) is WRONG  # the owner's own miss ends it
+    with pytest.raises(FailedPrecondition):
+        grid.verify_grid_answer(app, PORTAL, CITIZEN, "000", "000", HOME)

@@ -140,7 +140,8 @@ def verify_grid_answer(
     app: App, actor: Actor, codice_fiscale: str, first: str, second: str, origin: str = ""
 ) -> VerifyOutcome:
     """OK, WRONG_CODE (counted; the third in a row locks: the card without an origin, the
-    origin with one), LOCKED (with retry_after) or EXPIRED (the challenge timed out: ask for a
+    origin with one; from an origin the owner has not logged in from it leaves the challenge
+    pending), LOCKED (with retry_after) or EXPIRED (the challenge timed out: ask for a
     new one). Answering with no pending challenge (never asked, or already answered) is
     refused as FailedPrecondition."""
     check_answer_shape(first)
@@ -160,6 +161,7 @@ def verify_grid_answer(
             _hmac(app, card),
             app.policy.verification,
             own_counter=gate.own_counter,
+            wrong_ends_challenge=not gate.origin or lockout.known(app, gate),
         )
         verdicts.append(verdict)
         return verdict.card

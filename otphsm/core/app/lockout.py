@@ -75,6 +75,12 @@ def peek(app: App, gate: Gate) -> int:
     return lockout.refusal(standing, gate.now, policy, own_counter=gate.own_counter)
 
 
+def known(app: App, gate: Gate) -> bool:
+    """Whether the origin had logged in on the subject, as read by `check`."""
+    standing = gate.standing
+    return standing is not None and lockout.is_known(standing, gate.now, app.policy.verification)
+
+
 def report(
     app: App,
     actor: Actor,
