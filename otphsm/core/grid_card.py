@@ -89,13 +89,16 @@ def answer_challenge(
     policy: VerificationPolicy,
     *,
     own_counter: bool = True,
+    wrong_ends_challenge: bool = True,
 ) -> GridVerdict:
     """Decide on the values typed for the pending challenge's two cells. Any answer ends the
     challenge (the next one asks another pair); a wrong one counts toward a lock, as for an
     OTP (`lock_after_failures` → `lock_seconds`, doubling up to `lock_max_seconds`). No HMAC
     is computed while locked or without an unexpired challenge. `own_counter=False` (an
     answer with an origin): the card's own lock neither refuses nor counts; the caller counts
-    on the origin (`core.lockout`)."""
+    on the origin (`core.lockout`). `wrong_ends_challenge=False` (an origin the owner has not
+    logged in from, maybe not the one that asked): a wrong answer leaves the challenge
+    pending, so a stranger cannot cancel the owner's."""
     check_answer(first, card.cell_digits)
     check_answer(second, card.cell_digits)
     if card.state is not GridCardState.ACTIVE:
@@ -115,7 +118,7 @@ def answer_challenge(
             answered = replace(answered, failures=0, lock_level=0, locked_until=0)
         return GridVerdict(VerifyResult.OK, answered)
     if not own_counter:
-        return GridVerdict(VerifyResult.WRONG_CODE, answered)
+        return GridVerdict(VerifyResult.WRONG_CODE, answered if wrong_ends_challenge else card)
     own = Attempts(card.failures, card.lock_level, card.locked_until)
     counted, seconds = count_failure(own, now, policy)
     updated = replace(

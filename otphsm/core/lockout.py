@@ -17,7 +17,7 @@ The store keeps the state (`OriginAttempts`, known origins, the budget) so repli
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from otphsm.core.errors import InvalidInput
 from otphsm.core.verification import Attempts, VerificationPolicy, count_failure
@@ -125,6 +125,32 @@ def failure(
     counted, seconds = count_failure(current.attempts, now, policy)
     updated = OriginAttempts(current.subject, current.origin, counted, now, current.version)
     return Failure(updated, charge, seconds)
+
+
+def refund(
+    current: OriginAttempts,
+    reserved: OriginAttempts,
+    before: Attempts,
+    now: int,
+    policy: VerificationPolicy,
+) -> OriginAttempts | None:
+    """`current` without one attempt reserved before its code was looked at, which did not
+    count after all (`reserved`: the counter that reservation wrote, over version
+    `reserved.version`; `before`: the counter it counted on). None: nothing to give back
+    (the counter was deleted since: a success, an unlock, a purge)."""
+    written = reserved.version + 1
+    if current.version < written:
+        return None
+    counter = current.attempts
+    if current.version == written:
+        restored = before
+    elif counter.failures:
+        restored = replace(counter, failures=counter.failures - 1)
+    elif counter.locked_until > now and counter.lock_level:  # ours was among the lock's
+        restored = Attempts(policy.lock_after_failures - 1, counter.lock_level - 1, 0)
+    else:
+        return None
+    return replace(current, attempts=restored)
 
 
 def forget_before(now: int, policy: VerificationPolicy) -> int:

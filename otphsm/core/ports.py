@@ -7,7 +7,7 @@ from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from otphsm.core.clock import Clock
-from otphsm.core.lockout import OriginAttempts, Standing
+from otphsm.core.lockout import Failure, OriginAttempts, Standing
 from otphsm.core.otp import HashAlgorithm
 from otphsm.core.records import (
     Activation,
@@ -223,10 +223,40 @@ class Store(Protocol):
         deleted. Serialised per subject across writers."""
         ...
 
-    def origin_succeeded(self, subject: str, origin: str, now: int, forget_before: int) -> None:
+    def reserve_origin_attempt(
+        self,
+        subject: str,
+        origin: str,
+        budget: RateLimit,
+        now: int,
+        decide: Callable[[Standing], Failure | int],
+    ) -> tuple[Standing, Failure | int]:
+        """One transaction, serialised per subject across writers: the origin's standing is
+        read and handed to `decide`; a wait (int) writes nothing, a `Failure` is written before
+        the code is looked at (its counter, and `now` in the budget if it charges it, as
+        `record_origin_failure`). Returns the standing read and the decision. `decide` may
+        run again if the engine retries the transaction: no side effects."""
+        ...
+
+    def refund_origin_attempt(
+        self,
+        subject: str,
+        origin: str,
+        event: int | None,
+        undo: Callable[[OriginAttempts], OriginAttempts | None],
+    ) -> None:
+        """One transaction, serialised per subject: a reserved attempt that did not count given
+        back. `event`: one such time removed from the subject's budget; `undo` gets the
+        origin's stored counter (if any) and returns it without the attempt (None: leave it);
+        a counter back to nothing is deleted."""
+        ...
+
+    def origin_succeeded(
+        self, subject: str, origin: str, now: int, forget_before: int, event: int | None = None
+    ) -> None:
         """One transaction: the origin is known on `subject` as of `now`, its failure counter
-        there is deleted, and the subject's origins last seen before `forget_before` are
-        forgotten."""
+        there is deleted, the subject's origins last seen before `forget_before` are
+        forgotten, and `event` (the success's own reservation) leaves the budget."""
         ...
 
     def clear_origin_lockout(self, subjects: Sequence[str]) -> None:

@@ -326,3 +326,5 @@ LOCK_ORIGIN_BUDGET = (
 SET_ORIGIN_BUDGET_EVENTS = "UPDATE origin_budgets SET events = ? WHERE subject = ?"
 CLEAR_ORIGIN_ATTEMPTS = "DELETE FROM origin_attempts WHERE subject = ?"
 CLEAR_ORIGIN_BUDGET = "DELETE FROM origin_budgets WHERE subject = ?"
+DROP_EMPTY_ORIGIN_BUDGET = "DELETE FROM origin_budgets WHERE subject = ? AND events = ''"
+"""After a writer's LOCK_ORIGIN_BUDGET: no row left behind for a subject with no events."""

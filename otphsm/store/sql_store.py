@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol, TypeVar
 
-from otphsm.core.lockout import OriginAttempts, Standing
+from otphsm.core.lockout import Failure, OriginAttempts, Standing
 from otphsm.core.ports import Conflict
 from otphsm.core.records import (
     Activation,
@@ -28,6 +28,7 @@ from otphsm.core.records import (
 )
 from otphsm.core.seeds import SeedHolder, SeedRef, SeedStorage, StoredSeed
 from otphsm.core.tokens import Token
+from otphsm.core.verification import Attempts
 from otphsm.store import sql, sql_rewrap
 from otphsm.store.errors import StoreUnavailable
 from otphsm.store.rows import Row
@@ -271,31 +272,20 @@ class SqlStore:
 
     # lockout per origin
     def origin_standing(self, subject: str, origin: str) -> Standing:
-        def read(tx: Transaction) -> Standing:
-            row = tx.fetch_one(sql.ORIGIN_ATTEMPTS_OF, (subject, origin))
-            attempts = sql.ORIGIN_ATTEMPTS.from_row(row) if row else OriginAttempts(subject, origin)
-            seen = tx.fetch_one(sql.KNOWN_ORIGIN_SEEN, (subject, origin)) if origin else None
-            budget = tx.fetch_one(sql.ORIGIN_BUDGET_EVENTS, (subject,))
-            events = tuple(rate_events(budget[0])) if budget else ()
-            return Standing(attempts, int(seen[0]) if seen else None, events)
-
-        return self._outside_unit_of_work().run(read, write=False)
+        return self._outside_unit_of_work().run(
+            lambda tx: _standing(tx, subject, origin), write=False
+        )
 
     def record_origin_failure(
         self, subject: str, attempts: OriginAttempts | None, budget: RateLimit | None, now: int
     ) -> bool:
         def record(tx: Transaction) -> None:
+            tx.execute(sql.LOCK_ORIGIN_BUDGET, (subject,))  # first, as every lockout writer
             if attempts is not None and not _write_attempts(tx, attempts):
                 raise _Refused(0)
             if budget is not None:
-                tx.execute(sql.LOCK_ORIGIN_BUDGET, (subject,))
-                row = tx.fetch_one(sql.ORIGIN_BUDGET_EVENTS, (subject,))
-                since = now - budget.window_seconds
-                recent = sorted(t for t in rate_events(row[0] if row else "") if t > since)
-                if len(recent) < budget.limit:
-                    recent.append(now)
-                tx.execute(sql.SET_ORIGIN_BUDGET_EVENTS, (rate_events_text(recent), subject))
-                tx.execute(sql.PURGE_IDLE_ORIGIN_ATTEMPTS, (subject, since, now))
+                _charge_budget(tx, subject, budget, now)
+            tx.execute(sql.DROP_EMPTY_ORIGIN_BUDGET, (subject,))
 
         try:
             self._outside_unit_of_work().run(record, write=True)
@@ -303,8 +293,59 @@ class SqlStore:
             return False
         return True
 
-    def origin_succeeded(self, subject: str, origin: str, now: int, forget_before: int) -> None:
+    def reserve_origin_attempt(
+        self,
+        subject: str,
+        origin: str,
+        budget: RateLimit,
+        now: int,
+        decide: Callable[[Standing], Failure | int],
+    ) -> tuple[Standing, Failure | int]:
+        def reserve(tx: Transaction) -> tuple[Standing, Failure | int]:
+            tx.execute(sql.LOCK_ORIGIN_BUDGET, (subject,))  # the subject's writers in turn
+            standing = _standing(tx, subject, origin)
+            decision = decide(standing)
+            if not isinstance(decision, int):
+                if decision.attempts is not None and not _write_attempts(tx, decision.attempts):
+                    raise RuntimeError("an origin's counter moved under the subject's lock")
+                if decision.charge_budget:
+                    _charge_budget(tx, subject, budget, now)
+            tx.execute(sql.DROP_EMPTY_ORIGIN_BUDGET, (subject,))
+            return standing, decision
+
+        return self._outside_unit_of_work().run(reserve, write=True)
+
+    def refund_origin_attempt(
+        self,
+        subject: str,
+        origin: str,
+        event: int | None,
+        undo: Callable[[OriginAttempts], OriginAttempts | None],
+    ) -> None:
+        def refund(tx: Transaction) -> None:
+            tx.execute(sql.LOCK_ORIGIN_BUDGET, (subject,))
+            if event is not None:
+                _drop_budget_event(tx, subject, event)
+            tx.execute(sql.DROP_EMPTY_ORIGIN_BUDGET, (subject,))
+            row = tx.fetch_one(sql.ORIGIN_ATTEMPTS_OF, (subject, origin))
+            restored = undo(sql.ORIGIN_ATTEMPTS.from_row(row)) if row else None
+            if restored is None:
+                return
+            if restored.attempts == Attempts():
+                tx.execute(sql.DELETE_ORIGIN_ATTEMPTS, (subject, origin))
+            elif not _write_attempts(tx, restored):
+                raise RuntimeError("an origin's counter moved under the subject's lock")
+
+        self._outside_unit_of_work().run(refund, write=True)
+
+    def origin_succeeded(
+        self, subject: str, origin: str, now: int, forget_before: int, event: int | None = None
+    ) -> None:
         def remember(tx: Transaction) -> None:
+            tx.execute(sql.LOCK_ORIGIN_BUDGET, (subject,))
+            if event is not None:
+                _drop_budget_event(tx, subject, event)
+            tx.execute(sql.DROP_EMPTY_ORIGIN_BUDGET, (subject,))
             tx.execute(sql.REMEMBER_ORIGIN, (subject, origin, now))
             tx.execute(sql.DELETE_ORIGIN_ATTEMPTS, (subject, origin))
             tx.execute(sql.FORGET_KNOWN_ORIGINS, (subject, forget_before))
@@ -313,9 +354,9 @@ class SqlStore:
 
     def clear_origin_lockout(self, subjects: Sequence[str]) -> None:
         def clear(tx: Transaction) -> None:
-            for subject in subjects:
-                tx.execute(sql.CLEAR_ORIGIN_ATTEMPTS, (subject,))
+            for subject in subjects:  # the budget row first, as every lockout writer
                 tx.execute(sql.CLEAR_ORIGIN_BUDGET, (subject,))
+                tx.execute(sql.CLEAR_ORIGIN_ATTEMPTS, (subject,))
 
         self._outside_unit_of_work().run(clear, write=True)
 
@@ -499,6 +540,35 @@ class _Refused(Exception):
     def __init__(self, retry_after: int) -> None:
         super().__init__(f"retry after {retry_after} s")
         self.retry_after = retry_after
+
+
+def _standing(tx: Transaction, subject: str, origin: str) -> Standing:
+    row = tx.fetch_one(sql.ORIGIN_ATTEMPTS_OF, (subject, origin))
+    attempts = sql.ORIGIN_ATTEMPTS.from_row(row) if row else OriginAttempts(subject, origin)
+    seen = tx.fetch_one(sql.KNOWN_ORIGIN_SEEN, (subject, origin)) if origin else None
+    budget = tx.fetch_one(sql.ORIGIN_BUDGET_EVENTS, (subject,))
+    events = tuple(rate_events(budget[0])) if budget else ()
+    return Standing(attempts, int(seen[0]) if seen else None, events)
+
+
+def _charge_budget(tx: Transaction, subject: str, budget: RateLimit, now: int) -> None:
+    """`now` among the subject's unknown-origin failures if it has room (the budget row is
+    locked); the subject's counters idle for the window and not locked are deleted."""
+    row = tx.fetch_one(sql.ORIGIN_BUDGET_EVENTS, (subject,))
+    since = now - budget.window_seconds
+    recent = sorted(t for t in rate_events(row[0] if row else "") if t > since)
+    if len(recent) < budget.limit:
+        recent.append(now)
+    tx.execute(sql.SET_ORIGIN_BUDGET_EVENTS, (rate_events_text(recent), subject))
+    tx.execute(sql.PURGE_IDLE_ORIGIN_ATTEMPTS, (subject, since, now))
+
+
+def _drop_budget_event(tx: Transaction, subject: str, event: int) -> None:
+    row = tx.fetch_one(sql.ORIGIN_BUDGET_EVENTS, (subject,))
+    events = rate_events(row[0] if row else "")
+    if event in events:
+        events.remove(event)
+        tx.execute(sql.SET_ORIGIN_BUDGET_EVENTS, (rate_events_text(events), subject))
 
 
 def _write_attempts(tx: Transaction, attempts: OriginAttempts) -> bool:

@@ -10,7 +10,7 @@ import re
 from dataclasses import replace
 
 import pytest
-from support.app_fixtures import OPERATOR, PORTAL
+from support.app_fixtures import OPERATOR, PHONE_GATEWAY, PORTAL
 from support.fault_support import CITIZEN, add_hotp_tokens
 
 from otphsm.core.app import grid, lifecycle, login, validation
@@ -218,3 +218,37 @@ def test_grid_answers_without_an_origin_lock_the_card_as_before(app: App) -> Non
     with pytest.raises(FailedPrecondition):
         grid.grid_challenge(app, PORTAL, CITIZEN)
     assert answer(app, values, HOME, right=True) is OK  # the known origin is not blocked
+
+
+def test_proof_of_possession_spends_and_obeys_the_unknown_origins_budget(app: App) -> None:
+    app.policy = replace(
+        app.policy, verification=replace(app.policy.verification, unknown_origin_failures=3)
+    )
+    fob, other = add_hotp_tokens(app, 2)
+    prove = functools.partial(validation.prove_possession, app, PHONE_GATEWAY)
+    for i in range(3):
+        assert validation.verify_serial(app, PORTAL, fob.serial, fob.wrong_code(0), f"10.0.0.{i}")
+    spent = prove(fob.serial, fob.code(0))  # the right code is not even looked at
+    assert (spent.result, spent.retry_after) == (LOCKED, 86400)
+    assert [prove(other.serial, other.wrong_code(0)).result for _ in range(2)] == [WRONG] * 2
+    assert prove(other.serial, other.code(0)).result is OK
+    assert prove(other.serial, other.code(0)).result is VerifyResult.REPLAYED
+    assert len(app.store.origin_standing(token_subject(other.serial), "").budget_events) == 2
+    verify_other = validation.verify_serial(app, PORTAL, other.serial, other.code(1), STRANGER)
+    assert verify_other.result is OK  # a third failure would have spent it
+
+
+def test_a_strangers_wrong_answer_does_not_end_the_owners_grid_challenge(app: App) -> None:
+    values = grid_card(app)
+    assert answer(app, values, HOME, right=True) is OK  # HOME is known from now on
+    first, second = grid.grid_challenge(app, PORTAL, CITIZEN, HOME).cells
+    assert grid.grid_challenge(app, PORTAL, CITIZEN, STRANGER).cells == (first, second)
+    wrong = grid.verify_grid_answer(app, PORTAL, CITIZEN, "000", "000", STRANGER)
+    assert wrong.result is WRONG  # counted on the stranger's origin
+    standing = app.store.origin_standing(grid_subject(CITIZEN), STRANGER)
+    assert standing.attempts.attempts.failures == 1 and len(standing.budget_events) == 1
+    right = (values[first - 1], values[second - 1])
+    assert grid.verify_grid_answer(app, PORTAL, CITIZEN, *right, HOME).result is OK
+    assert answer(app, values, HOME, right=False) is WRONG  # the owner's own miss ends it
+    with pytest.raises(FailedPrecondition):
+        grid.verify_grid_answer(app, PORTAL, CITIZEN, "000", "000", HOME)

@@ -111,7 +111,7 @@ def grid_challenge(app: App, actor: Actor, codice_fiscale: str, origin: str = ""
     previous one). Refused while the card is locked (without an origin) or the origin is (with
     one, see `core/app/lockout.py`)."""
     gate = _gate(app, codice_fiscale, origin)
-    wait = lockout.check(app, gate)
+    wait = lockout.peek(app, gate)
     if wait:
         raise FailedPrecondition(
             "too many wrong answers: wait before asking again", retry_after=wait
@@ -140,7 +140,8 @@ def verify_grid_answer(
     app: App, actor: Actor, codice_fiscale: str, first: str, second: str, origin: str = ""
 ) -> VerifyOutcome:
     """OK, WRONG_CODE (counted; the third in a row locks: the card without an origin, the
-    origin with one), LOCKED (with retry_after) or EXPIRED (the challenge timed out: ask for a
+    origin with one; from an origin the owner has not logged in from it leaves the challenge
+    pending), LOCKED (with retry_after) or EXPIRED (the challenge timed out: ask for a
     new one). Answering with no pending challenge (never asked, or already answered) is
     refused as FailedPrecondition."""
     check_answer_shape(first)
@@ -160,11 +161,13 @@ def verify_grid_answer(
             _hmac(app, card),
             app.policy.verification,
             own_counter=gate.own_counter,
+            wrong_ends_challenge=not gate.origin or lockout.known(app, gate),
         )
         verdicts.append(verdict)
         return verdict.card
 
-    card = _write(app, lambda: _active_card(app, codice_fiscale), answer)
+    with lockout.cancelled_on_error(app, gate):
+        card = _write(app, lambda: _active_card(app, codice_fiscale), answer)
     verdict = verdicts[-1]
     if verdict.result is VerifyResult.WRONG_CODE and verdict.retry_after:
         app.audit(

@@ -113,26 +113,27 @@ def verify_login_code(
     wait = lockout.check(app, gate)
     if wait:
         return VerifyOutcome(VerifyResult.LOCKED, "", wait)
-    digits = app.policy.sms_code_digits
-    prefix_mac = citizen.code_prefix_mac
-    also_right = None
-    if prefix_mac is not None:
-        if len(typed) != PREFIX_LENGTH + digits:
-            raise InvalidInput(
-                f"the code is the citizen's {PREFIX_LENGTH}-character personal part "
-                f"then {digits} digits"
-            )
-        prefix, typed = check_prefix(typed[:PREFIX_LENGTH]), typed[PREFIX_LENGTH:]
+    with lockout.cancelled_on_error(app, gate):
+        digits = app.policy.sms_code_digits
+        prefix_mac = citizen.code_prefix_mac
+        also_right = None
+        if prefix_mac is not None:
+            if len(typed) != PREFIX_LENGTH + digits:
+                raise InvalidInput(
+                    f"the code is the citizen's {PREFIX_LENGTH}-character personal part "
+                    f"then {digits} digits"
+                )
+            prefix, typed = check_prefix(typed[:PREFIX_LENGTH]), typed[PREFIX_LENGTH:]
 
-        def also_right() -> bool:
-            return app.hsm.keyed_digest_matches(_prefix_mac_input(cf, prefix), prefix_mac)
+            def also_right() -> bool:
+                return app.hsm.keyed_digest_matches(_prefix_mac_input(cf, prefix), prefix_mac)
 
-    oob.check_digits(typed, digits)
-    checked = oob.check_code(
-        app, cf, _PURPOSE, typed, also_right=also_right, own_counter=gate.own_counter
-    )
-    if checked is None:
-        raise NotFound("no login code was requested for this citizen")
+        oob.check_digits(typed, digits)
+        checked = oob.check_code(
+            app, cf, _PURPOSE, typed, also_right=also_right, own_counter=gate.own_counter
+        )
+        if checked is None:
+            raise NotFound("no login code was requested for this citizen")
     started = lockout.report(app, actor, gate, checked.result, counted=(VerifyResult.WRONG_CODE,))
     if checked.result is VerifyResult.OK:
         app.audit(actor, "login_code_accepted", cf, oob=checked.code.oob_id)

@@ -1,7 +1,7 @@
 """Verifying codes: one conditional write per decision, re-decided if another replica wrote
 first, so a code is accepted at most once, ever, across replicas. Who may try at all is the
-lockout per origin's to say (`core/app/lockout.py`), asked before the code is looked at and
-told the outcome after."""
+lockout per origin's to say (`core/app/lockout.py`): it counts the attempt before the code
+is looked at and is told the outcome after."""
 
 from __future__ import annotations
 
@@ -79,13 +79,14 @@ def verify_serial(
     now = app.clock.now()
     policy = app.policy.verification
     counted = gate.own_counter
-    verdict = decide_and_store(
-        app,
-        actor,
-        serial,
-        lambda t, fn: verify(t, code, now, fn, policy, own_counter=counted),
-        "verify",
-    )
+    with lockout.cancelled_on_error(app, gate):
+        verdict = decide_and_store(
+            app,
+            actor,
+            serial,
+            lambda t, fn: verify(t, code, now, fn, policy, own_counter=counted),
+            "verify",
+        )
     started = lockout.report(app, actor, gate, verdict.result)
     return VerifyOutcome(verdict.result, serial, verdict.retry_after or started)
 
@@ -113,10 +114,12 @@ def verify_citizen(
     def decide(token: Token, fn: HmacFn) -> Verdict:
         return verify(token, code, now, fn, policy, own_counter=False)
 
-    verdicts = [(token, decide(token, hmac_for(app, token))) for token in tokens]
-    accepting = next((t for t, v in verdicts if v.result is VerifyResult.OK), None)
+    with lockout.cancelled_on_error(app, gate):
+        verdicts = [(token, decide(token, hmac_for(app, token))) for token in tokens]
+        accepting = next((t for t, v in verdicts if v.result is VerifyResult.OK), None)
+        if accepting is not None:
+            stored = decide_and_store(app, actor, accepting.serial, decide, "verify")
     if accepting is not None:
-        stored = decide_and_store(app, actor, accepting.serial, decide, "verify")
         lockout.report(app, actor, gate, stored.result)
         return VerifyOutcome(stored.result, accepting.serial)
     token, verdict = min(verdicts, key=lambda pair: _RESULT_PRIORITY.index(pair[1].result))
@@ -134,7 +137,9 @@ def check_device(app: App, actor: Actor, serial: str, code: str, origin: str = "
 def prove_possession(app: App, actor: Actor, serial: str, code: str) -> VerifyOutcome:
     """The first valid code turns a PENDING token ACTIVE. A mobile token turning active
     revokes the citizen's other phones (active or suspended) in the same transaction, so a
-    citizen never has two active phones, whatever the order of concurrent callers."""
+    citizen never has two active phones, whatever the order of concurrent callers. Checked
+    like a Verify without an origin: the token's own counter, and the unknown origins'
+    budget (spent: LOCKED without looking at the code)."""
     check_serial(serial)
     now = app.clock.now()
     policy = app.policy.verification
@@ -158,8 +163,14 @@ def prove_possession(app: App, actor: Actor, serial: str, code: str) -> VerifyOu
             audit_revoked(work, actor, old.serial, via=f"replaced_by:{serial}")
         return verdict
 
-    with app.transaction(PROOF_OF_POSSESSION) as work:  # the tokens and their audit entries
+    gate = lockout.open_gate(app, token_subject(serial), "", own_record=True)
+    wait = lockout.check(app, gate)
+    if wait:
+        return VerifyOutcome(VerifyResult.LOCKED, serial, wait)
+    # the tokens and their audit entries in one transaction
+    with lockout.cancelled_on_error(app, gate), app.transaction(PROOF_OF_POSSESSION) as work:
         verdict = with_retries(work, lambda: attempt(work))
+    lockout.report(app, actor, gate, verdict.result)
     return VerifyOutcome(verdict.result, serial, verdict.retry_after)
 
 
@@ -191,13 +202,14 @@ def resync_serial(
     now = app.clock.now()
     policy = app.policy.verification
     counted = gate.own_counter
-    verdict = decide_and_store(
-        app,
-        actor,
-        serial,
-        lambda t, fn: resync(t, first, second, now, fn, policy, own_counter=counted),
-        "resync",
-    )
+    with lockout.cancelled_on_error(app, gate):
+        verdict = decide_and_store(
+            app,
+            actor,
+            serial,
+            lambda t, fn: resync(t, first, second, now, fn, policy, own_counter=counted),
+            "resync",
+        )
     if verdict.result is VerifyResult.OK:  # a resync that succeeds always writes
         app.audit(actor, "token_resynced", serial, drift_steps=verdict.token.drift_steps)
     started = lockout.report(app, actor, gate, verdict.result)

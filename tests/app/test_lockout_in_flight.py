@@ -1,0 +1,155 @@
+"""Requests in flight together against the lockout per origin (App over SQLite and SoftHSM2):
+each attempt is counted before its code is looked at, so a burst from one origin gets no more
+codes looked at than the origin's limit, a burst from many unknown origins no more than the
+budget's room; an attempt that does not count (a success, a replay, an error) is given back."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from support.app_fixtures import PORTAL
+from support.fault_support import add_hotp_tokens
+
+from otphsm.core.app import validation
+from otphsm.core.app.context import App
+from otphsm.core.clock import ManualClock
+from otphsm.core.errors import NotFound
+from otphsm.core.lockout import token_subject
+from otphsm.core.tokens import Token
+from otphsm.core.verification import VerifyResult
+
+pytestmark = pytest.mark.softhsm
+
+OK, WRONG, LOCKED = VerifyResult.OK, VerifyResult.WRONG_CODE, VerifyResult.LOCKED
+REPLAYED = VerifyResult.REPLAYED
+STRANGER = "203.0.113.66"
+BURST = 12
+HOLD_SECONDS = 1.5
+
+
+class _HeldAtTheCode:
+    """The store, with each request's token read (the code is looked at next) held until
+    every request of the burst has got that far, or HOLD_SECONDS have passed: the requests
+    that passed the gate are all in flight at once."""
+
+    def __init__(self, store: Any, parties: int) -> None:
+        self._store = store
+        self._barrier = threading.Barrier(parties)
+
+    def get_token(self, serial: str) -> Token | None:
+        with contextlib.suppress(threading.BrokenBarrierError):
+            self._barrier.wait(timeout=HOLD_SECONDS)
+        return self._store.get_token(serial)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+def burst(app: App, calls: list[Callable[[App], VerifyResult]]) -> list[VerifyResult]:
+    held = replace(app, store=_HeldAtTheCode(app.store, len(calls)))
+    results: list[VerifyResult | None] = [None] * len(calls)
+
+    def run(index: int) -> None:
+        results[index] = calls[index](held)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(result is not None for result in results)
+    return [result for result in results if result is not None]
+
+
+def verify(serial: str, code: str, origin: str) -> Callable[[App], VerifyResult]:
+    return lambda app: validation.verify_serial(app, PORTAL, serial, code, origin).result
+
+
+def looked_at(results: list[VerifyResult]) -> int:
+    return sum(result is not LOCKED for result in results)
+
+
+def with_budget(app: App, failures: int, **more: int) -> None:
+    policy = replace(app.policy.verification, unknown_origin_failures=failures, **more)
+    app.policy = replace(app.policy, verification=policy)
+
+
+def test_a_burst_from_one_origin_gets_no_more_codes_looked_at_than_its_limit(app: App) -> None:
+    (fob,) = add_hotp_tokens(app, 1)
+    calls = [verify(fob.serial, fob.wrong_code(0), STRANGER)] * (BURST - 1)
+    results = burst(app, [*calls, verify(fob.serial, fob.code(0), STRANGER)])
+    assert looked_at(results) <= 3, results  # lock_after_failures
+    assert results.count(LOCKED) >= BURST - 3
+
+
+def test_a_burst_from_unknown_origins_gets_no_more_than_the_budget(app: App) -> None:
+    with_budget(app, 3)
+    (fob,) = add_hotp_tokens(app, 1)
+    calls = [verify(fob.serial, fob.wrong_code(0), f"10.0.0.{i}") for i in range(BURST)]
+    results = burst(app, calls)
+    assert results.count(WRONG) == 3 and results.count(LOCKED) == BURST - 3, results
+    standing = app.store.origin_standing(token_subject(fob.serial), "")
+    assert len(standing.budget_events) == 3
+
+
+def test_each_freed_budget_slot_admits_one_code_however_many_wait(app: App) -> None:
+    with_budget(app, 3, unknown_origin_window_seconds=100, lock_after_failures=1000)
+    (fob,) = add_hotp_tokens(app, 1)
+    clock = app.clock
+    assert isinstance(clock, ManualClock)
+    for second in range(3):  # the budget spent, one failure a second
+        assert verify(fob.serial, fob.wrong_code(0), f"9.9.9.{second}")(app) is WRONG
+        clock.advance(1)
+    assert verify(fob.serial, fob.wrong_code(0), "9.9.8.1")(app) is LOCKED
+    clock.advance(97.5)  # the first failure has just left the window
+    seen = 0
+    for slot in range(3):
+        calls = [verify(fob.serial, fob.wrong_code(0), f"10.{slot}.0.{i}") for i in range(6)]
+        seen += looked_at(burst(app, calls))
+        clock.advance(1)
+    assert seen == 3  # one per failure leaving the window
+
+
+@pytest.mark.parametrize("origin", [STRANGER, ""])
+def test_a_natural_burst_of_wrong_codes_locks_after_three(app: App, origin: str) -> None:
+    (fob,) = add_hotp_tokens(app, 1)
+    start = threading.Event()
+    results: list[VerifyResult] = []
+
+    def run() -> None:
+        start.wait()
+        results.append(verify(fob.serial, fob.wrong_code(0), origin)(app))
+
+    threads = [threading.Thread(target=run) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    start.set()
+    for thread in threads:
+        thread.join()
+    assert results.count(WRONG) <= 3 and len(results) == 16, results
+
+
+def test_a_replay_and_an_error_give_their_attempt_back(app: App) -> None:
+    (fob,) = add_hotp_tokens(app, 1)
+    subject = token_subject(fob.serial)
+    assert verify(fob.serial, fob.code(0), "192.0.2.1")(app) is OK
+    assert verify(fob.serial, fob.code(0), STRANGER)(app) is REPLAYED
+    with pytest.raises(NotFound):
+        validation.verify_serial(app, PORTAL, "NOPE-0001", fob.code(1), STRANGER)
+    for subject_origin in ((subject, STRANGER), (token_subject("NOPE-0001"), STRANGER)):
+        standing = app.store.origin_standing(*subject_origin)
+        assert standing.attempts.version == 0 and standing.budget_events == ()
+
+
+def test_copies_of_a_valid_code_from_one_origin_leave_nothing_counted(app: App) -> None:
+    (fob,) = add_hotp_tokens(app, 1)
+    results = burst(app, [verify(fob.serial, fob.code(0), STRANGER)] * BURST)
+    assert results.count(OK) == 1 and set(results) <= {OK, REPLAYED, LOCKED}, results
+    standing = app.store.origin_standing(token_subject(fob.serial), STRANGER)
+    assert standing.attempts.version == 0 and standing.budget_events == ()
+    assert verify(fob.serial, fob.code(1), STRANGER)(app) is OK

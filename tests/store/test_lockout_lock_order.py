@@ -1,0 +1,99 @@
+"""The lockout's writers on PostgreSQL take a subject's budget row lock before its origins'
+counters, so an operator's unlock racing a failure being counted waits instead of
+deadlocking (each would otherwise hold a counter row the other needs)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pytest
+from support.store_records import NOW
+
+from otphsm.core.lockout import OriginAttempts
+from otphsm.core.records import RateLimit
+from otphsm.core.verification import Attempts
+from otphsm.store import SqlStore
+
+pytestmark = pytest.mark.postgres
+
+SUBJECT = "token:MOB-0001"
+DAY = 86400
+PAUSE_SECONDS = 0.5
+
+
+class _PausedAfterFirstStatement:
+    """A transaction whose first statement is followed by a pause, if `pause` (another
+    writer starts meanwhile); the errors its statements raised are kept."""
+
+    def __init__(
+        self, tx: Any, started: threading.Event, errors: list[BaseException], pause: bool
+    ) -> None:
+        self._tx, self._started, self._errors, self._pause = tx, started, errors, pause
+
+    def execute(self, statement: str, params: Sequence[object] = ()) -> int:
+        try:
+            done = self._tx.execute(statement, params)
+        except BaseException as exc:
+            self._errors.append(exc)
+            raise
+        if self._pause and not self._started.is_set():
+            self._started.set()
+            time.sleep(PAUSE_SECONDS)
+        return int(done)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tx, name)
+
+
+class _PausingEngine:
+    """Counts the transactions run (a deadlock's victim is run again) and their errors."""
+
+    def __init__(self, engine: Any, *, pause: bool) -> None:
+        self._engine, self._pause = engine, pause
+        self.started = threading.Event()
+        self.errors: list[BaseException] = []
+        self.runs = 0
+
+    def run(self, work: Callable[[Any], Any], *, write: bool) -> Any:
+        def paused(tx: Any) -> Any:
+            self.runs += 1
+            return work(_PausedAfterFirstStatement(tx, self.started, self.errors, self._pause))
+
+        return self._engine.run(paused, write=write)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
+
+
+def test_an_unlock_racing_a_counted_failure_waits_instead_of_deadlocking(
+    postgres_store_url: str, open_test_store: Callable[[str], SqlStore]
+) -> None:
+    operator, counting = open_test_store(postgres_store_url), open_test_store(postgres_store_url)
+    budget = RateLimit(SUBJECT, 100, DAY)
+    idle = OriginAttempts(SUBJECT, "idle", Attempts(1, 0, 0), 0)
+    assert operator.record_origin_failure(SUBJECT, idle, budget, 0)
+    current = OriginAttempts(SUBJECT, "o", Attempts(1, 0, 0), NOW)
+    assert operator.record_origin_failure(SUBJECT, current, None, NOW)
+    paused = _PausingEngine(counting._engine, pause=True)
+    counting._engine = paused  # type: ignore[assignment]
+    watched = _PausingEngine(operator._engine, pause=False)
+    operator._engine = watched  # type: ignore[assignment]
+    counted: list[bool] = []
+    second = OriginAttempts(SUBJECT, "o", Attempts(2, 0, 0), NOW, version=1)
+    failure = threading.Thread(
+        target=lambda: counted.append(counting.record_origin_failure(SUBJECT, second, budget, NOW))
+    )
+    failure.start()
+    assert paused.started.wait(timeout=10)
+    unlock = threading.Thread(target=lambda: operator.clear_origin_lockout([SUBJECT]))
+    unlock.start()
+    failure.join(timeout=30)
+    unlock.join(timeout=30)
+    errors = paused.errors + watched.errors
+    assert not [e for e in errors if "deadlock" in repr(e.__cause__ or e)], errors
+    assert (paused.runs, watched.runs, counted) == (1, 1, [True])  # none run again
+    standing = operator.origin_standing(SUBJECT, "o")
+    assert standing.attempts.version == 0 and standing.budget_events == ()  # the unlock last
