@@ -71,24 +71,13 @@ def verify_serial(
 ) -> VerifyOutcome:
     """Without an origin the token's own counter locks (3 failures → 60 s, doubling); with
     one, the origin's own counter does and the token's is left alone."""
-    check_serial(serial)
-    gate = lockout.open_gate(app, token_subject(serial), origin, own_record=True)
-    wait = lockout.check(app, gate)
-    if wait:
-        return VerifyOutcome(VerifyResult.LOCKED, serial, wait)
     now = app.clock.now()
     policy = app.policy.verification
-    counted = gate.own_counter
-    with lockout.cancelled_on_error(app, gate):
-        verdict = decide_and_store(
-            app,
-            actor,
-            serial,
-            lambda t, fn: verify(t, code, now, fn, policy, own_counter=counted),
-            "verify",
-        )
-    started = lockout.report(app, actor, gate, verdict.result)
-    return VerifyOutcome(verdict.result, serial, verdict.retry_after or started)
+
+    def check(token: Token, fn: HmacFn, own_counter: bool) -> Verdict:
+        return verify(token, code, now, fn, policy, own_counter=own_counter)
+
+    return _check_by_serial(app, actor, serial, origin, check, "verify")
 
 
 def verify_citizen(
@@ -194,24 +183,42 @@ def _phones_retired_by(app: App, before: Token, after: Token) -> list[Token]:
 def resync_serial(
     app: App, actor: Actor, serial: str, first: str, second: str, origin: str = ""
 ) -> VerifyOutcome:
+    now = app.clock.now()
+    policy = app.policy.verification
+
+    def check(token: Token, fn: HmacFn, own_counter: bool) -> Verdict:
+        return resync(token, first, second, now, fn, policy, own_counter=own_counter)
+
+    def resynced(verdict: Verdict) -> None:  # a resync that succeeds always writes
+        app.audit(actor, "token_resynced", serial, drift_steps=verdict.token.drift_steps)
+
+    return _check_by_serial(app, actor, serial, origin, check, "resync", on_ok=resynced)
+
+
+def _check_by_serial(
+    app: App,
+    actor: Actor,
+    serial: str,
+    origin: str,
+    check: Callable[[Token, HmacFn, bool], Verdict],
+    via: str,
+    *,
+    on_ok: Callable[[Verdict], None] | None = None,
+) -> VerifyOutcome:
+    """A code checked on one token through the lockout gate (`check` gets whether the
+    token's own counter counts), stored by `decide_and_store`, its outcome reported."""
     check_serial(serial)
     gate = lockout.open_gate(app, token_subject(serial), origin, own_record=True)
     wait = lockout.check(app, gate)
     if wait:
         return VerifyOutcome(VerifyResult.LOCKED, serial, wait)
-    now = app.clock.now()
-    policy = app.policy.verification
     counted = gate.own_counter
     with lockout.cancelled_on_error(app, gate):
         verdict = decide_and_store(
-            app,
-            actor,
-            serial,
-            lambda t, fn: resync(t, first, second, now, fn, policy, own_counter=counted),
-            "resync",
+            app, actor, serial, lambda token, fn: check(token, fn, counted), via
         )
-    if verdict.result is VerifyResult.OK:  # a resync that succeeds always writes
-        app.audit(actor, "token_resynced", serial, drift_steps=verdict.token.drift_steps)
+    if on_ok is not None and verdict.result is VerifyResult.OK:
+        on_ok(verdict)
     started = lockout.report(app, actor, gate, verdict.result)
     return VerifyOutcome(verdict.result, serial, verdict.retry_after or started)
 
