@@ -104,3 +104,34 @@ def test_a_changed_entry_under_the_new_pepper_is_still_caught(peppered: tuple[Ap
             forged, app.hsm.keyed_digest, mac_matches=app.hsm.keyed_digest_matches
         )
         assert [f.problem.value for f in report.findings] == ["bad_mac"]
+
+
+def test_a_rotation_cut_between_the_new_key_and_its_audit_entry(
+    peppered: tuple[App, str],
+) -> None:
+    """A crash in the middle of `rotate-pepper`: the next pepper exists on the token but the
+    rotation's audit entry was never written. After a restart the chain still verifies, codes
+    stored before are still checked, and running the rotation again goes on to the next one."""
+    app, first = peppered
+    vault = app.hsm
+    assert isinstance(vault, HsmSeedVault)
+    app.audit("test", "before", "x")
+    sms = oob.code_mac(app, CF, OobPurpose.LOGIN, "654321")
+    app.store.insert_oob_code(OobCode("oob-2", CF, OobPurpose.LOGIN, sms, NOW, NOW + 600))
+    assert HsmPepperRing(vault).create_next() == f"{first}-2"  # ... and the process dies
+
+    restarted = open_vault(vault.owner.config)
+    try:
+        after = replace(app, hsm=restarted)
+        after.audit("test", "after the restart", "x")
+        assert verify_audit(after).intact
+        checked = oob.check_code(after, CF, OobPurpose.LOGIN, "654321")
+        assert checked is not None and checked.result is VerifyResult.OK
+        assert rotate_pepper(after, HsmPepperRing(restarted)) == f"{first}-3"
+        after.audit("test", "after the rerun", "x")
+        entries = list(after.store.audit_entries())
+        assert [e.action for e in entries].count("pepper_rotated") == 1
+        report = verify_audit(after)
+        assert report.intact and report.entries == 4, report.findings
+    finally:
+        restarted.close()
