@@ -103,15 +103,6 @@ def refusal(standing: Standing, now: int, policy: VerificationPolicy, *, own_cou
     return budget_wait(standing.budget_events, now, policy)
 
 
-def may_be_in_flight(standing: Standing, now: int) -> bool:
-    """Whether what refuses may be attempts other calls reserved and have not settled yet
-    (counted within the last second): such a refusal is worth asking again in a moment, as
-    those calls may give their attempts back (copies of a valid code, a replay)."""
-    recent = now - 1
-    counted = standing.attempts.updated_at >= recent
-    return counted or any(event >= recent for event in standing.budget_events)
-
-
 @dataclass(frozen=True, slots=True)
 class Failure:
     """What one failure writes."""

@@ -22,12 +22,6 @@ from otphsm.core.records import RateLimit
 from otphsm.core.tokens import Token
 from otphsm.core.verification import VerifyResult
 
-IN_FLIGHT_CHECKS = 50
-IN_FLIGHT_PAUSE_SECONDS = 0.02
-"""A call refused by attempts that may still be in flight asks again, up to 50 times 20 ms
-(1 s): copies of a valid code arriving together then get REPLAYED, not LOCKED, while a
-stranger's burst still gets no more codes looked at than the counter and budget allow."""
-
 COUNTED = (VerifyResult.WRONG_CODE, VerifyResult.EXPIRED)
 """What counts as a failure. REPLAYED (the owner's code again), LOCKED and refusals by state
 do not."""
@@ -64,19 +58,13 @@ def check(app: App, gate: Gate) -> int:
         wait = lockout.refusal(standing, gate.now, policy, own_counter=gate.own_counter)
         return wait or lockout.failure(standing, gate.now, policy, own_counter=gate.own_counter)
 
-    wait = 0
-    for _ in range(IN_FLIGHT_CHECKS):
-        standing, decision = app.store.reserve_origin_attempt(
-            gate.subject, gate.origin, _budget(app, gate.subject), gate.now, decide
-        )
-        if not isinstance(decision, int):
-            gate.standing, gate.reserved = standing, decision
-            return 0
-        wait = decision
-        if not lockout.may_be_in_flight(standing, app.now()):
-            break
-        app.clock.sleep(IN_FLIGHT_PAUSE_SECONDS)
-    return wait
+    standing, decision = app.store.reserve_origin_attempt(
+        gate.subject, gate.origin, _budget(app, gate.subject), gate.now, decide
+    )
+    if isinstance(decision, int):
+        return decision
+    gate.standing, gate.reserved = standing, decision
+    return 0
 
 
 def peek(app: App, gate: Gate) -> int:
