@@ -11,10 +11,17 @@ class Clock(Protocol):
         """Seconds since the Unix epoch, UTC."""
         ...
 
+    def sleep(self, seconds: float) -> None:
+        """Wait a moment (a use case that waits for others in flight to settle)."""
+        ...
+
 
 class SystemClock:
     def now(self) -> float:
         return time.time()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
 
 
 class ManualClock:
@@ -31,3 +38,6 @@ class ManualClock:
 
     def advance(self, seconds: float) -> None:
         self._now += seconds
+
+    def sleep(self, seconds: float) -> None:
+        """Waiting does not move a manual clock: only the test does."""

@@ -13,17 +13,24 @@ origin (the address or device id the relying party saw), pure.
   `failures`/`locked_until`, a login code's, a card's), where there is one.
 
 The store keeps the state (`OriginAttempts`, known origins, the budget) so replicas share it.
+
+Attempts in flight: an attempt let through is held as a reservation until its outcome is
+known, and the gate counts reservations as failures (`crowded`), so requests arriving together
+cannot all get past a counter or a budget with room for fewer. The outcome deletes the
+reservation and, for a failure only, counts it (`failure`): nothing is ever given back.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from otphsm.core.errors import InvalidInput
 from otphsm.core.verification import Attempts, VerificationPolicy, count_failure
 
 MAX_ORIGIN_LENGTH = 128
 DAY_SECONDS = 86400
+RESERVATION_SECONDS = 60
+"""A reservation older than this is a crashed request's: the gate ignores it."""
 
 
 def check_origin(origin: str) -> str:
@@ -72,6 +79,10 @@ class Standing:
     """When this origin last logged in on the subject; None: never (or forgotten)."""
     budget_events: tuple[int, ...] = ()
     """When unknown origins failed on the subject (the recent ones, at most the budget)."""
+    in_flight: int = 0
+    """This origin's attempts on the subject let through and not settled yet."""
+    budget_in_flight: int = 0
+    """Unknown origins' attempts on the subject let through and not settled yet."""
 
 
 def is_known(standing: Standing, now: int, policy: VerificationPolicy) -> bool:
@@ -103,6 +114,58 @@ def refusal(standing: Standing, now: int, policy: VerificationPolicy, *, own_cou
     return budget_wait(standing.budget_events, now, policy)
 
 
+def crowded(standing: Standing, now: int, policy: VerificationPolicy, *, own_counter: bool) -> bool:
+    """Whether the attempts in flight, were they all failures, would leave no room for this
+    one (on the origin's counter or in the unknown origins' budget). Not a refusal of its
+    own: those attempts may yet succeed or be replays; the caller asks again in a moment."""
+    if not own_counter and standing.in_flight:
+        counter = standing.attempts.attempts
+        for _ in range(standing.in_flight):
+            counter, _started = count_failure(counter, now, policy)
+        if counter.wait(now):
+            return True
+    if is_known(standing, now, policy) or not standing.budget_in_flight:
+        return False
+    events = standing.budget_events + (now,) * standing.budget_in_flight
+    return budget_wait(events, now, policy) > 0
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why an attempt was not let through."""
+
+    wait: int
+    """Seconds to wait (the answer's retry-after)."""
+    in_flight: bool = False
+    """Only attempts in flight stand in the way (`crowded`): worth asking again soon."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """An attempt let through: counted as a failure by the gate until it is settled."""
+
+    id: str
+    charges_budget: bool
+    """The origin was unknown when it was let through."""
+
+
+def admit(
+    standing: Standing,
+    now: int,
+    policy: VerificationPolicy,
+    *,
+    own_counter: bool,
+    reservation_id: str,
+) -> Reservation | Refusal:
+    """The gate's decision on one attempt, over the standing read under the subject's lock."""
+    wait = refusal(standing, now, policy, own_counter=own_counter)
+    if wait:
+        return Refusal(wait)
+    if crowded(standing, now, policy, own_counter=own_counter):
+        return Refusal(1, in_flight=True)
+    return Reservation(reservation_id, not is_known(standing, now, policy))
+
+
 @dataclass(frozen=True, slots=True)
 class Failure:
     """What one failure writes."""
@@ -111,6 +174,8 @@ class Failure:
     """The origin's counter after it; None when the record's own counter took it."""
     charge_budget: bool
     """An unknown origin: one event in the subject's budget."""
+    at: int
+    """When it failed."""
     retry_after: int = 0
     """The wait this failure started for the origin (0 for none)."""
 
@@ -118,39 +183,14 @@ class Failure:
 def failure(
     standing: Standing, now: int, policy: VerificationPolicy, *, own_counter: bool
 ) -> Failure:
+    """A settled failure, counted over the standing read under the subject's lock."""
     charge = not is_known(standing, now, policy)
     if own_counter:
-        return Failure(None, charge)
+        return Failure(None, charge, now)
     current = standing.attempts
     counted, seconds = count_failure(current.attempts, now, policy)
     updated = OriginAttempts(current.subject, current.origin, counted, now, current.version)
-    return Failure(updated, charge, seconds)
-
-
-def refund(
-    current: OriginAttempts,
-    reserved: OriginAttempts,
-    before: Attempts,
-    now: int,
-    policy: VerificationPolicy,
-) -> OriginAttempts | None:
-    """`current` without one attempt reserved before its code was looked at, which did not
-    count after all (`reserved`: the counter that reservation wrote, over version
-    `reserved.version`; `before`: the counter it counted on). None: nothing to give back
-    (the counter was deleted since: a success, an unlock, a purge)."""
-    written = reserved.version + 1
-    if current.version < written:
-        return None
-    counter = current.attempts
-    if current.version == written:
-        restored = before
-    elif counter.failures:
-        restored = replace(counter, failures=counter.failures - 1)
-    elif counter.locked_until > now and counter.lock_level:  # ours was among the lock's
-        restored = Attempts(policy.lock_after_failures - 1, counter.lock_level - 1, 0)
-    else:
-        return None
-    return replace(current, attempts=restored)
+    return Failure(updated, charge, now, seconds)
 
 
 def forget_before(now: int, policy: VerificationPolicy) -> int:

@@ -7,7 +7,7 @@ from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from otphsm.core.clock import Clock
-from otphsm.core.lockout import Failure, OriginAttempts, Standing
+from otphsm.core.lockout import Failure, Refusal, Reservation, Standing
 from otphsm.core.otp import HashAlgorithm
 from otphsm.core.records import (
     Activation,
@@ -206,57 +206,54 @@ class Store(Protocol):
         ...
 
     # lockout per origin (see `otphsm.core.lockout`)
-    def origin_standing(self, subject: str, origin: str) -> Standing:
+    def origin_standing(self, subject: str, origin: str, reserved_since: int = 0) -> Standing:
         """The origin's failure counter on `subject` (version 0 if none is stored), when the
-        origin last logged in there (only for a non-empty origin), and the times of the
-        subject's unknown-origin failures; one consistent read."""
-        ...
-
-    def record_origin_failure(
-        self, subject: str, attempts: OriginAttempts | None, budget: RateLimit | None, now: int
-    ) -> bool:
-        """One transaction. `attempts`: stored only if the stored counter's version is still
-        `attempts.version` (0: none stored), else nothing at all is written and the answer is
-        False. `budget` (bucket ignored: the subject's): `now` is added to the subject's
-        failure times if fewer than `limit` fall within `window_seconds` (older ones are
-        dropped), and the subject's counters idle for that window and not locked are
-        deleted. Serialised per subject across writers."""
+        origin last logged in there (only for a non-empty origin), the times of the subject's
+        unknown-origin failures, and the reservations made at or after `reserved_since` (this
+        origin's, and those charging the budget); one consistent read."""
         ...
 
     def reserve_origin_attempt(
         self,
         subject: str,
         origin: str,
-        budget: RateLimit,
+        reserved_since: int,
         now: int,
-        decide: Callable[[Standing], Failure | int],
-    ) -> tuple[Standing, Failure | int]:
-        """One transaction, serialised per subject across writers: the origin's standing is
-        read and handed to `decide`; a wait (int) writes nothing, a `Failure` is written before
-        the code is looked at (its counter, and `now` in the budget if it charges it, as
-        `record_origin_failure`). Returns the standing read and the decision. `decide` may
-        run again if the engine retries the transaction: no side effects."""
+        admit: Callable[[Standing], Reservation | Refusal],
+    ) -> Reservation | Refusal:
+        """One transaction, serialised per subject across writers: the subject's reservations
+        made before `reserved_since` are deleted, the origin's standing is read and handed to
+        `admit`; a `Reservation` is stored (made at `now`), a `Refusal` writes nothing else.
+        `admit` may run again if the engine retries the transaction: no side effects."""
         ...
 
-    def refund_origin_attempt(
+    def settle_origin_attempt(
         self,
         subject: str,
         origin: str,
-        event: int | None,
-        undo: Callable[[OriginAttempts], OriginAttempts | None],
-    ) -> None:
-        """One transaction, serialised per subject: a reserved attempt that did not count given
-        back. `event`: one such time removed from the subject's budget; `undo` gets the
-        origin's stored counter (if any) and returns it without the attempt (None: leave it);
-        a counter back to nothing is deleted."""
+        reservation_id: str,
+        budget: RateLimit,
+        count: Callable[[Standing], Failure] | None,
+    ) -> Failure | None:
+        """One transaction, serialised per subject: the reservation is deleted (if still
+        there) and, for a failure (`count`), the failure is counted over the standing read
+        then: the origin's counter written, and the failure's time added to the subject's
+        budget if it charges it and fewer than `limit` fall within `window_seconds` (older ones
+        are dropped; the subject's counters idle for that window and not locked are deleted).
+        Returns what `count` decided."""
         ...
 
     def origin_succeeded(
-        self, subject: str, origin: str, now: int, forget_before: int, event: int | None = None
+        self,
+        subject: str,
+        origin: str,
+        now: int,
+        forget_before: int,
+        reservation_id: str | None = None,
     ) -> None:
         """One transaction: the origin is known on `subject` as of `now`, its failure counter
         there is deleted, the subject's origins last seen before `forget_before` are
-        forgotten, and `event` (the success's own reservation) leaves the budget."""
+        forgotten, and the success's own reservation is deleted."""
         ...
 
     def clear_origin_lockout(self, subjects: Sequence[str]) -> None:

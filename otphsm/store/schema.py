@@ -240,6 +240,25 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        7,
+        "lockout attempts in flight, apart from the failures counted",
+        (
+            # An attempt let through the lockout gate and not settled yet: the gate counts it
+            # as a failure until its outcome deletes the row (and, if it was one, counts it on
+            # the origin's counter). A crashed request's row is ignored after a minute and
+            # deleted by the next attempt on the same subject.
+            """
+            CREATE TABLE origin_reservations (
+                subject {text} NOT NULL,
+                id {text} NOT NULL,
+                origin {text} NOT NULL,
+                charges_budget {int} NOT NULL,
+                created_at {bigint} NOT NULL,
+                PRIMARY KEY (subject, id)
+            )""",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

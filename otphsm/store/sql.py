@@ -208,6 +208,13 @@ KNOWN_ORIGINS: Table[tuple[str, str, int]] = Table(
 ORIGIN_BUDGETS: Table[tuple[str, str]] = Table(
     "origin_budgets", ("subject", "events"), "subject", lambda pair: pair, lambda r: (r[0], r[1])
 )
+ORIGIN_RESERVATIONS: Table[tuple[str, str, str, int, int]] = Table(
+    "origin_reservations",
+    ("subject", "id", "origin", "charges_budget", "created_at"),
+    "subject, id",
+    lambda reservation: reservation,
+    lambda r: (r[0], r[1], r[2], r[3], r[4]),
+)
 
 DATA_TABLES: tuple[Table[Any], ...] = (
     CITIZENS,
@@ -222,6 +229,7 @@ DATA_TABLES: tuple[Table[Any], ...] = (
     ORIGIN_ATTEMPTS,
     KNOWN_ORIGINS,
     ORIGIN_BUDGETS,
+    ORIGIN_RESERVATIONS,
 )
 
 _CITIZEN_FIELDS_REFRESHED = [
@@ -324,6 +332,12 @@ LOCK_ORIGIN_BUDGET = (
     "ON CONFLICT (subject) DO UPDATE SET events = origin_budgets.events"
 )
 SET_ORIGIN_BUDGET_EVENTS = "UPDATE origin_budgets SET events = ? WHERE subject = ?"
+RESERVATIONS_IN_FLIGHT = (
+    "SELECT origin, charges_budget FROM origin_reservations WHERE subject = ? AND created_at >= ?"
+)
+INSERT_RESERVATION = ORIGIN_RESERVATIONS.insert
+DELETE_RESERVATION = "DELETE FROM origin_reservations WHERE subject = ? AND id = ?"
+PURGE_STALE_RESERVATIONS = "DELETE FROM origin_reservations WHERE subject = ? AND created_at < ?"
 CLEAR_ORIGIN_ATTEMPTS = "DELETE FROM origin_attempts WHERE subject = ?"
 CLEAR_ORIGIN_BUDGET = "DELETE FROM origin_budgets WHERE subject = ?"
 DROP_EMPTY_ORIGIN_BUDGET = "DELETE FROM origin_budgets WHERE subject = ? AND events = ''"

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol, TypeVar
 
-from otphsm.core.lockout import Failure, OriginAttempts, Standing
+from otphsm.core.lockout import Failure, OriginAttempts, Refusal, Reservation, Standing
 from otphsm.core.ports import Conflict
 from otphsm.core.records import (
     Activation,
@@ -28,7 +28,6 @@ from otphsm.core.records import (
 )
 from otphsm.core.seeds import SeedHolder, SeedRef, SeedStorage, StoredSeed
 from otphsm.core.tokens import Token
-from otphsm.core.verification import Attempts
 from otphsm.store import sql, sql_rewrap
 from otphsm.store.errors import StoreUnavailable
 from otphsm.store.rows import Row
@@ -271,80 +270,65 @@ class SqlStore:
         return int(row[0])
 
     # lockout per origin
-    def origin_standing(self, subject: str, origin: str) -> Standing:
+    def origin_standing(self, subject: str, origin: str, reserved_since: int = 0) -> Standing:
         return self._outside_unit_of_work().run(
-            lambda tx: _standing(tx, subject, origin), write=False
+            lambda tx: _standing(tx, subject, origin, reserved_since), write=False
         )
-
-    def record_origin_failure(
-        self, subject: str, attempts: OriginAttempts | None, budget: RateLimit | None, now: int
-    ) -> bool:
-        def record(tx: Transaction) -> None:
-            tx.execute(sql.LOCK_ORIGIN_BUDGET, (subject,))  # first, as every lockout writer
-            if attempts is not None and not _write_attempts(tx, attempts):
-                raise _Refused(0)
-            if budget is not None:
-                _charge_budget(tx, subject, budget, now)
-            tx.execute(sql.DROP_EMPTY_ORIGIN_BUDGET, (subject,))
-
-        try:
-            self._outside_unit_of_work().run(record, write=True)
-        except _Refused:
-            return False
-        return True
 
     def reserve_origin_attempt(
         self,
         subject: str,
         origin: str,
-        budget: RateLimit,
+        reserved_since: int,
         now: int,
-        decide: Callable[[Standing], Failure | int],
-    ) -> tuple[Standing, Failure | int]:
-        def reserve(tx: Transaction) -> tuple[Standing, Failure | int]:
+        admit: Callable[[Standing], Reservation | Refusal],
+    ) -> Reservation | Refusal:
+        def reserve(tx: Transaction) -> Reservation | Refusal:
             tx.execute(sql.LOCK_ORIGIN_BUDGET, (subject,))  # the subject's writers in turn
-            standing = _standing(tx, subject, origin)
-            decision = decide(standing)
-            if not isinstance(decision, int):
-                if decision.attempts is not None and not _write_attempts(tx, decision.attempts):
-                    raise RuntimeError("an origin's counter moved under the subject's lock")
-                if decision.charge_budget:
-                    _charge_budget(tx, subject, budget, now)
+            tx.execute(sql.PURGE_STALE_RESERVATIONS, (subject, reserved_since))
+            decision = admit(_standing(tx, subject, origin, reserved_since))
+            if isinstance(decision, Reservation):
+                row = (subject, decision.id, origin, int(decision.charges_budget), now)
+                tx.execute(sql.INSERT_RESERVATION, row)
             tx.execute(sql.DROP_EMPTY_ORIGIN_BUDGET, (subject,))
-            return standing, decision
+            return decision
 
         return self._outside_unit_of_work().run(reserve, write=True)
 
-    def refund_origin_attempt(
+    def settle_origin_attempt(
         self,
         subject: str,
         origin: str,
-        event: int | None,
-        undo: Callable[[OriginAttempts], OriginAttempts | None],
-    ) -> None:
-        def refund(tx: Transaction) -> None:
-            tx.execute(sql.LOCK_ORIGIN_BUDGET, (subject,))
-            if event is not None:
-                _drop_budget_event(tx, subject, event)
+        reservation_id: str,
+        budget: RateLimit,
+        count: Callable[[Standing], Failure] | None,
+    ) -> Failure | None:
+        def settle(tx: Transaction) -> Failure | None:
+            tx.execute(sql.LOCK_ORIGIN_BUDGET, (subject,))  # first, as every lockout writer
+            tx.execute(sql.DELETE_RESERVATION, (subject, reservation_id))
+            counted = count(_standing(tx, subject, origin, 0)) if count is not None else None
+            if counted is not None:
+                if counted.attempts is not None and not _write_attempts(tx, counted.attempts):
+                    raise RuntimeError("an origin's counter moved under the subject's lock")
+                if counted.charge_budget:
+                    _charge_budget(tx, subject, budget, counted.at)
             tx.execute(sql.DROP_EMPTY_ORIGIN_BUDGET, (subject,))
-            row = tx.fetch_one(sql.ORIGIN_ATTEMPTS_OF, (subject, origin))
-            restored = undo(sql.ORIGIN_ATTEMPTS.from_row(row)) if row else None
-            if restored is None:
-                return
-            if restored.attempts == Attempts():
-                tx.execute(sql.DELETE_ORIGIN_ATTEMPTS, (subject, origin))
-            elif not _write_attempts(tx, restored):
-                raise RuntimeError("an origin's counter moved under the subject's lock")
+            return counted
 
-        self._outside_unit_of_work().run(refund, write=True)
+        return self._outside_unit_of_work().run(settle, write=True)
 
     def origin_succeeded(
-        self, subject: str, origin: str, now: int, forget_before: int, event: int | None = None
+        self,
+        subject: str,
+        origin: str,
+        now: int,
+        forget_before: int,
+        reservation_id: str | None = None,
     ) -> None:
         def remember(tx: Transaction) -> None:
             tx.execute(sql.LOCK_ORIGIN_BUDGET, (subject,))
-            if event is not None:
-                _drop_budget_event(tx, subject, event)
+            if reservation_id is not None:
+                tx.execute(sql.DELETE_RESERVATION, (subject, reservation_id))
             tx.execute(sql.DROP_EMPTY_ORIGIN_BUDGET, (subject,))
             tx.execute(sql.REMEMBER_ORIGIN, (subject, origin, now))
             tx.execute(sql.DELETE_ORIGIN_ATTEMPTS, (subject, origin))
@@ -542,13 +526,16 @@ class _Refused(Exception):
         self.retry_after = retry_after
 
 
-def _standing(tx: Transaction, subject: str, origin: str) -> Standing:
+def _standing(tx: Transaction, subject: str, origin: str, reserved_since: int) -> Standing:
     row = tx.fetch_one(sql.ORIGIN_ATTEMPTS_OF, (subject, origin))
     attempts = sql.ORIGIN_ATTEMPTS.from_row(row) if row else OriginAttempts(subject, origin)
     seen = tx.fetch_one(sql.KNOWN_ORIGIN_SEEN, (subject, origin)) if origin else None
     budget = tx.fetch_one(sql.ORIGIN_BUDGET_EVENTS, (subject,))
     events = tuple(rate_events(budget[0])) if budget else ()
-    return Standing(attempts, int(seen[0]) if seen else None, events)
+    reserved = tx.fetch_all(sql.RESERVATIONS_IN_FLIGHT, (subject, reserved_since))
+    mine = sum(1 for other, _charges in reserved if other == origin)
+    charging = sum(1 for _other, charges in reserved if charges)
+    return Standing(attempts, int(seen[0]) if seen else None, events, mine, charging)
 
 
 def _charge_budget(tx: Transaction, subject: str, budget: RateLimit, now: int) -> None:
@@ -561,14 +548,6 @@ def _charge_budget(tx: Transaction, subject: str, budget: RateLimit, now: int) -
         recent.append(now)
     tx.execute(sql.SET_ORIGIN_BUDGET_EVENTS, (rate_events_text(recent), subject))
     tx.execute(sql.PURGE_IDLE_ORIGIN_ATTEMPTS, (subject, since, now))
-
-
-def _drop_budget_event(tx: Transaction, subject: str, event: int) -> None:
-    row = tx.fetch_one(sql.ORIGIN_BUDGET_EVENTS, (subject,))
-    events = rate_events(row[0] if row else "")
-    if event in events:
-        events.remove(event)
-        tx.execute(sql.SET_ORIGIN_BUDGET_EVENTS, (rate_events_text(events), subject))
 
 
 def _write_attempts(tx: Transaction, attempts: OriginAttempts) -> bool:

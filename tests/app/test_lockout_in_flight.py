@@ -1,7 +1,8 @@
 """Requests in flight together against the lockout per origin (App over SQLite and SoftHSM2):
-each attempt is counted before its code is looked at, so a burst from one origin gets no more
-codes looked at than the origin's limit, a burst from many unknown origins no more than the
-budget's room; an attempt that does not count (a success, a replay, an error) is given back."""
+each attempt is reserved before its code is looked at and the gate counts those in flight as
+failures, so a burst from one origin gets no more codes looked at than the origin's limit, a
+burst from many unknown origins no more than the budget's room; an attempt that is no failure
+(a success, a replay, an error) counts nowhere and leaves no reservation."""
 
 from __future__ import annotations
 
@@ -134,7 +135,7 @@ def test_a_natural_burst_of_wrong_codes_locks_after_three(app: App, origin: str)
     assert results.count(WRONG) <= 3 and len(results) == 16, results
 
 
-def test_a_replay_and_an_error_give_their_attempt_back(app: App) -> None:
+def test_a_replay_and_an_error_count_nowhere(app: App) -> None:
     (fob,) = add_hotp_tokens(app, 1)
     subject = token_subject(fob.serial)
     assert verify(fob.serial, fob.code(0), "192.0.2.1")(app) is OK
@@ -144,6 +145,7 @@ def test_a_replay_and_an_error_give_their_attempt_back(app: App) -> None:
     for subject_origin in ((subject, STRANGER), (token_subject("NOPE-0001"), STRANGER)):
         standing = app.store.origin_standing(*subject_origin)
         assert standing.attempts.version == 0 and standing.budget_events == ()
+        assert (standing.in_flight, standing.budget_in_flight) == (0, 0)
 
 
 def test_copies_of_a_valid_code_from_one_origin_leave_nothing_counted(app: App) -> None:

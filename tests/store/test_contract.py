@@ -65,6 +65,7 @@ def test_migrate_twice_is_a_no_op(store: SqlStore) -> None:
         (4, "lockout per origin: failure counters, known origins, unknown-origin budgets"),
         (5, "which KEK wraps each stored seed (KEK rotation)"),
         (6, "failed-check buckets per caller, shared by replicas"),
+        (7, "lockout attempts in flight, apart from the failures counted"),
     ]
     assert store.snapshot() == before
 
@@ -478,6 +479,7 @@ def test_snapshot_lists_every_data_table_in_key_order(store: SqlStore) -> None:
         "origin_attempts": [],
         "known_origins": [],
         "origin_budgets": [],
+        "origin_reservations": [],
     }
     for serial in ("TOK-3", "TOK-1", "TOK-2"):
         store.insert_token(token(serial))
@@ -503,6 +505,7 @@ def test_snapshot_lists_every_data_table_in_key_order(store: SqlStore) -> None:
         "origin_attempts": 0,
         "known_origins": 0,
         "origin_budgets": 0,
+        "origin_reservations": 0,
     }
     assert store.snapshot() == snapshot
     assert store.update_token(token("TOK-1", failures=9)) is True

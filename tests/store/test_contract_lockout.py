@@ -1,7 +1,8 @@
-"""The lockout state in the store (migration 4), on SQLite and PostgreSQL: an origin's counter
-written only over the version read, the unknown origins' budget never holding more than its
-limit (also under racing writers on two stores), known origins remembered and forgotten, old
-rows deleted as the same subject is written again."""
+"""The lockout state in the store (migrations 4 and 7), on SQLite and PostgreSQL: a failure
+counted over the counter as it stands, reservations in flight seen until settled, the
+unknown origins' budget never holding more than its limit (also under racing writers on two
+stores), known origins remembered and forgotten, old rows deleted as the same subject is
+written again."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ import itertools
 import threading
 from collections.abc import Callable
 
+from support.lockout_store import fail, reserve
 from support.store_fixtures import race
 from support.store_records import NOW
 
-from otphsm.core.lockout import OriginAttempts, Standing
+from otphsm.core.lockout import Failure, OriginAttempts, Refusal, Standing
 from otphsm.core.records import RateLimit
 from otphsm.core.verification import Attempts
 from otphsm.store import SqlStore
@@ -38,38 +40,57 @@ def test_an_unseen_origin_stands_clean(store: SqlStore) -> None:
     assert store.origin_standing(SUBJECT, "") == Standing(OriginAttempts(SUBJECT, ""))
 
 
-def test_a_counter_is_written_only_over_the_version_read(store: SqlStore) -> None:
-    assert store.record_origin_failure(SUBJECT, counter(1), None, NOW)
-    stored = store.origin_standing(SUBJECT, ORIGIN).attempts
-    assert stored == counter(1, version=1)
-    before = store.snapshot()
-    assert not store.record_origin_failure(SUBJECT, counter(1), budget(), NOW)  # a stale insert
-    assert not store.record_origin_failure(SUBJECT, counter(2, version=5), budget(), NOW)
-    assert store.snapshot() == before  # refused: not even the budget was charged
-    locked = OriginAttempts(SUBJECT, ORIGIN, Attempts(0, 1, NOW + 60), NOW + 1, 1)
-    assert store.record_origin_failure(SUBJECT, locked, None, NOW + 1)
+def test_a_failure_is_counted_over_the_counter_as_it_stands(store: SqlStore) -> None:
+    read = fail(store, SUBJECT, ORIGIN, Attempts(1), None, NOW)
+    assert read == Standing(OriginAttempts(SUBJECT, ORIGIN))  # its own reservation is gone
+    assert store.origin_standing(SUBJECT, ORIGIN).attempts == counter(1, version=1)
+    locked = Attempts(0, 1, NOW + 60)
+    assert fail(store, SUBJECT, ORIGIN, locked, None, NOW + 1).attempts == counter(1, version=1)
     assert store.origin_standing(SUBJECT, ORIGIN).attempts == OriginAttempts(
-        SUBJECT, ORIGIN, Attempts(0, 1, NOW + 60), NOW + 1, 2
+        SUBJECT, ORIGIN, locked, NOW + 1, 2
     )
     assert store.origin_standing(SUBJECT, "other").attempts.version == 0  # per origin
     assert store.origin_standing("token:TOK-0002", ORIGIN).attempts.version == 0  # per subject
 
 
+def test_reservations_are_seen_until_settled_and_stale_ones_go(store: SqlStore) -> None:
+    mine = reserve(store, SUBJECT, ORIGIN, NOW)
+    reserve(store, SUBJECT, "other", NOW)
+    reserve(store, SUBJECT, ORIGIN, NOW, charges=False)  # a known origin's
+    standing = store.origin_standing(SUBJECT, ORIGIN)
+    assert (standing.in_flight, standing.budget_in_flight) == (2, 2)
+    assert store.origin_standing(SUBJECT, "other").in_flight == 1
+    assert store.origin_standing("token:TOK-0002", ORIGIN).in_flight == 0  # per subject
+    before = store.snapshot()
+    assert store.settle_origin_attempt(SUBJECT, ORIGIN, mine, budget(), None) is None
+    after = store.snapshot()
+    assert len(after["origin_reservations"]) == 2 and after["origin_attempts"] == []
+    assert {k: v for k, v in after.items() if k != "origin_reservations"} == {
+        k: v for k, v in before.items() if k != "origin_reservations"
+    }  # a settlement that is no failure counts nowhere
+    assert store.origin_standing(SUBJECT, ORIGIN, reserved_since=NOW + 1).in_flight == 0
+    reserve(store, SUBJECT, "late", NOW + 100)
+    assert store.reserve_origin_attempt(SUBJECT, ORIGIN, NOW + 50, NOW + 100, lambda _: Refusal(1))
+    assert [row[2] for row in store.snapshot()["origin_reservations"]] == ["late"]
+
+
 def test_the_budget_keeps_at_most_its_limit_within_the_window(store: SqlStore) -> None:
     for t in range(5):
-        assert store.record_origin_failure(SUBJECT, None, budget(3, 600), NOW + t)
+        fail(store, SUBJECT, ORIGIN, None, budget(3, 600), NOW + t)
     assert store.origin_standing(SUBJECT, ORIGIN).budget_events == (NOW, NOW + 1, NOW + 2)
-    assert store.record_origin_failure(SUBJECT, None, budget(3, 600), NOW + 600)
+    fail(store, SUBJECT, ORIGIN, None, budget(3, 600), NOW + 600)
     assert store.origin_standing(SUBJECT, "").budget_events == (NOW + 1, NOW + 2, NOW + 600)
     assert store.origin_standing("token:TOK-0002", "").budget_events == ()
 
 
 def test_a_success_makes_the_origin_known_and_clears_its_counter_only(store: SqlStore) -> None:
-    store.record_origin_failure(SUBJECT, counter(2), budget(), NOW)
-    store.record_origin_failure(SUBJECT, counter(1, origin="other"), budget(), NOW)
-    store.origin_succeeded(SUBJECT, ORIGIN, NOW + 5, forget_before=0)
+    fail(store, SUBJECT, ORIGIN, Attempts(2), budget(), NOW)
+    fail(store, SUBJECT, "other", Attempts(1), budget(), NOW)
+    own = reserve(store, SUBJECT, ORIGIN, NOW + 5)
+    store.origin_succeeded(SUBJECT, ORIGIN, NOW + 5, forget_before=0, reservation_id=own)
     known = store.origin_standing(SUBJECT, ORIGIN)
     assert known.last_success_at == NOW + 5 and known.attempts.version == 0
+    assert known.in_flight == 0  # its own reservation went with it
     assert known.budget_events == (NOW, NOW)  # a success refills nothing
     assert store.origin_standing(SUBJECT, "other").attempts.attempts.failures == 1
     assert store.origin_standing(SUBJECT, "other").last_success_at is None
@@ -80,11 +101,10 @@ def test_a_success_makes_the_origin_known_and_clears_its_counter_only(store: Sql
 
 def test_old_rows_go_when_the_subject_is_written_again(store: SqlStore) -> None:
     store.origin_succeeded(SUBJECT, "old-device", NOW, forget_before=0)
-    store.record_origin_failure(SUBJECT, counter(1, origin="idle"), budget(), NOW)
-    locked = OriginAttempts(SUBJECT, "locked", Attempts(0, 5, NOW + 2 * DAY), NOW, 0)
-    store.record_origin_failure(SUBJECT, locked, budget(), NOW)
+    fail(store, SUBJECT, "idle", Attempts(1), budget(), NOW)
+    fail(store, SUBJECT, "locked", Attempts(0, 5, NOW + 2 * DAY), budget(), NOW)
     later = NOW + DAY + 1
-    store.record_origin_failure(SUBJECT, counter(1, origin="new", at=later), budget(), later)
+    fail(store, SUBJECT, "new", Attempts(1), budget(), later)
     origins = {row[1] for row in store.snapshot()["origin_attempts"]}
     assert origins == {"locked", "new"}  # the idle one went; a running lock stays
     store.origin_succeeded(SUBJECT, ORIGIN, NOW + 91 * DAY, forget_before=NOW + DAY)
@@ -94,39 +114,36 @@ def test_old_rows_go_when_the_subject_is_written_again(store: SqlStore) -> None:
 def test_racing_failures_over_two_stores_count_each_once(
     shared_store_url: str, open_test_store: OpenStore
 ) -> None:
-    """Ten threads over two stores (two replicas) each add one failure to one origin's counter,
-    re-reading on a refusal as the use cases do; the budget of 6 takes exactly 6."""
+    """Ten threads over two stores (two replicas) each reserve an attempt and settle it as one
+    more failure of one origin, as the gate does; the budget of 6 takes exactly 6."""
     stores = itertools.cycle([open_test_store(shared_store_url), open_test_store(shared_store_url)])
     lock = threading.Lock()
 
     def fail_once() -> bool:
         with lock:
             store = next(stores)
-        for _ in range(50):
-            current = store.origin_standing(SUBJECT, ORIGIN).attempts
-            bumped = OriginAttempts(
-                SUBJECT,
-                ORIGIN,
-                Attempts(current.attempts.failures + 1),
-                NOW,
-                current.version,
-            )
-            if store.record_origin_failure(SUBJECT, bumped, budget(6), NOW):
-                return True
-        return False
+        reservation = reserve(store, SUBJECT, ORIGIN, NOW)
+
+        def count(standing: Standing) -> Failure:
+            current = standing.attempts
+            bumped = Attempts(current.attempts.failures + 1)
+            return Failure(OriginAttempts(SUBJECT, ORIGIN, bumped, NOW, current.version), True, NOW)
+
+        return (
+            store.settle_origin_attempt(SUBJECT, ORIGIN, reservation, budget(6), count) is not None
+        )
 
     assert race(10, fail_once) == [True] * 10
     standing = next(stores).origin_standing(SUBJECT, ORIGIN)
     assert standing.attempts.attempts.failures == 10 and standing.attempts.version == 10
     assert standing.budget_events == (NOW,) * 6
+    assert standing.in_flight == 0
 
 
 def test_an_unlock_clears_counters_and_budgets_of_the_subjects_given(store: SqlStore) -> None:
     other = "citizen:RSSMRA80A01L378S"
     for subject in (SUBJECT, other, "token:TOK-0002"):
-        store.record_origin_failure(
-            subject, OriginAttempts(subject, ORIGIN, Attempts(1), NOW), budget(), NOW
-        )
+        fail(store, subject, ORIGIN, Attempts(1), RateLimit(subject, 3, DAY), NOW)
     store.origin_succeeded(SUBJECT, "home", NOW, forget_before=0)
     store.clear_origin_lockout([SUBJECT, other])
     for subject in (SUBJECT, other):

@@ -10,9 +10,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
+from support.lockout_store import fail, reserve
 from support.store_records import NOW
 
-from otphsm.core.lockout import OriginAttempts
+from otphsm.core.lockout import Failure, OriginAttempts, Standing
 from otphsm.core.records import RateLimit
 from otphsm.core.verification import Attempts
 from otphsm.store import SqlStore
@@ -73,19 +74,24 @@ def test_an_unlock_racing_a_counted_failure_waits_instead_of_deadlocking(
 ) -> None:
     operator, counting = open_test_store(postgres_store_url), open_test_store(postgres_store_url)
     budget = RateLimit(SUBJECT, 100, DAY)
-    idle = OriginAttempts(SUBJECT, "idle", Attempts(1, 0, 0), 0)
-    assert operator.record_origin_failure(SUBJECT, idle, budget, 0)
-    current = OriginAttempts(SUBJECT, "o", Attempts(1, 0, 0), NOW)
-    assert operator.record_origin_failure(SUBJECT, current, None, NOW)
+    fail(operator, SUBJECT, "idle", Attempts(1), budget, 0)
+    fail(operator, SUBJECT, "o", Attempts(1), None, NOW)
+    reservation = reserve(counting, SUBJECT, "o", NOW)
     paused = _PausingEngine(counting._engine, pause=True)
     counting._engine = paused  # type: ignore[assignment]
     watched = _PausingEngine(operator._engine, pause=False)
     operator._engine = watched  # type: ignore[assignment]
     counted: list[bool] = []
-    second = OriginAttempts(SUBJECT, "o", Attempts(2, 0, 0), NOW, version=1)
-    failure = threading.Thread(
-        target=lambda: counted.append(counting.record_origin_failure(SUBJECT, second, budget, NOW))
-    )
+
+    def count(standing: Standing) -> Failure:
+        second = OriginAttempts(SUBJECT, "o", Attempts(2), NOW, standing.attempts.version)
+        return Failure(second, True, NOW)
+
+    def settle() -> None:
+        failure = counting.settle_origin_attempt(SUBJECT, "o", reservation, budget, count)
+        counted.append(failure is not None)
+
+    failure = threading.Thread(target=settle)
     failure.start()
     assert paused.started.wait(timeout=10)
     unlock = threading.Thread(target=lambda: operator.clear_origin_lockout([SUBJECT]))

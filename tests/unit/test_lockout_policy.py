@@ -13,7 +13,10 @@ from otphsm.core.errors import InvalidInput
 from otphsm.core.lockout import (
     MAX_ORIGIN_LENGTH,
     OriginAttempts,
+    Refusal,
+    Reservation,
     Standing,
+    admit,
     budget_wait,
     check_origin,
     failure,
@@ -146,6 +149,33 @@ def test_a_third_failure_locks_only_that_origin() -> None:
     assert failed.retry_after == 60 and failed.attempts is not None
     assert failed.attempts.version == 7  # the write is conditional on the version read
     assert refusal(standing(), NOW, POLICY, own_counter=False) == 0  # another origin: free
+
+
+# attempts in flight
+
+
+def admitted(state: Standing, *, own_counter: bool = False) -> Reservation | Refusal:
+    return admit(state, NOW, POLICY, own_counter=own_counter, reservation_id="r-1")
+
+
+def test_attempts_in_flight_fill_an_origins_counter_as_failures_would() -> None:
+    assert admitted(standing(in_flight=2)) == Reservation("r-1", charges_budget=True)
+    assert admitted(standing(in_flight=3)) == Refusal(1, in_flight=True)  # worth asking again
+    one_failed = OriginAttempts("token:TEST-0001", "203.0.113.7", Attempts(1), NOW, 1)
+    assert admitted(standing(attempts=one_failed, in_flight=2)) == Refusal(1, in_flight=True)
+    locked = OriginAttempts("token:TEST-0001", "203.0.113.7", Attempts(0, 1, NOW + 60), NOW, 1)
+    assert admitted(standing(attempts=locked)) == Refusal(60)  # settled: no asking again
+    # without an origin on a record's own counter, only the budget can be crowded
+    assert isinstance(admitted(standing("", in_flight=9), own_counter=True), Reservation)
+
+
+def test_attempts_in_flight_fill_the_unknown_origins_budget_but_not_a_known_origins_way() -> None:
+    events = tuple(NOW - 60 * i for i in range(99))
+    assert isinstance(admitted(standing(budget_events=events)), Reservation)
+    crowded = standing(budget_events=events, budget_in_flight=1)
+    assert admitted(crowded) == Refusal(1, in_flight=True)
+    known = replace(crowded, last_success_at=NOW - DAY)
+    assert admitted(known) == Reservation("r-1", charges_budget=False)
 
 
 # replays and the token's own counter

@@ -1,9 +1,13 @@
 """The lockout per origin in the use cases (rules in `core.lockout`): before a code is looked
 at, the origin's standing on the subject may refuse it (LOCKED); if not, the attempt is
-counted at once as a failure (on the origin's counter, or on the record's own, and on the
-unknown origins' budget), so that requests in flight together cannot all pass the gate. The
-outcome then keeps that count (a failure) or gives it back (a success, which also makes the
-origin known, a replay, a refusal by state).
+reserved: counted by the gate as a failure while it is in flight, so that requests arriving
+together cannot all pass it. The outcome settles the reservation: a failure is counted then
+(on the origin's counter, or on the record's own, and on the unknown origins' budget); a
+success makes the origin known; a replay or a refusal by state counts nowhere.
+
+A call refused only because of attempts in flight asks again every 20 ms for up to 1 s:
+copies of a valid code arriving together get REPLAYED, not LOCKED, while a burst of guesses
+still gets no more codes looked at than the counter and budget allow.
 
 A use case opens a `Gate`, `check`s it at its decision point and reports the outcome to it
 once (or `cancel`s it when it ends without checking the code).
@@ -11,16 +15,20 @@ once (or `cancel`s it when it ends without checking the code).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from otphsm.core import lockout
 from otphsm.core.app.context import Actor, App
-from otphsm.core.lockout import Failure, Standing
+from otphsm.core.lockout import Failure, Refusal, Reservation, Standing
 from otphsm.core.records import RateLimit
 from otphsm.core.tokens import Token
 from otphsm.core.verification import VerifyResult
+
+IN_FLIGHT_CHECKS = 50
+IN_FLIGHT_PAUSE_SECONDS = 0.02
+"""A call refused only by attempts in flight reads again up to 50 times, 20 ms apart."""
 
 COUNTED = (VerifyResult.WRONG_CODE, VerifyResult.EXPIRED)
 """What counts as a failure. REPLAYED (the owner's code again), LOCKED and refusals by state
@@ -35,10 +43,10 @@ class Gate:
     """A request without an origin on a record with a counter of its own (a token by serial,
     a login code, a Security Card): that counter is its origin's, as before origins."""
     now: int
-    standing: Standing | None = None
-    """As read when the attempt was reserved."""
-    reserved: Failure | None = None
-    """The attempt counted by `check`, until `report` keeps it or gives it back."""
+    reservation: Reservation | None = None
+    """The attempt let through by `check`, until `report` or `cancel` settles it."""
+    known: bool = False
+    """The origin had logged in on the subject, as read by `check`."""
 
 
 def open_gate(app: App, subject: str, origin: str, *, own_record: bool) -> Gate:
@@ -50,26 +58,50 @@ def open_gate(app: App, subject: str, origin: str, *, own_record: bool) -> Gate:
 
 def check(app: App, gate: Gate) -> int:
     """Seconds the caller must wait before its code is looked at (answer LOCKED); 0: go on,
-    the attempt is counted as a failure until `report` says otherwise. One transaction,
+    the attempt is reserved until `report` settles it. Each try is one transaction,
     serialised per subject."""
     policy = app.policy.verification
+    reservation_id = app.new_id("r")
+    since = gate.now - lockout.RESERVATION_SECONDS
 
-    def decide(standing: Standing) -> Failure | int:
-        wait = lockout.refusal(standing, gate.now, policy, own_counter=gate.own_counter)
-        return wait or lockout.failure(standing, gate.now, policy, own_counter=gate.own_counter)
+    def admit(standing: Standing) -> Reservation | Refusal:
+        gate.known = lockout.is_known(standing, gate.now, policy)
+        return lockout.admit(
+            standing, gate.now, policy, own_counter=gate.own_counter, reservation_id=reservation_id
+        )
 
-    standing, decision = app.store.reserve_origin_attempt(
-        gate.subject, gate.origin, _budget(app, gate.subject), gate.now, decide
-    )
-    if isinstance(decision, int):
-        return decision
-    gate.standing, gate.reserved = standing, decision
-    return 0
+    pauses = 0
+    while True:
+        decision = app.store.reserve_origin_attempt(
+            gate.subject, gate.origin, since, gate.now, admit
+        )
+        if isinstance(decision, Reservation):
+            gate.reservation = decision
+            return 0
+        if not decision.in_flight:
+            return decision.wait
+        while pauses < IN_FLIGHT_CHECKS:  # 1 s in all, however many times it gets crowded
+            pauses += 1
+            app.clock.sleep(IN_FLIGHT_PAUSE_SECONDS)
+            if not _crowded(app, gate, since):
+                break
+        else:
+            return decision.wait
+
+
+def _crowded(app: App, gate: Gate, since: int) -> bool:
+    """Whether attempts in flight still stand in the gate's way (one read, no write); False
+    too if a settled failure refuses: asking again then gets the real wait."""
+    policy = app.policy.verification
+    standing = app.store.origin_standing(gate.subject, gate.origin, since)
+    if lockout.refusal(standing, gate.now, policy, own_counter=gate.own_counter):
+        return False
+    return lockout.crowded(standing, gate.now, policy, own_counter=gate.own_counter)
 
 
 def peek(app: App, gate: Gate) -> int:
     """`check` for a request that looks at no code (asking for a Security Card challenge):
-    the wait, nothing counted."""
+    the wait, nothing reserved."""
     standing = app.store.origin_standing(gate.subject, gate.origin)
     policy = app.policy.verification
     return lockout.refusal(standing, gate.now, policy, own_counter=gate.own_counter)
@@ -77,8 +109,7 @@ def peek(app: App, gate: Gate) -> int:
 
 def known(app: App, gate: Gate) -> bool:
     """Whether the origin had logged in on the subject, as read by `check`."""
-    standing = gate.standing
-    return standing is not None and lockout.is_known(standing, gate.now, app.policy.verification)
+    return gate.known
 
 
 def report(
@@ -92,35 +123,42 @@ def report(
     """Record the outcome of a code that was looked at; returns the wait a failure started for
     the origin (0 for none). Call once per request. `counted`: the results that are failures
     here (for a login code or a grid answer, EXPIRED means nothing typed was checked)."""
-    reserved, gate.reserved = gate.reserved, None
+    reservation, gate.reservation = gate.reservation, None
+    reserved = reservation.id if reservation is not None else None
     if result is VerifyResult.OK and gate.origin:
         forget = lockout.forget_before(gate.now, app.policy.verification)
-        event = gate.now if reserved is not None and reserved.charge_budget else None
-        app.store.origin_succeeded(gate.subject, gate.origin, gate.now, forget, event)
+        app.store.origin_succeeded(gate.subject, gate.origin, gate.now, forget, reserved)
         return 0
     if reserved is None:
         return 0
-    if result is VerifyResult.OK or result not in counted:
-        _refund(app, gate, reserved)
+    if result not in counted:
+        _settle(app, gate, reserved, None)
         return 0
-    if reserved.attempts is not None and reserved.retry_after:
-        counter = reserved.attempts.attempts
-        app.audit(
-            actor,
-            "origin_locked",
-            gate.subject,
-            origin=gate.origin or None,
-            until=counter.locked_until,
-            level=counter.lock_level,
-        )
-    return reserved.retry_after
+    policy = app.policy.verification
+
+    def count(standing: Standing) -> Failure:
+        return lockout.failure(standing, gate.now, policy, own_counter=gate.own_counter)
+
+    failure = _settle(app, gate, reserved, count)
+    if failure is None or failure.attempts is None or not failure.retry_after:
+        return 0
+    counter = failure.attempts.attempts
+    app.audit(
+        actor,
+        "origin_locked",
+        gate.subject,
+        origin=gate.origin or None,
+        until=counter.locked_until,
+        level=counter.lock_level,
+    )
+    return failure.retry_after
 
 
 def cancel(app: App, gate: Gate) -> None:
     """The request ended without its code being checked (an error): nothing counts."""
-    reserved, gate.reserved = gate.reserved, None
-    if reserved is not None:
-        _refund(app, gate, reserved)
+    reservation, gate.reservation = gate.reservation, None
+    if reservation is not None:
+        _settle(app, gate, reservation.id, None)
 
 
 @contextmanager
@@ -141,21 +179,14 @@ def release(app: App, token: Token) -> None:
     app.store.clear_origin_lockout(subjects)
 
 
+def _settle(
+    app: App, gate: Gate, reservation_id: str, count: Callable[[Standing], Failure] | None
+) -> Failure | None:
+    return app.store.settle_origin_attempt(
+        gate.subject, gate.origin, reservation_id, _budget(app, gate.subject), count
+    )
+
+
 def _budget(app: App, subject: str) -> RateLimit:
     policy = app.policy.verification
     return RateLimit(subject, policy.unknown_origin_failures, policy.unknown_origin_window_seconds)
-
-
-def _refund(app: App, gate: Gate, reserved: Failure) -> None:
-    event = gate.now if reserved.charge_budget else None
-    counted, before = reserved.attempts, gate.standing
-    if counted is None and event is None:
-        return
-    policy = app.policy.verification
-
-    def undo(current: lockout.OriginAttempts) -> lockout.OriginAttempts | None:
-        if counted is None or before is None:
-            return None
-        return lockout.refund(current, counted, before.attempts.attempts, app.now(), policy)
-
-    app.store.refund_origin_attempt(gate.subject, gate.origin, event, undo)
