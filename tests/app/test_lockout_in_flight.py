@@ -15,12 +15,13 @@ from typing import Any
 import pytest
 from support.app_fixtures import PORTAL
 from support.fault_support import add_hotp_tokens
+from support.lockout_store import reserve
 
 from otphsm.core.app import validation
 from otphsm.core.app.context import App
 from otphsm.core.clock import ManualClock
 from otphsm.core.errors import NotFound
-from otphsm.core.lockout import token_subject
+from otphsm.core.lockout import RESERVATION_SECONDS, token_subject
 from otphsm.core.tokens import Token
 from otphsm.core.verification import VerifyResult
 
@@ -155,3 +156,18 @@ def test_copies_of_a_valid_code_from_one_origin_leave_nothing_counted(app: App) 
     standing = app.store.origin_standing(token_subject(fob.serial), STRANGER)
     assert standing.attempts.version == 0 and standing.budget_events == ()
     assert verify(fob.serial, fob.code(1), STRANGER)(app) is OK
+
+
+def test_attempts_of_crashed_requests_stop_counting_after_a_minute(app: App) -> None:
+    """Three reservations whose requests never settled (a crash) crowd the origin's gate, for
+    RESERVATION_SECONDS only."""
+    (fob,) = add_hotp_tokens(app, 1)
+    clock = app.clock
+    assert isinstance(clock, ManualClock)
+    for _ in range(3):
+        reserve(app.store, token_subject(fob.serial), STRANGER, app.now())
+    assert verify(fob.serial, fob.code(0), STRANGER)(app) is LOCKED
+    clock.advance(RESERVATION_SECONDS + 1)
+    assert verify(fob.serial, fob.code(0), STRANGER)(app) is OK
+    standing = app.store.origin_standing(token_subject(fob.serial), STRANGER)
+    assert standing.in_flight == 0 and standing.attempts.version == 0  # purged, not counted
