@@ -140,8 +140,15 @@ def _token_show(args: argparse.Namespace) -> int:
         token = _operator(client).get_token(args.serial)
     if args.json:
         _print_json({"token": token_json(token)})
-    else:
-        _print_tokens(args, _one_page(token), "tokens", "")
+        return ExitCode.OK
+    out = console()
+    for name, value in token_json(token).items():
+        shown = value
+        if name == "params":
+            shown = " ".join(str(v) for v in value.values())
+        elif name.endswith("_at") or name == "locked_until":
+            shown = _when(value)
+        out.print(f"{name.replace('_', ' ').capitalize() + ':':18}{shown or '-'}")
     return ExitCode.OK
 
 
@@ -212,12 +219,6 @@ def _pages(fetch: Any, args: argparse.Namespace, filters: dict[str, Any]) -> Pag
     return page
 
 
-def _one_page(token: TokenView) -> Page[TokenView]:
-    from otphsm.client.results import Page
-
-    return Page((token,))
-
-
 def _every_entry(operator: Operator, from_seq: int, since: int) -> Iterator[AuditRecord]:
     from otphsm.client.operations import every_page
 
@@ -254,20 +255,19 @@ def _print_tokens(args: argparse.Namespace, page: Page[TokenView], key: str, non
         return
     from rich.table import Table
 
-    table = Table("Serial", "Codice fiscale", "Kind", "State", "Type", "Created", "Last used",
-                  "Failures", "Locked until", box=None)  # fmt: skip
+    table = Table("Serial", "Codice fiscale", "Kind", "State", "Last used", "Fails", box=None)
+    table.columns[0].no_wrap = table.columns[1].no_wrap = True
     for token in page.items:
-        params = token.params
+        state = token.state.value
+        if token.locked_until:
+            state += f" (locked until {_when(token.locked_until)})"
         table.add_row(
             token.serial,
             token.codice_fiscale or "(inventory)",
             token.kind.value,
-            token.state.value,
-            f"{params.mode.value} {params.algorithm.value} {params.digits}",
-            _when(token.created_at),
+            state,
             _when(token.last_used_at),
             str(token.failures),
-            _when(token.locked_until),
         )
     out.print(table)
     if page.next_page_token:
@@ -341,7 +341,7 @@ def _since(text: str) -> tuple[int, int]:
         when = dt.datetime.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            "--since: a sequence number or an ISO date or time (2026-12-01, 2026-12-01T09:00Z)"
+            "a sequence number or an ISO date or time (2026-12-01, 2026-12-01T09:00Z)"
         ) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
