@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from otphsm.cli.commands import CommandTree
+from otphsm.cli.commands import CommandTree, Handler
 from otphsm.cli.connection import add_connection_arguments, connect
 from otphsm.cli.ui import ExitCode, console
 from otphsm.core.errors import InvalidInput
@@ -85,12 +86,33 @@ def register(tree: CommandTree) -> None:
 
 
 def _command(
-    tree: CommandTree, path: tuple[str, str], handler: Any, text: str
+    tree: CommandTree, path: tuple[str, str], handler: Handler, text: str
 ) -> argparse.ArgumentParser:
-    parser = tree.command("admin", *path, handler=handler, help=text)
+    parser = tree.command("admin", *path, handler=_as_admin(handler), help=text)
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
     add_connection_arguments(parser, "admin")
     return parser
+
+
+def _as_admin(handler: Handler) -> Handler:
+    """`handler`, whose refusal for want of a role says which role the command needs."""
+
+    @functools.wraps(handler)
+    def run(args: argparse.Namespace) -> int:
+        from otphsm.client import ServiceRefused
+
+        try:
+            return handler(args)
+        except ServiceRefused as refused:
+            if refused.code not in ("PERMISSION_DENIED", "UNAUTHENTICATED"):
+                raise
+            raise ServiceRefused(
+                f"{refused}: this command needs a client certificate with the admin role",
+                code=refused.code,
+                reason=refused.reason,
+            ) from None
+
+    return run
 
 
 def _add_paging(parser: argparse.ArgumentParser) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 import grpc
 import pytest
 from support.cli_support import CF, Run, run_cli
+from support.pdf_checks import pdf_text, read_grid
 from support.service_devices import TokenApp
 from support.service_fixtures import service_config
 from support.store_records import authorisation, citizen
@@ -26,6 +28,7 @@ from otphsm.service.assembly import assemble
 from otphsm.service.config import load_config
 from otphsm.service.devpki import DevPki
 from otphsm.simulators.deployment import start_serve, write_config
+from otphsm.simulators.sms.inbox import read_sms_messages
 from otphsm.simulators.token.pskc_factory import BatchSpec, make_batch_file
 from otphsm.v1 import (
     common_pb2,
@@ -54,6 +57,8 @@ class Deployed:
     phone: TokenApp
     grid_serial: str
     fob_serials: list[str]
+    grid_values: dict[int, str]
+    """The Security Card's cells as printed on its PDF."""
 
     def args(self, role: str = "admin") -> list[str]:
         directory = self.pki.directory
@@ -116,7 +121,7 @@ def deployed(
     server = start_serve(config, softhsm)
     try:
         port = server.wait_serving()
-        deployment = Deployed(port, pki, TokenApp(), "", [])
+        deployment = Deployed(port, pki, TokenApp(), "", [], {})
         enroller = deployment.channel("enroller")
         issued = enrolment_pb2_grpc.EnrolmentServiceStub(enroller).IssueToken(
             enrolment_pb2.IssueTokenRequest(
@@ -141,6 +146,7 @@ def deployed(
             grid_pb2.IssueGridCardRequest(authorisation_id=for_grid)
         )
         deployment.grid_serial = card.card.serial
+        deployment.grid_values = read_grid(pdf_text(card.pdf, tmp_path))
         pskc = tmp_path / "fobs.pskc"
         fobs = make_batch_file(pskc, BatchSpec(FOBS, 4321, OtpParameters(OtpMode.HOTP)), psk=PSK)
         deployment.fob_serials = [fob.serial for fob in fobs]
@@ -335,6 +341,39 @@ def test_audit_export_streams_every_entry_from_a_seq_or_a_date(
     assert "--since: a sequence number or an ISO date" in capsys.readouterr().err
 
 
+def test_relying_party_commands_log_in_by_login_code_and_security_card(
+    deployed: Deployed,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    def run(*argv: object, stdin: tuple[str, ...] = ()) -> Run:
+        return run_cli(capsys, monkeypatch, [*argv, *deployed.args("verifier")], stdin)
+
+    sent = run("login-code", "request", "--cf", CF, "--json")
+    assert sent.code == 0, sent.err
+    assert json.loads(sent.out)["device_serial"] == ""
+    [sms] = read_sms_messages(tmp_path / "sms-outbox.jsonl", citizen(CF).phone_number)
+    code = re.search(r"\b(\d{6})\b", sms.text)
+    assert code is not None
+    checked = run("login-code", "verify", "--cf", CF, "--code", "-", "--pin-from-stdin",
+                  "--json", stdin=(code.group(1),))  # fmt: skip
+    assert checked.code == 0 and json.loads(checked.out)["result"] == "ok"
+    assert code.group(1) not in checked.out + checked.err
+    replayed = run("login-code", "verify", "--cf", CF, "--code", code.group(1))
+    assert replayed.code == 1 and "REPLAYED" in replayed.out
+
+    asked = json.loads(run("grid", "challenge", "--cf", CF, "--json").out)
+    assert asked["serial"] == deployed.grid_serial
+    first, second = (deployed.grid_values[asked[cell]] for cell in ("first_cell", "second_cell"))
+    answered = run("grid", "answer", "--cf", CF, "--first", first, "--second", second, "--json")
+    assert answered.code == 0 and json.loads(answered.out)["result"] == "ok"
+    asked = json.loads(run("grid", "challenge", "--cf", CF, "--json").out)
+    wrong = str((int(deployed.grid_values[asked["first_cell"]]) + 1) % 1000).zfill(len(first))
+    refused = run("grid", "answer", "--cf", CF, "--first", wrong, "--second", second, "--json")
+    assert refused.code == 1 and json.loads(refused.out)["result"] == "wrong_code"
+
+
 ADMIN_COMMANDS = [
     ("admin", "token", "list"),
     ("admin", "token", "show", "{phone}"),
@@ -362,7 +401,10 @@ def test_every_admin_command_is_refused_to_a_certificate_without_the_admin_role(
             assert refused.out == ""
             [line] = refused.err.strip().splitlines()
             assert line.startswith("otphsm: error: the service refused:"), line
-            assert "admin" in line or "role" in line, line
+            assert line.endswith(
+                "not allowed for this caller's roles (verifier): this command needs a client "
+                "certificate with the admin role"
+            ), line
     assert cli(capsys, monkeypatch, deployed, "admin", "audit", "export").out == before
     phone = as_json(
         cli(capsys, monkeypatch, deployed, "admin", "token", "show", deployed.phone.serial,
