@@ -9,6 +9,7 @@
     otphsm admin grid revoke SERIAL --reason TEXT [--yes]
     otphsm admin fob list [--unassigned] [--state S] [--page-size N] [--page-token T | --all]
     otphsm admin audit export [--since SEQ|ISO-DATE] [--format jsonl] [--output FILE]
+                              [--page-size N]
 
 Nothing printed carries a seed, a PIN or a code: the service never sends them. Revoking is for
 good, so it needs a reason (kept in the audit log) and a confirmation (`--yes` for scripts).
@@ -82,6 +83,9 @@ def register(tree: CommandTree) -> None:
         "names a zone) on",
     )
     export.add_argument("--format", choices=["jsonl"], default="jsonl", help="one JSON per line")
+    export.add_argument(
+        "--page-size", type=int, default=0, metavar="N", help="entries per call (default 200)"
+    )
     export.add_argument("--output", type=Path, metavar="FILE", help="default: stdout")
 
 
@@ -202,16 +206,24 @@ def _grid_revoke(args: argparse.Namespace) -> int:
 
 
 def _audit_export(args: argparse.Namespace) -> int:
-    since: tuple[int, int] = args.since or (0, 0)
-    from_seq, since_time = since
+    from otphsm.client.operations import every_page
+
+    from_seq, since = args.since or (0, 0)
+    if args.page_size < 0:
+        raise InvalidInput("--page-size is not negative")
     with connect(args) as client:
-        operator = _operator(client)
+        entries = every_page(
+            _operator(client).audit_entries,
+            from_seq=from_seq,
+            since=since,
+            page_size=args.page_size,
+        )
         if args.output is None:
-            count = _write_entries(sys.stdout, _every_entry(operator, from_seq, since_time))
+            count = _write_entries(sys.stdout, entries)
         else:
             try:
                 with args.output.open("w", encoding="utf-8") as out:
-                    count = _write_entries(out, _every_entry(operator, from_seq, since_time))
+                    count = _write_entries(out, entries)
             except OSError as exc:
                 raise InvalidInput(f"cannot write {args.output}: {exc.strerror}") from None
             print(f"{count} audit entries written to {args.output}", file=sys.stderr)
@@ -239,12 +251,6 @@ def _pages(fetch: Any, args: argparse.Namespace, filters: dict[str, Any]) -> Pag
         return Page(tuple(items))
     page: Page[TokenView] = fetch(page_size=args.page_size, page_token=args.page_token, **filters)
     return page
-
-
-def _every_entry(operator: Operator, from_seq: int, since: int) -> Iterator[AuditRecord]:
-    from otphsm.client.operations import every_page
-
-    return every_page(operator.audit_entries, from_seq=from_seq, since=since)
 
 
 def _write_entries(out: IO[str], entries: Iterator[AuditRecord]) -> int:

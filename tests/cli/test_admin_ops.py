@@ -324,7 +324,9 @@ def test_audit_export_streams_every_entry_from_a_seq_or_a_date(
     unlocked = [e["subject"] for e in entries if e["action"] == "token_unlocked"]
     assert unlocked == deployed.fob_serials
 
+    assert audit_export(run, "--page-size", "2") == entries  # page after page
     assert [e["seq"] for e in audit_export(run, "--since", "3")] == list(range(3, count + 1))
+    assert audit_export(run, "--since", "3", "--page-size", "3") == entries[2:]
     today = dt.datetime.fromtimestamp(entries[0]["at"], dt.UTC).date().isoformat()
     assert audit_export(run, "--since", today) == entries
     assert audit_export(run, "--since", "2999-01-01") == []
