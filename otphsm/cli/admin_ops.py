@@ -263,6 +263,9 @@ def _write_entries(out: IO[str], entries: Iterator[AuditRecord]) -> int:
 
 
 def _confirm(args: argparse.Namespace, question: str) -> None:
+    """A revocation: with a reason, and confirmed (asked, or `--yes`)."""
+    if not args.reason.strip():
+        raise InvalidInput("--reason is required: say why (e.g. 'lost', 'stolen')")
     if args.yes:
         return
     if not sys.stdin.isatty():

@@ -275,6 +275,8 @@ def test_lifecycle_commands_change_the_token_and_the_verifier_sees_it(
         run("admin", "token", "revoke", serial, "--yes")
     assert no_reason.value.code == 2
     assert "required: --reason" in capsys.readouterr().err
+    blank = run("admin", "grid", "revoke", deployed.grid_serial, "--reason", " ", "--yes")
+    assert blank.code == 2 and "--reason is required" in blank.err
     unconfirmed = run("admin", "token", "revoke", serial, "--reason", "lost phone")
     assert unconfirmed.code == 2 and "--yes" in unconfirmed.err
     assert as_json(run("admin", "token", "show", serial, "--json"))["token"]["state"] == "active"
