@@ -28,6 +28,8 @@ COMMAND_MODULES = (
     "otphsm.cli.enrol",
     "otphsm.cli.token",
     "otphsm.cli.inventory",
+    "otphsm.cli.admin_ops",
+    "otphsm.cli.relying_party",
     "otphsm.cli.bench",
 )
 

@@ -80,10 +80,8 @@ VERIFY_RESULT_NUMBERS: Mapping[VerifyResult, common_pb2.VerifyResult] = {
     VerifyResult.REVOKED: common_pb2.VERIFY_RESULT_REVOKED,
 }
 
-_TOKEN_KINDS: Mapping[int, TokenKind] = {
-    number: kind for kind, number in TOKEN_KIND_NUMBERS.items()
-}
-_TOKEN_STATES: Mapping[int, TokenState] = {
+TOKEN_KINDS: Mapping[int, TokenKind] = {number: kind for kind, number in TOKEN_KIND_NUMBERS.items()}
+TOKEN_STATES: Mapping[int, TokenState] = {
     number: state for state, number in TOKEN_STATE_NUMBERS.items()
 }
 _VERIFY_RESULTS: Mapping[int, VerifyResult] = {
@@ -99,11 +97,11 @@ def verify_result(number: int) -> VerifyResult:
 def token_state(number: int) -> TokenState:
     """A token's state as the service reported it; an unknown one reads as suspended (not
     usable), the safe side."""
-    return _TOKEN_STATES.get(number, TokenState.SUSPENDED)
+    return TOKEN_STATES.get(number, TokenState.SUSPENDED)
 
 
 def token_kind(number: int) -> TokenKind:
-    return _TOKEN_KINDS.get(number, TokenKind.MOBILE)
+    return TOKEN_KINDS.get(number, TokenKind.MOBILE)
 
 
 def otp_mode(number: int) -> OtpMode:

@@ -21,7 +21,7 @@ from otphsm.core.records import (
     RateLimit,
 )
 from otphsm.core.seeds import EcdhSeed, SeedHolder, SeedRef, StoredSeed
-from otphsm.core.tokens import Token
+from otphsm.core.tokens import PageAfter, Token, TokenQuery
 
 __all__ = ["Clock", "Conflict", "OtpHsm", "PushGateway", "SmsGateway", "Store"]
 
@@ -140,6 +140,11 @@ class Store(Protocol):
     def tokens_of(self, codice_fiscale: str) -> list[Token]: ...
 
     def update_token(self, token: Token) -> bool: ...
+
+    def list_tokens(self, query: TokenQuery, after: PageAfter | None, limit: int) -> list[Token]:
+        """Up to `limit` tokens matching `query`, ordered by (created_at, serial), each after
+        `after` in that order (None: from the first)."""
+        ...
 
     def update_tokens(self, tokens: Sequence[Token]) -> bool:
         """Conditional writes of several tokens, in the order given, in one transaction: all
@@ -295,6 +300,10 @@ class Store(Protocol):
         ...
 
     def audit_entries(self) -> Iterator[AuditEntry]: ...
+
+    def audit_page(self, from_seq: int, since: int, limit: int) -> list[AuditEntry]:
+        """Up to `limit` entries with seq >= `from_seq` and at >= `since`, in seq order."""
+        ...
 
     def snapshot(self) -> dict[str, list[tuple[Any, ...]]]:
         """Every row of every table but the failed-check buckets (which every failed check

@@ -83,3 +83,19 @@ def check_serial(serial: str) -> str:
     if not SERIAL_PATTERN.match(serial):
         raise InvalidInput("a serial is 4..32 characters of A-Z, 0-9 and '-'")
     return serial
+
+
+@dataclass(frozen=True, slots=True)
+class TokenQuery:
+    """Which tokens an operator lists: every filter set must match (None: any)."""
+
+    codice_fiscale: str | None = None
+    """A citizen's tokens; "" is the fob inventory (fobs assigned to nobody)."""
+    state: TokenState | None = None
+    kind: TokenKind | None = None
+    assigned: bool | None = None
+    """True: tokens of some citizen; False: the unassigned fobs."""
+
+
+PageAfter = tuple[int, str]
+"""Where a listing of tokens goes on: the (created_at, serial) of the last token shown."""

@@ -8,6 +8,7 @@ runs, so a refused request changes nothing.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import TypeVar
 
@@ -15,8 +16,8 @@ from otphsm.client import wire
 from otphsm.core.audit import AuditHead
 from otphsm.core.codice_fiscale import validate as validate_codice_fiscale
 from otphsm.core.errors import InvalidInput
-from otphsm.core.records import ActivationMethod, Citizen
-from otphsm.core.tokens import OtpMode, OtpParameters, Token
+from otphsm.core.records import ActivationMethod, AuditEntry, Citizen
+from otphsm.core.tokens import OtpMode, OtpParameters, Token, TokenKind, TokenQuery, TokenState
 from otphsm.core.verification import VerifyOutcome
 from otphsm.v1 import admin_pb2, common_pb2
 
@@ -43,6 +44,27 @@ def codice_fiscale(value: str, field: str = "codice_fiscale") -> str:
     if len(value) > 16:
         raise InvalidInput(f"{field} is 16 characters")
     return validate_codice_fiscale(value).code
+
+
+def token_query(message: admin_pb2.ListTokensRequest) -> TokenQuery:
+    """The filters of a token listing: an empty field filters nothing."""
+    return TokenQuery(
+        codice_fiscale=codice_fiscale(message.codice_fiscale) if message.codice_fiscale else None,
+        state=token_state_filter(message.state),
+        kind=token_kind_filter(message.kind),
+    )
+
+
+def token_state_filter(value: int) -> TokenState | None:
+    if value == common_pb2.TOKEN_STATE_UNSPECIFIED:
+        return None
+    return _enum(wire.TOKEN_STATES, value, "state")
+
+
+def token_kind_filter(value: int) -> TokenKind | None:
+    if value == common_pb2.TOKEN_KIND_UNSPECIFIED:
+        return None
+    return _enum(wire.TOKEN_KINDS, value, "kind")
 
 
 def audit_head(message: admin_pb2.AuditHead) -> AuditHead:
@@ -115,6 +137,20 @@ def token_message(token: Token) -> common_pb2.Token:
         locked_until=token.locked_until,
         failures=token.failures,
         replaces_serial=token.replaces_serial or "",
+    )
+
+
+def audit_entry_message(entry: AuditEntry) -> admin_pb2.AuditEntry:
+    return admin_pb2.AuditEntry(
+        seq=entry.seq,
+        at=entry.at,
+        actor=entry.actor,
+        action=entry.action,
+        subject=entry.subject,
+        details_json=json.dumps(entry.details, sort_keys=True, ensure_ascii=False),
+        prev_hash=entry.prev_hash,
+        entry_hash=entry.entry_hash,
+        mac=entry.mac,
     )
 
 

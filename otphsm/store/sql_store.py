@@ -27,8 +27,8 @@ from otphsm.core.records import (
     RateLimit,
 )
 from otphsm.core.seeds import SeedHolder, SeedRef, SeedStorage, StoredSeed
-from otphsm.core.tokens import Token
-from otphsm.store import sql, sql_rewrap
+from otphsm.core.tokens import PageAfter, Token, TokenQuery
+from otphsm.store import sql, sql_listing, sql_rewrap
 from otphsm.store.errors import StoreUnavailable
 from otphsm.store.rows import Row
 from otphsm.store.rows_grid import rate_events, rate_events_text
@@ -143,6 +143,13 @@ class SqlStore:
 
     def update_token(self, token: Token) -> bool:
         return self._versioned_update(sql.TOKENS, token)
+
+    def list_tokens(self, query: TokenQuery, after: PageAfter | None, limit: int) -> list[Token]:
+        statement, params = sql_listing.tokens(query, after, limit)
+        found = self._outside_unit_of_work().run(
+            lambda tx: tx.fetch_all(statement, params), write=False
+        )
+        return [sql.TOKENS.from_row(row) for row in found]
 
     def update_tokens(self, tokens: Sequence[Token]) -> bool:
         def write_all(tx: Transaction) -> None:
@@ -418,6 +425,12 @@ class SqlStore:
                 yield entry
             if len(page) < AUDIT_PAGE_SIZE:
                 return
+
+    def audit_page(self, from_seq: int, since: int, limit: int) -> list[AuditEntry]:
+        found = self._outside_unit_of_work().run(
+            lambda tx: tx.fetch_all(sql_listing.AUDIT_FROM, (from_seq, since, limit)), write=False
+        )
+        return [sql.AUDIT_LOG.from_row(row) for row in found]
 
     def _audit_page(self, after_seq: int) -> list[Row]:
         return self._outside_unit_of_work().run(

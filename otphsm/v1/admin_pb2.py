@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from otphsm.v1 import common_pb2 as otphsm_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15otphsm/v1/admin.proto\x12\totphsm.v1\x1a\x16otphsm/v1/common.proto\"\x1e\n\x0cTokenRequest\x12\x0e\n\x06serial\x18\x01 \x01(\t\"0\n\rTokenResponse\x12\x1f\n\x05token\x18\x01 \x01(\x0b\x32\x10.otphsm.v1.Token\"+\n\x11ListTokensRequest\x12\x16\n\x0e\x63odice_fiscale\x18\x01 \x01(\t\"6\n\x12ListTokensResponse\x12 \n\x06tokens\x18\x01 \x03(\x0b\x32\x10.otphsm.v1.Token\"A\n\x12VerifyAuditRequest\x12+\n\rexpected_head\x18\x01 \x01(\x0b\x32\x14.otphsm.v1.AuditHead\",\n\tAuditHead\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x12\n\nentry_hash\x18\x02 \x01(\x0c\",\n\x0c\x41uditFinding\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0f\n\x07problem\x18\x02 \x01(\t\"\x85\x01\n\x13VerifyAuditResponse\x12\x0f\n\x07\x65ntries\x18\x01 \x01(\x04\x12\x0e\n\x06intact\x18\x02 \x01(\x08\x12)\n\x08\x66indings\x18\x03 \x03(\x0b\x32\x17.otphsm.v1.AuditFinding\x12\"\n\x04head\x18\x04 \x01(\x0b\x32\x14.otphsm.v1.AuditHead\"]\n\x11ImportPskcRequest\x12\x0c\n\x04pskc\x18\x01 \x01(\x0c\x12\x18\n\x0epre_shared_key\x18\x02 \x01(\x0cH\x00\x12\x12\n\x08password\x18\x03 \x01(\tH\x00\x42\x0c\n\nprotection\"6\n\x12ImportPskcResponse\x12 \n\x06tokens\x18\x01 \x03(\x0b\x32\x10.otphsm.v1.Token2\xa6\x04\n\x0c\x41\x64minService\x12<\n\x07Suspend\x12\x17.otphsm.v1.TokenRequest\x1a\x18.otphsm.v1.TokenResponse\x12;\n\x06Resume\x12\x17.otphsm.v1.TokenRequest\x1a\x18.otphsm.v1.TokenResponse\x12;\n\x06Revoke\x12\x17.otphsm.v1.TokenRequest\x1a\x18.otphsm.v1.TokenResponse\x12;\n\x06Unlock\x12\x17.otphsm.v1.TokenRequest\x1a\x18.otphsm.v1.TokenResponse\x12I\n\nListTokens\x12\x1c.otphsm.v1.ListTokensRequest\x1a\x1d.otphsm.v1.ListTokensResponse\x12=\n\x08GetToken\x12\x17.otphsm.v1.TokenRequest\x1a\x18.otphsm.v1.TokenResponse\x12L\n\x0bVerifyAudit\x12\x1d.otphsm.v1.VerifyAuditRequest\x1a\x1e.otphsm.v1.VerifyAuditResponse\x12I\n\nImportPskc\x12\x1c.otphsm.v1.ImportPskcRequest\x1a\x1d.otphsm.v1.ImportPskcResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15otphsm/v1/admin.proto\x12\totphsm.v1\x1a\x16otphsm/v1/common.proto\".\n\x0cTokenRequest\x12\x0e\n\x06serial\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"0\n\rTokenResponse\x12\x1f\n\x05token\x18\x01 \x01(\x0b\x32\x10.otphsm.v1.Token\"\x9c\x01\n\x11ListTokensRequest\x12\x16\n\x0e\x63odice_fiscale\x18\x01 \x01(\t\x12$\n\x05state\x18\x02 \x01(\x0e\x32\x15.otphsm.v1.TokenState\x12\"\n\x04kind\x18\x03 \x01(\x0e\x32\x14.otphsm.v1.TokenKind\x12\x11\n\tpage_size\x18\x04 \x01(\r\x12\x12\n\npage_token\x18\x05 \x01(\t\"O\n\x12ListTokensResponse\x12 \n\x06tokens\x18\x01 \x03(\x0b\x32\x10.otphsm.v1.Token\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"w\n\x0fListFobsRequest\x12\x17\n\x0funassigned_only\x18\x01 \x01(\x08\x12$\n\x05state\x18\x02 \x01(\x0e\x32\x15.otphsm.v1.TokenState\x12\x11\n\tpage_size\x18\x03 \x01(\r\x12\x12\n\npage_token\x18\x04 \x01(\t\"K\n\x10ListFobsResponse\x12\x1e\n\x04\x66obs\x18\x01 \x03(\x0b\x32\x10.otphsm.v1.Token\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"a\n\x17ListAuditEntriesRequest\x12\x10\n\x08\x66rom_seq\x18\x01 \x01(\x04\x12\r\n\x05since\x18\x02 \x01(\x03\x12\x11\n\tpage_size\x18\x03 \x01(\r\x12\x12\n\npage_token\x18\x04 \x01(\t\"\x9f\x01\n\nAuditEntry\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\n\n\x02\x61t\x18\x02 \x01(\x03\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\x0f\n\x07subject\x18\x05 \x01(\t\x12\x14\n\x0c\x64\x65tails_json\x18\x06 \x01(\t\x12\x11\n\tprev_hash\x18\x07 \x01(\x0c\x12\x12\n\nentry_hash\x18\x08 \x01(\x0c\x12\x0b\n\x03mac\x18\t \x01(\x0c\"[\n\x18ListAuditEntriesResponse\x12&\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x15.otphsm.v1.AuditEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"A\n\x12VerifyAuditRequest\x12+\n\rexpected_head\x18\x01 \x01(\x0b\x32\x14.otphsm.v1.AuditHead\",\n\tAuditHead\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x12\n\nentry_hash\x18\x02 \x01(\x0c\",\n\x0c\x41uditFinding\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0f\n\x07problem\x18\x02 \x01(\t\"\x85\x01\n\x13VerifyAuditResponse\x12\x0f\n\x07\x65ntries\x18\x01 \x01(\x04\x12\x0e\n\x06intact\x18\x02 \x01(\x08\x12)\n\x08\x66indings\x18\x03 \x03(\x0b\x32\x17.otphsm.v1.AuditFinding\x12\"\n\x04head\x18\x04 \x01(\x0b\x32\x14.otphsm.v1.AuditHead\"]\n\x11ImportPskcRequest\x12\x0c\n\x04pskc\x18\x01 \x01(\x0c\x12\x18\n\x0epre_shared_key\x18\x02 \x01(\x0cH\x00\x12\x12\n\x08password\x18\x03 \x01(\tH\x00\x42\x0c\n\nprotection\"6\n\x12ImportPskcResponse\x12 \n\x06tokens\x18\x01 \x03(\x0b\x32\x10.otphsm.v1.Token2\xc8\x05\n\x0c\x41\x64minService\x12<\n\x07Suspend\x12\x17.otphsm.v1.TokenRequest\x1a\x18.otphsm.v1.TokenResponse\x12;\n\x06Resume\x12\x17.otphsm.v1.TokenRequest\x1a\x18.otphsm.v1.TokenResponse\x12;\n\x06Revoke\x12\x17.otphsm.v1.TokenRequest\x1a\x18.otphsm.v1.TokenResponse\x12;\n\x06Unlock\x12\x17.otphsm.v1.TokenRequest\x1a\x18.otphsm.v1.TokenResponse\x12I\n\nListTokens\x12\x1c.otphsm.v1.ListTokensRequest\x1a\x1d.otphsm.v1.ListTokensResponse\x12\x43\n\x08ListFobs\x12\x1a.otphsm.v1.ListFobsRequest\x1a\x1b.otphsm.v1.ListFobsResponse\x12[\n\x10ListAuditEntries\x12\".otphsm.v1.ListAuditEntriesRequest\x1a#.otphsm.v1.ListAuditEntriesResponse\x12=\n\x08GetToken\x12\x17.otphsm.v1.TokenRequest\x1a\x18.otphsm.v1.TokenResponse\x12L\n\x0bVerifyAudit\x12\x1d.otphsm.v1.VerifyAuditRequest\x1a\x1e.otphsm.v1.VerifyAuditResponse\x12I\n\nImportPskc\x12\x1c.otphsm.v1.ImportPskcRequest\x1a\x1d.otphsm.v1.ImportPskcResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,25 +33,35 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'otphsm.v1.admin_pb2', _glob
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_TOKENREQUEST']._serialized_start=60
-  _globals['_TOKENREQUEST']._serialized_end=90
-  _globals['_TOKENRESPONSE']._serialized_start=92
-  _globals['_TOKENRESPONSE']._serialized_end=140
-  _globals['_LISTTOKENSREQUEST']._serialized_start=142
-  _globals['_LISTTOKENSREQUEST']._serialized_end=185
-  _globals['_LISTTOKENSRESPONSE']._serialized_start=187
-  _globals['_LISTTOKENSRESPONSE']._serialized_end=241
-  _globals['_VERIFYAUDITREQUEST']._serialized_start=243
-  _globals['_VERIFYAUDITREQUEST']._serialized_end=308
-  _globals['_AUDITHEAD']._serialized_start=310
-  _globals['_AUDITHEAD']._serialized_end=354
-  _globals['_AUDITFINDING']._serialized_start=356
-  _globals['_AUDITFINDING']._serialized_end=400
-  _globals['_VERIFYAUDITRESPONSE']._serialized_start=403
-  _globals['_VERIFYAUDITRESPONSE']._serialized_end=536
-  _globals['_IMPORTPSKCREQUEST']._serialized_start=538
-  _globals['_IMPORTPSKCREQUEST']._serialized_end=631
-  _globals['_IMPORTPSKCRESPONSE']._serialized_start=633
-  _globals['_IMPORTPSKCRESPONSE']._serialized_end=687
-  _globals['_ADMINSERVICE']._serialized_start=690
-  _globals['_ADMINSERVICE']._serialized_end=1240
+  _globals['_TOKENREQUEST']._serialized_end=106
+  _globals['_TOKENRESPONSE']._serialized_start=108
+  _globals['_TOKENRESPONSE']._serialized_end=156
+  _globals['_LISTTOKENSREQUEST']._serialized_start=159
+  _globals['_LISTTOKENSREQUEST']._serialized_end=315
+  _globals['_LISTTOKENSRESPONSE']._serialized_start=317
+  _globals['_LISTTOKENSRESPONSE']._serialized_end=396
+  _globals['_LISTFOBSREQUEST']._serialized_start=398
+  _globals['_LISTFOBSREQUEST']._serialized_end=517
+  _globals['_LISTFOBSRESPONSE']._serialized_start=519
+  _globals['_LISTFOBSRESPONSE']._serialized_end=594
+  _globals['_LISTAUDITENTRIESREQUEST']._serialized_start=596
+  _globals['_LISTAUDITENTRIESREQUEST']._serialized_end=693
+  _globals['_AUDITENTRY']._serialized_start=696
+  _globals['_AUDITENTRY']._serialized_end=855
+  _globals['_LISTAUDITENTRIESRESPONSE']._serialized_start=857
+  _globals['_LISTAUDITENTRIESRESPONSE']._serialized_end=948
+  _globals['_VERIFYAUDITREQUEST']._serialized_start=950
+  _globals['_VERIFYAUDITREQUEST']._serialized_end=1015
+  _globals['_AUDITHEAD']._serialized_start=1017
+  _globals['_AUDITHEAD']._serialized_end=1061
+  _globals['_AUDITFINDING']._serialized_start=1063
+  _globals['_AUDITFINDING']._serialized_end=1107
+  _globals['_VERIFYAUDITRESPONSE']._serialized_start=1110
+  _globals['_VERIFYAUDITRESPONSE']._serialized_end=1243
+  _globals['_IMPORTPSKCREQUEST']._serialized_start=1245
+  _globals['_IMPORTPSKCREQUEST']._serialized_end=1338
+  _globals['_IMPORTPSKCRESPONSE']._serialized_start=1340
+  _globals['_IMPORTPSKCRESPONSE']._serialized_end=1394
+  _globals['_ADMINSERVICE']._serialized_start=1397
+  _globals['_ADMINSERVICE']._serialized_end=2109
 # @@protoc_insertion_point(module_scope)

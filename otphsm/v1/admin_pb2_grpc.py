@@ -59,6 +59,16 @@ class AdminServiceStub:
                 request_serializer=otphsm_dot_v1_dot_admin__pb2.ListTokensRequest.SerializeToString,
                 response_deserializer=otphsm_dot_v1_dot_admin__pb2.ListTokensResponse.FromString,
                 _registered_method=True)
+        self.ListFobs = channel.unary_unary(
+                '/otphsm.v1.AdminService/ListFobs',
+                request_serializer=otphsm_dot_v1_dot_admin__pb2.ListFobsRequest.SerializeToString,
+                response_deserializer=otphsm_dot_v1_dot_admin__pb2.ListFobsResponse.FromString,
+                _registered_method=True)
+        self.ListAuditEntries = channel.unary_unary(
+                '/otphsm.v1.AdminService/ListAuditEntries',
+                request_serializer=otphsm_dot_v1_dot_admin__pb2.ListAuditEntriesRequest.SerializeToString,
+                response_deserializer=otphsm_dot_v1_dot_admin__pb2.ListAuditEntriesResponse.FromString,
+                _registered_method=True)
         self.GetToken = channel.unary_unary(
                 '/otphsm.v1.AdminService/GetToken',
                 request_serializer=otphsm_dot_v1_dot_admin__pb2.TokenRequest.SerializeToString,
@@ -108,7 +118,22 @@ class AdminServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListTokens(self, request, context):
-        """A citizen's tokens (serial, kind, state, last use…).
+        """Tokens (serial, kind, state, last use…; never a seed), filtered by citizen, state and kind,
+        oldest first, a page at a time (AIP-158: page_size, page_token, next_page_token).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFobs(self, request, context):
+        """Key fobs (physical tokens), assigned or in inventory, oldest first, a page at a time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAuditEntries(self, request, context):
+        """The audit log's entries in seq order, from a seq number or a time, a page at a time.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -164,6 +189,16 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.ListTokens,
                     request_deserializer=otphsm_dot_v1_dot_admin__pb2.ListTokensRequest.FromString,
                     response_serializer=otphsm_dot_v1_dot_admin__pb2.ListTokensResponse.SerializeToString,
+            ),
+            'ListFobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFobs,
+                    request_deserializer=otphsm_dot_v1_dot_admin__pb2.ListFobsRequest.FromString,
+                    response_serializer=otphsm_dot_v1_dot_admin__pb2.ListFobsResponse.SerializeToString,
+            ),
+            'ListAuditEntries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditEntries,
+                    request_deserializer=otphsm_dot_v1_dot_admin__pb2.ListAuditEntriesRequest.FromString,
+                    response_serializer=otphsm_dot_v1_dot_admin__pb2.ListAuditEntriesResponse.SerializeToString,
             ),
             'GetToken': grpc.unary_unary_rpc_method_handler(
                     servicer.GetToken,
@@ -316,6 +351,60 @@ class AdminService:
             '/otphsm.v1.AdminService/ListTokens',
             otphsm_dot_v1_dot_admin__pb2.ListTokensRequest.SerializeToString,
             otphsm_dot_v1_dot_admin__pb2.ListTokensResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/otphsm.v1.AdminService/ListFobs',
+            otphsm_dot_v1_dot_admin__pb2.ListFobsRequest.SerializeToString,
+            otphsm_dot_v1_dot_admin__pb2.ListFobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditEntries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/otphsm.v1.AdminService/ListAuditEntries',
+            otphsm_dot_v1_dot_admin__pb2.ListAuditEntriesRequest.SerializeToString,
+            otphsm_dot_v1_dot_admin__pb2.ListAuditEntriesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -40,7 +40,13 @@ class AdminServiceStub:
     Unlock: _grpc.UnaryUnaryMultiCallable[_admin_pb2.TokenRequest, _admin_pb2.TokenResponse]
     """Clears the failure count and any lock."""
     ListTokens: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListTokensRequest, _admin_pb2.ListTokensResponse]
-    """A citizen's tokens (serial, kind, state, last use…)."""
+    """Tokens (serial, kind, state, last use…; never a seed), filtered by citizen, state and kind,
+    oldest first, a page at a time (AIP-158: page_size, page_token, next_page_token).
+    """
+    ListFobs: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListFobsRequest, _admin_pb2.ListFobsResponse]
+    """Key fobs (physical tokens), assigned or in inventory, oldest first, a page at a time."""
+    ListAuditEntries: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListAuditEntriesRequest, _admin_pb2.ListAuditEntriesResponse]
+    """The audit log's entries in seq order, from a seq number or a time, a page at a time."""
     GetToken: _grpc.UnaryUnaryMultiCallable[_admin_pb2.TokenRequest, _admin_pb2.TokenResponse]
     VerifyAudit: _grpc.UnaryUnaryMultiCallable[_admin_pb2.VerifyAuditRequest, _admin_pb2.VerifyAuditResponse]
     """Walks the audit chain: every entry's hash link and its HSM MAC."""
@@ -63,7 +69,13 @@ class AdminServiceAsyncStub(AdminServiceStub):
     Unlock: _aio.UnaryUnaryMultiCallable[_admin_pb2.TokenRequest, _admin_pb2.TokenResponse]  # type: ignore[assignment]
     """Clears the failure count and any lock."""
     ListTokens: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListTokensRequest, _admin_pb2.ListTokensResponse]  # type: ignore[assignment]
-    """A citizen's tokens (serial, kind, state, last use…)."""
+    """Tokens (serial, kind, state, last use…; never a seed), filtered by citizen, state and kind,
+    oldest first, a page at a time (AIP-158: page_size, page_token, next_page_token).
+    """
+    ListFobs: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListFobsRequest, _admin_pb2.ListFobsResponse]  # type: ignore[assignment]
+    """Key fobs (physical tokens), assigned or in inventory, oldest first, a page at a time."""
+    ListAuditEntries: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListAuditEntriesRequest, _admin_pb2.ListAuditEntriesResponse]  # type: ignore[assignment]
+    """The audit log's entries in seq order, from a seq number or a time, a page at a time."""
     GetToken: _aio.UnaryUnaryMultiCallable[_admin_pb2.TokenRequest, _admin_pb2.TokenResponse]  # type: ignore[assignment]
     VerifyAudit: _aio.UnaryUnaryMultiCallable[_admin_pb2.VerifyAuditRequest, _admin_pb2.VerifyAuditResponse]  # type: ignore[assignment]
     """Walks the audit chain: every entry's hash link and its HSM MAC."""
@@ -113,7 +125,25 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _admin_pb2.ListTokensRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.ListTokensResponse, _abc.Awaitable[_admin_pb2.ListTokensResponse]]:
-        """A citizen's tokens (serial, kind, state, last use…)."""
+        """Tokens (serial, kind, state, last use…; never a seed), filtered by citizen, state and kind,
+        oldest first, a page at a time (AIP-158: page_size, page_token, next_page_token).
+        """
+
+    @_abc_1.abstractmethod
+    def ListFobs(
+        self,
+        request: _admin_pb2.ListFobsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ListFobsResponse, _abc.Awaitable[_admin_pb2.ListFobsResponse]]:
+        """Key fobs (physical tokens), assigned or in inventory, oldest first, a page at a time."""
+
+    @_abc_1.abstractmethod
+    def ListAuditEntries(
+        self,
+        request: _admin_pb2.ListAuditEntriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ListAuditEntriesResponse, _abc.Awaitable[_admin_pb2.ListAuditEntriesResponse]]:
+        """The audit log's entries in seq order, from a seq number or a time, a page at a time."""
 
     @_abc_1.abstractmethod
     def GetToken(

@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from otphsm.v1 import common_pb2 as otphsm_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14otphsm/v1/grid.proto\x12\totphsm.v1\x1a\x16otphsm/v1/common.proto\"\xcf\x01\n\x08GridCard\x12\x0e\n\x06serial\x18\x01 \x01(\t\x12\x16\n\x0e\x63odice_fiscale\x18\x02 \x01(\t\x12\'\n\x05state\x18\x03 \x01(\x0e\x32\x18.otphsm.v1.GridCardState\x12\r\n\x05\x63\x65lls\x18\x04 \x01(\r\x12\x13\n\x0b\x63\x65ll_digits\x18\x05 \x01(\r\x12\x12\n\ncreated_at\x18\x06 \x01(\x03\x12\x12\n\nrevoked_at\x18\x07 \x01(\x03\x12\x14\n\x0clocked_until\x18\x08 \x01(\x03\x12\x10\n\x08\x66\x61ilures\x18\t \x01(\r\"0\n\x14IssueGridCardRequest\x12\x18\n\x10\x61uthorisation_id\x18\x01 \x01(\t\"a\n\x15IssueGridCardResponse\x12!\n\x04\x63\x61rd\x18\x01 \x01(\x0b\x32\x13.otphsm.v1.GridCard\x12\x0b\n\x03pdf\x18\x02 \x01(\x0c\x12\x18\n\x10replaced_serials\x18\x03 \x03(\t\">\n\x14GridChallengeRequest\x12\x16\n\x0e\x63odice_fiscale\x18\x01 \x01(\t\x12\x0e\n\x06origin\x18\x02 \x01(\t\"d\n\x15GridChallengeResponse\x12\x0e\n\x06serial\x18\x01 \x01(\t\x12\x12\n\nfirst_cell\x18\x02 \x01(\r\x12\x13\n\x0bsecond_cell\x18\x03 \x01(\r\x12\x12\n\nexpires_at\x18\x04 \x01(\x03\"l\n\x17VerifyGridAnswerRequest\x12\x16\n\x0e\x63odice_fiscale\x18\x01 \x01(\t\x12\x13\n\x0b\x66irst_value\x18\x02 \x01(\t\x12\x14\n\x0csecond_value\x18\x03 \x01(\t\x12\x0e\n\x06origin\x18\x04 \x01(\t\"\'\n\x15RevokeGridCardRequest\x12\x0e\n\x06serial\x18\x01 \x01(\t\";\n\x16RevokeGridCardResponse\x12!\n\x04\x63\x61rd\x18\x01 \x01(\x0b\x32\x13.otphsm.v1.GridCard*i\n\rGridCardState\x12\x1f\n\x1bGRID_CARD_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16GRID_CARD_STATE_ACTIVE\x10\x01\x12\x1b\n\x17GRID_CARD_STATE_REVOKED\x10\x02\x32\xe3\x02\n\x0fGridCardService\x12R\n\rIssueGridCard\x12\x1f.otphsm.v1.IssueGridCardRequest\x1a .otphsm.v1.IssueGridCardResponse\x12R\n\rGridChallenge\x12\x1f.otphsm.v1.GridChallengeRequest\x1a .otphsm.v1.GridChallengeResponse\x12Q\n\x10VerifyGridAnswer\x12\".otphsm.v1.VerifyGridAnswerRequest\x1a\x19.otphsm.v1.VerifyResponse\x12U\n\x0eRevokeGridCard\x12 .otphsm.v1.RevokeGridCardRequest\x1a!.otphsm.v1.RevokeGridCardResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14otphsm/v1/grid.proto\x12\totphsm.v1\x1a\x16otphsm/v1/common.proto\"\xcf\x01\n\x08GridCard\x12\x0e\n\x06serial\x18\x01 \x01(\t\x12\x16\n\x0e\x63odice_fiscale\x18\x02 \x01(\t\x12\'\n\x05state\x18\x03 \x01(\x0e\x32\x18.otphsm.v1.GridCardState\x12\r\n\x05\x63\x65lls\x18\x04 \x01(\r\x12\x13\n\x0b\x63\x65ll_digits\x18\x05 \x01(\r\x12\x12\n\ncreated_at\x18\x06 \x01(\x03\x12\x12\n\nrevoked_at\x18\x07 \x01(\x03\x12\x14\n\x0clocked_until\x18\x08 \x01(\x03\x12\x10\n\x08\x66\x61ilures\x18\t \x01(\r\"0\n\x14IssueGridCardRequest\x12\x18\n\x10\x61uthorisation_id\x18\x01 \x01(\t\"a\n\x15IssueGridCardResponse\x12!\n\x04\x63\x61rd\x18\x01 \x01(\x0b\x32\x13.otphsm.v1.GridCard\x12\x0b\n\x03pdf\x18\x02 \x01(\x0c\x12\x18\n\x10replaced_serials\x18\x03 \x03(\t\">\n\x14GridChallengeRequest\x12\x16\n\x0e\x63odice_fiscale\x18\x01 \x01(\t\x12\x0e\n\x06origin\x18\x02 \x01(\t\"d\n\x15GridChallengeResponse\x12\x0e\n\x06serial\x18\x01 \x01(\t\x12\x12\n\nfirst_cell\x18\x02 \x01(\r\x12\x13\n\x0bsecond_cell\x18\x03 \x01(\r\x12\x12\n\nexpires_at\x18\x04 \x01(\x03\"l\n\x17VerifyGridAnswerRequest\x12\x16\n\x0e\x63odice_fiscale\x18\x01 \x01(\t\x12\x13\n\x0b\x66irst_value\x18\x02 \x01(\t\x12\x14\n\x0csecond_value\x18\x03 \x01(\t\x12\x0e\n\x06origin\x18\x04 \x01(\t\"7\n\x15RevokeGridCardRequest\x12\x0e\n\x06serial\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\";\n\x16RevokeGridCardResponse\x12!\n\x04\x63\x61rd\x18\x01 \x01(\x0b\x32\x13.otphsm.v1.GridCard*i\n\rGridCardState\x12\x1f\n\x1bGRID_CARD_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16GRID_CARD_STATE_ACTIVE\x10\x01\x12\x1b\n\x17GRID_CARD_STATE_REVOKED\x10\x02\x32\xe3\x02\n\x0fGridCardService\x12R\n\rIssueGridCard\x12\x1f.otphsm.v1.IssueGridCardRequest\x1a .otphsm.v1.IssueGridCardResponse\x12R\n\rGridChallenge\x12\x1f.otphsm.v1.GridChallengeRequest\x1a .otphsm.v1.GridChallengeResponse\x12Q\n\x10VerifyGridAnswer\x12\".otphsm.v1.VerifyGridAnswerRequest\x1a\x19.otphsm.v1.VerifyResponse\x12U\n\x0eRevokeGridCard\x12 .otphsm.v1.RevokeGridCardRequest\x1a!.otphsm.v1.RevokeGridCardResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'otphsm.v1.grid_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GRIDCARDSTATE']._serialized_start=796
-  _globals['_GRIDCARDSTATE']._serialized_end=901
+  _globals['_GRIDCARDSTATE']._serialized_start=812
+  _globals['_GRIDCARDSTATE']._serialized_end=917
   _globals['_GRIDCARD']._serialized_start=60
   _globals['_GRIDCARD']._serialized_end=267
   _globals['_ISSUEGRIDCARDREQUEST']._serialized_start=269
@@ -47,9 +47,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_VERIFYGRIDANSWERREQUEST']._serialized_start=584
   _globals['_VERIFYGRIDANSWERREQUEST']._serialized_end=692
   _globals['_REVOKEGRIDCARDREQUEST']._serialized_start=694
-  _globals['_REVOKEGRIDCARDREQUEST']._serialized_end=733
-  _globals['_REVOKEGRIDCARDRESPONSE']._serialized_start=735
-  _globals['_REVOKEGRIDCARDRESPONSE']._serialized_end=794
-  _globals['_GRIDCARDSERVICE']._serialized_start=904
-  _globals['_GRIDCARDSERVICE']._serialized_end=1259
+  _globals['_REVOKEGRIDCARDREQUEST']._serialized_end=749
+  _globals['_REVOKEGRIDCARDRESPONSE']._serialized_start=751
+  _globals['_REVOKEGRIDCARDRESPONSE']._serialized_end=810
+  _globals['_GRIDCARDSERVICE']._serialized_start=920
+  _globals['_GRIDCARDSERVICE']._serialized_end=1275
 # @@protoc_insertion_point(module_scope)

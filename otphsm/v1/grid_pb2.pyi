@@ -88,10 +88,12 @@ class VerifyGridAnswerRequest(_message.Message):
     def __init__(self, codice_fiscale: _Optional[str] = ..., first_value: _Optional[str] = ..., second_value: _Optional[str] = ..., origin: _Optional[str] = ...) -> None: ...
 
 class RevokeGridCardRequest(_message.Message):
-    __slots__ = ("serial",)
+    __slots__ = ("serial", "reason")
     SERIAL_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     serial: str
-    def __init__(self, serial: _Optional[str] = ...) -> None: ...
+    reason: str
+    def __init__(self, serial: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class RevokeGridCardResponse(_message.Message):
     __slots__ = ("card",)

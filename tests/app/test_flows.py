@@ -331,7 +331,7 @@ def test_lifecycle_transitions(app: App, cns_card_1024: CnsCard) -> None:
     lifecycle.change_state(app, OPERATOR, serial, "revoke")
     with pytest.raises(FailedPrecondition):
         lifecycle.change_state(app, OPERATOR, serial, "resume")
-    [listed] = lifecycle.list_tokens(app, CF)
+    [listed] = app.store.tokens_of(CF)
     assert (listed.serial, listed.state, listed.kind.value) == (
         serial,
         TokenState.REVOKED,
@@ -424,7 +424,7 @@ def test_a_suspended_phone_is_replaced_too_and_never_comes_back(
     assert lifecycle.get_token(app, old).state is TokenState.REVOKED
     with pytest.raises(FailedPrecondition, match="cannot resume"):
         lifecycle.change_state(app, OPERATOR, old, "resume")
-    states = {t.serial: t.state for t in lifecycle.list_tokens(app, CF)}
+    states = {t.serial: t.state for t in app.store.tokens_of(CF)}
     assert states == {old: TokenState.REVOKED, new: TokenState.ACTIVE}
     revoked = [e for e in app.store.audit_entries() if e.action == "token_revoked"]
     assert [(e.subject, e.details.get("via")) for e in revoked] == [(old, f"replaced_by:{new}")]
@@ -485,7 +485,7 @@ def test_racing_proofs_of_two_phones_leave_one_active(app: App, cns_card_1024: C
         for thread in threads:
             thread.join()
         assert VerifyResult.OK in results
-        active = [t for t in lifecycle.list_tokens(app, CF) if t.state is TokenState.ACTIVE]
+        active = [t for t in app.store.tokens_of(CF) if t.state is TokenState.ACTIVE]
         assert len(active) == 1 and active[0].serial in phones
         clock.advance(30)
 

@@ -597,8 +597,73 @@ def test_validation_and_admin_refusals(world: World) -> None:
             INVALID,
             "codice fiscale",
         ),
+        Case(
+            "list: unknown state",
+            lambda w: admin().ListTokens(admin_pb2.ListTokensRequest(state=99)),  # type: ignore[arg-type]
+            INVALID,
+            "state",
+        ),
+        Case(
+            "list: unknown kind",
+            lambda w: admin().ListTokens(admin_pb2.ListTokensRequest(kind=7)),  # type: ignore[arg-type]
+            INVALID,
+            "kind",
+        ),
+        Case(
+            "list: a page token it never made",
+            lambda w: admin().ListTokens(admin_pb2.ListTokensRequest(page_token="bm90IGpzb24")),
+            INVALID,
+            "page_token",
+        ),
+        Case(
+            "list: an oversized page token",
+            lambda w: admin().ListTokens(admin_pb2.ListTokensRequest(page_token="A" * 5000)),
+            INVALID,
+            "page_token",
+        ),
+        Case(
+            "fobs: a page token of another listing",
+            lambda w: admin().ListFobs(
+                admin_pb2.ListFobsRequest(page_token=_first_page_token(admin()))
+            ),
+            INVALID,
+            "other filters",
+        ),
+        Case(
+            "audit: a page token of another start",
+            lambda w: admin().ListAuditEntries(
+                admin_pb2.ListAuditEntriesRequest(
+                    from_seq=2,
+                    page_token=admin()
+                    .ListAuditEntries(admin_pb2.ListAuditEntriesRequest(page_size=1))
+                    .next_page_token,
+                )
+            ),
+            INVALID,
+            "other filters",
+        ),
+        Case(
+            "revoke: a reason with a control character",
+            lambda w: admin().Revoke(admin_pb2.TokenRequest(serial=w.serial, reason="lost\n")),
+            INVALID,
+            "reason",
+        ),
+        Case(
+            "suspend: an oversized reason",
+            lambda w: admin().Suspend(admin_pb2.TokenRequest(serial=w.serial, reason="x" * 201)),
+            INVALID,
+            "reason",
+        ),
     ]
     check_refusals(world, cases)
+
+
+def _first_page_token(admin: Any) -> str:
+    """A token listing's page token (the world holds more than one token)."""
+    page = admin.ListTokens(admin_pb2.ListTokensRequest(page_size=1))
+    assert page.next_page_token
+    token: str = page.next_page_token
+    return token
 
 
 def test_fob_pskc_login_code_and_grid_refusals(world: World) -> None:

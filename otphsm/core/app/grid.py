@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from otphsm.core.app import lockout
 from otphsm.core.app.context import Actor, App
 from otphsm.core.app.enrolment import consume_authorisation
+from otphsm.core.app.revocation import check_reason
 from otphsm.core.app.writes import LOST_RACE, LostRace, with_retries
 from otphsm.core.codice_fiscale import validate as validate_codice_fiscale
 from otphsm.core.errors import FailedPrecondition, NotFound
@@ -177,8 +178,9 @@ def verify_grid_answer(
     return VerifyOutcome(verdict.result, card.serial, verdict.retry_after or started)
 
 
-def revoke_grid_card(app: App, actor: Actor, serial: str) -> GridCard:
+def revoke_grid_card(app: App, actor: Actor, serial: str, reason: str = "") -> GridCard:
     check_serial(serial)
+    why = check_reason(reason)
 
     def load() -> GridCard:
         card = app.store.get_grid_card(serial)
@@ -199,7 +201,7 @@ def revoke_grid_card(app: App, actor: Actor, serial: str) -> GridCard:
 
     revoked = _write(app, load, revoke)
     app.hsm.destroy_seed(revoked.key)
-    app.audit(actor, "grid_card_revoked", serial, codice_fiscale=revoked.codice_fiscale)
+    app.audit(actor, "grid_card_revoked", serial, codice_fiscale=revoked.codice_fiscale, **why)
     return revoked
 
 

@@ -9,7 +9,7 @@ from typing import NoReturn
 from otphsm.core.app import lockout, oob
 from otphsm.core.app.context import Actor, App
 from otphsm.core.app.enrolment import grant_authorisation
-from otphsm.core.app.revocation import revoke_token
+from otphsm.core.app.revocation import check_reason, revoke_token
 from otphsm.core.app.writes import LOST_RACE, LostRace, with_retries
 from otphsm.core.codice_fiscale import validate as validate_codice_fiscale
 from otphsm.core.errors import AuthorisationRefused, FailedPrecondition, NotFound
@@ -35,18 +35,19 @@ _ALLOWED: dict[Operation, frozenset[TokenState]] = {
 }
 
 
-def change_state(app: App, actor: Actor, serial: str, operation: str) -> Token:
+def change_state(app: App, actor: Actor, serial: str, operation: str, reason: str = "") -> Token:
     """Apply `operation` (suspend, resume, revoke, unlock) as one conditional write (retried
-    on a lost race); the token as written."""
+    on a lost race); the token as written. `reason`, if given, goes into the audit entry."""
     check_serial(serial)
+    check_reason(reason)
     op = Operation(operation)
     with app.transaction(STATE_CHANGE) as work:  # the token and its audit entries
-        return _change_state(work, actor, serial, op)
+        return _change_state(work, actor, serial, op, reason)
 
 
-def _change_state(app: App, actor: Actor, serial: str, op: Operation) -> Token:
+def _change_state(app: App, actor: Actor, serial: str, op: Operation, reason: str) -> Token:
     if op is Operation.REVOKE:
-        if not revoke_token(app, actor, serial, via=op.value):
+        if not revoke_token(app, actor, serial, via=op.value, reason=reason):
             raise FailedPrecondition("cannot revoke a token that is revoked")
         return get_token(app, serial)
     if op is Operation.RESUME:
@@ -66,11 +67,12 @@ def _change_state(app: App, actor: Actor, serial: str, op: Operation) -> Token:
         return (token, changed) if written else LOST_RACE
 
     before, after = with_retries(app, attempt)
+    why = check_reason(reason)
     if after.state is not before.state:
-        app.audit(actor, f"token_{after.state.value}", serial, via=op.value)
+        app.audit(actor, f"token_{after.state.value}", serial, via=op.value, **why)
     if op is Operation.UNLOCK:
         lockout.release(app, after)
-        app.audit(actor, "token_unlocked", serial)
+        app.audit(actor, "token_unlocked", serial, **why)
     return replace(after, version=after.version + 1)
 
 
@@ -100,10 +102,6 @@ def _refuse_a_second_active_phone(app: App, serial: str) -> None:
         for other in app.store.tokens_of(token.codice_fiscale)
     ):
         raise FailedPrecondition(_SECOND_PHONE)
-
-
-def list_tokens(app: App, codice_fiscale: str) -> list[Token]:
-    return app.store.tokens_of(validate_codice_fiscale(codice_fiscale).code)
 
 
 def get_token(app: App, serial: str) -> Token:

@@ -9,8 +9,17 @@ from dataclasses import replace
 
 from otphsm.core.app.context import Actor, App
 from otphsm.core.app.writes import LOST_RACE, LostRace, with_retries
-from otphsm.core.errors import NotFound
+from otphsm.core.errors import InvalidInput, NotFound
 from otphsm.core.tokens import Token, TokenState
+
+MAX_REASON_LENGTH = 200
+
+
+def check_reason(reason: str) -> dict[str, str]:
+    """An operator's reason for a state change, as audit details ({} when none is given)."""
+    if len(reason) > MAX_REASON_LENGTH or not reason.isprintable():
+        raise InvalidInput(f"reason: at most {MAX_REASON_LENGTH} printable characters")
+    return {"reason": reason} if reason.strip() else {}
 
 
 def revoked(token: Token) -> Token:
@@ -19,11 +28,11 @@ def revoked(token: Token) -> Token:
     return replace(token, state=TokenState.REVOKED)
 
 
-def audit_revoked(app: App, actor: Actor, serial: str, via: str) -> None:
-    app.audit(actor, "token_revoked", serial, via=via)
+def audit_revoked(app: App, actor: Actor, serial: str, via: str, reason: str = "") -> None:
+    app.audit(actor, "token_revoked", serial, via=via, **check_reason(reason))
 
 
-def revoke_token(app: App, actor: Actor, serial: str, via: str) -> bool:
+def revoke_token(app: App, actor: Actor, serial: str, via: str, reason: str = "") -> bool:
     """Revoke as one conditional write (retried), audited as token_revoked `via` the reason.
     False, with nothing written, if it was already revoked."""
 
@@ -37,5 +46,5 @@ def revoke_token(app: App, actor: Actor, serial: str, via: str) -> bool:
 
     if not with_retries(app, attempt):
         return False
-    audit_revoked(app, actor, serial, via)
+    audit_revoked(app, actor, serial, via, reason)
     return True

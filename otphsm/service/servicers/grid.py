@@ -85,7 +85,7 @@ class GridCardServicer(grid_pb2_grpc.GridCardServiceServicer):
     def RevokeGridCard(
         self, request: pb.RevokeGridCardRequest, context: grpc.ServicerContext
     ) -> pb.RevokeGridCardResponse:
-        card = grid.revoke_grid_card(self._app, current_actor(), request.serial)
+        card = grid.revoke_grid_card(self._app, current_actor(), request.serial, request.reason)
         return pb.RevokeGridCardResponse(card=_card_message(card))
 
 
