@@ -515,7 +515,7 @@ def test_snapshot_lists_every_data_table_in_key_order(store: SqlStore) -> None:
 @pytest.mark.parametrize(
     ("url", "path"),
     [
-        ("sqlite:///var/lib/otphsm/otphsm.db", "/var/lib/otphsm/otphsm.db"),
+        ("sqlite:///var/lib/otphsm/otphsm.db", "var/lib/otphsm/otphsm.db"),
         ("sqlite:////var/lib/otphsm.db", "/var/lib/otphsm.db"),
         ("sqlite:otphsm.db", "otphsm.db"),
         ("sqlite::memory:", ":memory:"),
