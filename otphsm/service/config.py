@@ -207,7 +207,7 @@ class ServiceConfig:
     ratelimit: RateLimitSection = field(default_factory=RateLimitSection)
 
 
-_SECTIONS: dict[str, type[Any]] = {
+SECTIONS: dict[str, type[Any]] = {
     "server": ServerSection,
     "hsm": HsmSection,
     "store": StoreSection,
@@ -231,7 +231,7 @@ def config_from_mapping(
 ) -> ServiceConfig:
     _refuse_two_pins(raw, env)
     env = {ENV_ALIASES.get(key, key): value for key, value in env.items()}
-    parsed = sections_from_mapping(raw, _SECTIONS, base=base, env=env)
+    parsed = sections_from_mapping(raw, SECTIONS, base=base, env=env)
     verification = parsed.pop("verification")
     parsed["policy"] = dataclasses.replace(parsed["policy"], verification=verification)
     store: StoreSection = parsed["store"]
