@@ -152,9 +152,10 @@ CLIENTS = {
 def samples() -> list[Sample]:
     """server.toml and one client file per role the README's path uses."""
     header = (
-        "# otphsm serve --config server.toml: every key, with its default; the development\n"
-        "# setup's keys are set (paths relative to this file), the others commented out.\n"
-        "# Any key may be overridden by OTPHSM_<SECTION>_<KEY> in the environment.\n"
+        "# otphsm serve --config server.toml, as `otphsm admin init-config` writes it: every\n"
+        "# key with its default; the development setup's keys are set (paths relative to this\n"
+        "# file), the others commented out. Any key may be overridden by\n"
+        "# OTPHSM_<SECTION>_<KEY> in the environment.\n"
     )
     found = [Sample("server.toml", header + render(SECTIONS, DEV_SERVER_VALUES))]
     for name, (role, what) in CLIENTS.items():
