@@ -143,9 +143,9 @@ def client_values(role: str) -> dict[str, dict[str, Any]]:
 
 
 CLIENTS = {
-    "station.toml": ("enroller", "a technician's station: otphsm enrol, otphsm card"),
-    "phone.toml": ("device", "the emulated phone's gateway: otphsm token"),
-    "verifier.toml": ("verifier", "a relying party: logins (ValidationService)"),
+    "station.toml": ("enroller", "a technician's station (otphsm enrol, otphsm card)"),
+    "phone.toml": ("device", "the emulated phone's gateway (otphsm token)"),
+    "verifier.toml": ("verifier", "a relying party checking logins (ValidationService)"),
 }
 
 
@@ -159,7 +159,10 @@ def samples() -> list[Sample]:
     )
     found = [Sample("server.toml", header + render(SECTIONS, DEV_SERVER_VALUES))]
     for name, (role, what) in CLIENTS.items():
-        head = f"# {what}; role {role} (in the certificate). --config {name}\n"
+        head = (
+            f"# {name}: {what}, with --config {name}.\n"
+            f"# Its certificate carries the role {role}; paths are relative to this file.\n"
+        )
         text = head + render({"client": ClientSection}, client_values(role))
         found.append(Sample(name, text))
     return found
