@@ -81,8 +81,10 @@ def test_the_samples_load_and_their_commented_defaults_are_the_defaults(tmp_path
     loaded = load_config(every_key, env={})
     assert loaded.policy == server.policy
     assert loaded.metrics == server.metrics and loaded.ratelimit == server.ratelimit
-    paths = {"outbox": server.sms.outbox, "push_outbox": server.sms.push_outbox}
-    assert dataclasses.replace(loaded.sms, **paths) == server.sms
+    moved = dataclasses.replace(
+        loaded.sms, outbox=server.sms.outbox, push_outbox=server.sms.push_outbox
+    )
+    assert moved == server.sms
     station = load_client_section(EXAMPLES / "station.toml", env={})
     assert station.cert == str(EXAMPLES / "pki/enroller.pem")
 
