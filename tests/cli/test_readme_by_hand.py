@@ -149,7 +149,7 @@ def test_the_readme_by_hand_ends_with_a_login_answered_ok(tmp_path: Path) -> Non
         stop(running)
     elapsed = time.monotonic() - started
     print(f"README by hand: {elapsed:.1f} s")
-    assert re.search(r"^login: OK MOB-\w+$", outputs[-1], flags=re.M), outputs[-1]
+    assert re.search(r"^OK by token MOB-\w+$", outputs[-1], flags=re.M), outputs[-1]
     serve = next(n for n, block in enumerate(blocks, 1) if "otphsm serve" in block.text)
     serve_log = (tmp_path / f"terminal-{serve}.log").read_text()
     assert "created a new, empty database" in serve_log
