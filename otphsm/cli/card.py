@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import signal
 import tempfile
 import time
@@ -38,6 +39,16 @@ _NAME_LABELS = {
 }
 
 
+VPCD_PORT_ENV = "OTPHSM_VPCD_PORT"
+
+
+def _vpcd_port() -> int:
+    """The default vpcd port: $OTPHSM_VPCD_PORT moves a private pcscd and the cards inserted
+    into it together (a second setup on one host)."""
+    text = os.environ.get(VPCD_PORT_ENV, "")
+    return int(text) if text.isdigit() else DEFAULT_VPCD_PORT
+
+
 def register(tree: CommandTree) -> None:
     tree.group("sim", help="simulated devices: HSM, card reader and card, tokens")
     parser = tree.command(
@@ -47,8 +58,9 @@ def register(tree: CommandTree) -> None:
     parser.add_argument(
         "--port",
         type=int,
-        default=DEFAULT_VPCD_PORT,
-        help=f"first vpcd port; the second reader uses port+1 (default {DEFAULT_VPCD_PORT})",
+        default=_vpcd_port(),
+        help="first vpcd port; the second reader uses port+1 (default "
+        f"${VPCD_PORT_ENV}, else {DEFAULT_VPCD_PORT})",
     )
     parser.add_argument("--debug", action="store_true", help="pcscd --debug --apdu into its log")
 
@@ -61,7 +73,12 @@ def register(tree: CommandTree) -> None:
         help="connect a card file to a running vpcd reader until Ctrl-C",
     )
     parser.add_argument("cardfile", type=Path, metavar="CARDFILE")
-    parser.add_argument("--port", type=int, default=DEFAULT_VPCD_PORT, help="vpcd port")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=_vpcd_port(),
+        help=f"vpcd port (default ${VPCD_PORT_ENV}, else {DEFAULT_VPCD_PORT})",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="vpcd host (default 127.0.0.1)")
     parser.add_argument(
         "--persist",

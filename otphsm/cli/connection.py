@@ -20,7 +20,8 @@ def add_connection_arguments(parser: argparse.ArgumentParser, role: str) -> None
         "--config",
         type=Path,
         metavar="FILE",
-        help=f"client config, a TOML [client] table (default: ${CONFIG_ENV})",
+        help=f"client config, a TOML [client] table (default: ${CONFIG_ENV}); "
+        "OTPHSM_CLIENT_<KEY> overrides its keys",
     )
     group.add_argument(
         "--pki",
@@ -51,5 +52,6 @@ def connect(args: argparse.Namespace) -> Client:
         cert=args.cert,
         key=args.key,
         timeout=args.rpc_timeout,
+        env=os.environ,
     )
     return Client(config)

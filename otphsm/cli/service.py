@@ -30,6 +30,17 @@ def register(tree: CommandTree) -> None:
     parser.add_argument("dir", type=Path, help="directory for the PEM files")
     parser = tree.command(
         "admin",
+        "init-config",
+        handler=_init_config,
+        help="write a server config and client configs (station, phone, verifier) for the "
+        "development setup: every key, commented, with its default",
+    )
+    parser.add_argument(
+        "dir", type=Path, nargs="?", default=Path("."), help="where (default: here)"
+    )
+    parser.add_argument("--force", action="store_true", help="overwrite files that exist")
+    parser = tree.command(
+        "admin",
         "hsm-init",
         handler=_hsm_init,
         help="provision the HSM token of a configuration: the trusted KEK (as Security "
@@ -79,6 +90,28 @@ def _dev_pki(args: argparse.Namespace) -> int:
     print(f"  server:  {pki.server_cert} + {pki.server_key.name} (localhost, 127.0.0.1, ::1)")
     for role, (cert, key) in pki.clients.items():
         print(f"  {role.value + ':':10}{cert} + {key.name} (urn:otphsm:role:{role.value})")
+    return 0
+
+
+def _init_config(args: argparse.Namespace) -> int:
+    from otphsm.core.errors import InvalidInput
+    from otphsm.service.samples import samples
+
+    directory: Path = args.dir
+    found = samples()
+    existing = [
+        str(directory / sample.name) for sample in found if (directory / sample.name).exists()
+    ]
+    if existing and not args.force:
+        raise InvalidInput(f"{', '.join(existing)} exist(s); pass --force to overwrite")
+    directory.mkdir(parents=True, exist_ok=True)
+    for sample in found:
+        (directory / sample.name).write_text(sample.text, encoding="utf-8")
+        print(f"wrote {directory / sample.name}")
+    print(
+        "they expect beside them: hsm/ (otphsm sim hsm init hsm), pki/ (otphsm admin dev-pki "
+        "pki), card-ca/ (otphsm sim ca card-ca); the database otphsm.db is made by serve"
+    )
     return 0
 
 

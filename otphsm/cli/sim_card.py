@@ -13,6 +13,7 @@ from otphsm.simulators.card.cardfile import save_card
 from otphsm.simulators.card.factory import ATR_BY_KEY_SIZE, Person, issue_card
 from otphsm.simulators.card.pki import TestCa, make_test_ca
 from otphsm.simulators.card.spec import check_pin_format
+from otphsm.simulators.deployment.parts import write_card_trust
 
 DEFAULT_MUNICIPALITY = "L378"
 
@@ -20,6 +21,14 @@ DEFAULT_MUNICIPALITY = "L378"
 def register(tree: CommandTree) -> None:
     tree.group("sim", help="simulated devices: HSM, card reader and card, tokens")
     tree.group("sim", "card", help="simulated CNS/CPS cards")
+    parser = tree.command(
+        "sim",
+        "ca",
+        handler=_ca,
+        help="the test card CA (made if DIR is empty) and a current CRL: the files for the "
+        "server's card.trusted_ca and card.crls; run again to renew the CRL",
+    )
+    parser.add_argument("dir", type=Path, metavar="DIR", help="the CA's directory")
     parser = tree.command(
         "sim", "card", "issue", handler=_issue, help="issue a simulated CNS card into a card file"
     )
@@ -68,6 +77,22 @@ def _load_or_create_ca(directory: Path, now: dt.datetime) -> tuple[TestCa, bool]
     return ca, True
 
 
+def _ca(args: argparse.Namespace) -> int:
+    now = dt.datetime.now(dt.UTC)
+    try:
+        ca, created = _load_or_create_ca(args.dir, now)
+        trust = write_card_trust(ca, args.dir, now)
+        ca.save(args.dir)  # the next CRL number
+    except (ValueError, OSError) as exc:
+        raise InvalidInput(f"cannot write the test CA: {exc}") from exc
+    print(f"{'created' if created else 'kept'} test CA {ca.name.rfc4514_string()} in {args.dir}")
+    print(f"  CA certificate (card.trusted_ca): {trust.ca}")
+    next_update = now + ca.crl_lifetime
+    print(f"  CRL (card.crls):                  {trust.crl}")
+    print(f"  its next update:                  {next_update:%Y-%m-%d %H:%M} UTC")
+    return 0
+
+
 def _person(args: argparse.Namespace) -> Person:
     code = args.codice_fiscale or codice_fiscale.compute(
         args.surname,
@@ -111,6 +136,8 @@ def _issue(args: argparse.Namespace) -> int:
     save_card(out, spec)
     if created:
         print(f"created test CA in {args.ca_dir}")
+    certificate = TestCa.certificate_file(args.ca_dir)
+    print(f"  CA certificate {certificate}; its CRL: otphsm sim ca {args.ca_dir}")
     print(f"issued card {spec.extra['card_id']} for {spec.label} ({person.codice_fiscale})")
     print(f"  RSA-{spec.key_size}, ATR {spec.atr.hex(' ').upper()}")
     serial = spec.extra["certificate_serial"]

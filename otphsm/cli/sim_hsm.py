@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 
 from otphsm.cli.commands import CommandTree
@@ -43,7 +44,12 @@ def _init(args: argparse.Namespace) -> int:
     print(f"SoftHSM2 token {softhsm.token_label!r} in {softhsm.directory}")
     print(f"  KEK (trusted, wrap/unwrap only): {'created' if report.kek_created else 'kept'}")
     print(f"  pepper MAC key:                  {'created' if report.pepper_created else 'kept'}")
-    print(f"Settings (also in {path}, mode 0600; test PINs for this simulator only):")
+    print("For the [hsm] section of a server config (otphsm admin init-config writes it):")
+    print(f'  softhsm_conf = "{softhsm.conf_path}"')
+    print(f'  token_label = "{softhsm.token_label}"')
+    print(f'  user_pin_file = "{softhsm.user_pin_path}"')
+    print(f"Or in the environment (also in {path}, mode 0600, for `. {path}`; test PINs for")
+    print("this simulator only; with OTPHSM_HSM_PIN set, leave hsm.user_pin_file out):")
     for key, value in softhsm.settings().items():
-        print(f"export {key}={value}")
+        print(f"export {key}={shlex.quote(value)}")
     return 0

@@ -17,7 +17,7 @@ Relative paths are relative to the file. `otphsm admin dev-pki DIR` writes a dir
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -58,9 +58,11 @@ def client_config(
     cert: Path | None = None,
     key: Path | None = None,
     timeout: float | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> ClientConfig:
-    """The file first, then a development PKI directory for `role`, then single flags."""
-    values: dict[str, Any] = _read_file(config_file) if config_file else {}
+    """The file first (its keys overridden by `env`'s OTPHSM_CLIENT_<KEY>, as the server's
+    are), then a development PKI directory for `role`, then single flags."""
+    values: dict[str, Any] = _read_file(config_file, env or {}) if config_file else {}
     if pki is not None:
         values.update(ca=pki / "ca.pem", cert=pki / f"{role}.pem", key=pki / f"{role}-key.pem")
     flags = {"server": server, "ca": ca, "cert": cert, "key": key, "timeout": timeout}
@@ -81,9 +83,9 @@ def client_config(
     )
 
 
-def _read_file(path: Path) -> dict[str, Any]:
+def _read_file(path: Path, env: Mapping[str, str]) -> dict[str, Any]:
     """The keys the file gives (one loader with the server's: `otphsm.config`)."""
-    section = load_client_section(path, env={})
+    section = load_client_section(path, env=env)
     values: dict[str, Any] = {"timeout": section.timeout_seconds}
     for name in ("server", "ca", "cert", "key"):
         if given := getattr(section, name):

@@ -106,6 +106,11 @@ def build_section(
         raise ConfigurationError(f"[{name}]: {exc}") from None
 
 
+def section_keys(cls: type[Any]) -> dict[str, Any]:
+    """The keys of a section, in declaration order, with their defaults."""
+    return {name: key.default for name, key in _keys(cls).items()}
+
+
 def _keys(cls: type[Any]) -> dict[str, _Key]:
     hints = get_type_hints(cls, include_extras=True)
     keys: dict[str, _Key] = {}

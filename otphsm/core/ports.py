@@ -117,7 +117,9 @@ class Store(Protocol):
         outside the block where the use case allows: it holds the write lock."""
         ...
 
-    def migrate(self) -> None: ...
+    def migrate(self) -> Sequence[int]:
+        """Apply the pending migrations; return their versions (all of them: a new database)."""
+        ...
 
     def ping(self) -> None:
         """Raise if the database is unusable (for health checks)."""

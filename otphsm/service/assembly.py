@@ -8,6 +8,7 @@ scheme is the one left to refuse (`otphsm.store.open_store`).
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from otphsm.service.config import (
 )
 from otphsm.smartcard.readers import LocalReaders, PcscReaders
 from otphsm.store import open_store
+from otphsm.store.schema import FIRST_MIGRATION
 
 
 @dataclass
@@ -40,6 +42,8 @@ class Assembly:
     vault: HsmSeedVault
     store: Store
     readers: LocalReaders | None
+    new_database: bool = False
+    """The store had no schema: this start created it (empty)."""
 
     def close(self) -> None:
         try:
@@ -69,7 +73,7 @@ def assemble(
         config.store.url, pool_size=config.store.pool_size, timeout=config.store.timeout_seconds
     )
     try:
-        store.migrate()
+        applied = store.migrate()
         vault = open_vault(hsm_config(config.hsm), hsm_source)
     except BaseException:
         with contextlib.suppress(Exception):
@@ -85,10 +89,14 @@ def assemble(
         push=push or PushOutbox(Path(config.sms.push_outbox), clock),
         write_point_hook=write_point_hook,
     )
-    return Assembly(app, vault, store, readers)
+    return Assembly(app, vault, store, readers, new_database=FIRST_MIGRATION in applied)
 
 
 def hsm_config(section: HsmSection) -> HsmConfig:
+    """The HSM settings of `section`; exports `hsm.softhsm_conf` as SOFTHSM2_CONF (SoftHSM reads
+    it when its module loads, which happens after this)."""
+    if section.softhsm_conf:
+        os.environ["SOFTHSM2_CONF"] = section.softhsm_conf
     return HsmConfig(
         token_label=section.token_label,
         user_pin=section.pin(),

@@ -9,7 +9,8 @@ fields are each section's `__post_init__`. The HSM PIN is never part of any repr
     [server]   address, port, tls_cert, tls_key, tls_client_ca, insecure, max_workers,
                grace_seconds, max_message_bytes, health_interval_seconds,
                log_level (DEBUG | INFO | WARNING | ERROR), log_format (json | text)
-    [hsm]      module, token_label, user_pin | user_pin_file, seed_storage (wrapped | resident),
+    [hsm]      module, softhsm_conf, token_label, user_pin | user_pin_file,
+               seed_storage (wrapped | resident),
                cache_size, wrap_mechanism (AES_KEY_WRAP_PAD | AES_CBC_PAD), kek_label,
                pepper_label
     [store]    url, pool_size, timeout_seconds
@@ -41,6 +42,7 @@ from otphsm.core.verification import VerificationPolicy
 from otphsm.hsm.config import DEFAULT_MODULE
 from otphsm.hsm.mechanisms import WrapMechanism
 from otphsm.service.logs import LogFormat, LogLevel
+from otphsm.store.urls import resolve_store_url
 
 ENV_ALIASES = {
     "OTPHSM_HSM_TOKEN": "OTPHSM_HSM_TOKEN_LABEL",
@@ -102,6 +104,9 @@ class HsmSection:
     user_pin: str = field(default="", repr=False)
     user_pin_file: FilePath = ""
     module: str = DEFAULT_MODULE
+    softhsm_conf: FilePath = ""
+    """SoftHSM2 only: its configuration file, exported as SOFTHSM2_CONF before the module
+    loads (empty: the environment's SOFTHSM2_CONF, else SoftHSM's default)."""
     seed_storage: SeedStorage = SeedStorage.WRAPPED
     cache_size: Annotated[int, at_least(0)] = 4096
     wrap_mechanism: WrapMechanism = WrapMechanism.AES_KEY_WRAP_PAD
@@ -131,7 +136,11 @@ class StoreSection:
     timeout_seconds: Annotated[float, above(0)] = 5.0
 
     def __post_init__(self) -> None:
-        _require(bool(self.url), "store.url must be set (sqlite:///path.db or postgresql://…)")
+        _require(
+            bool(self.url),
+            "store.url must be set (sqlite:///relative.db, sqlite:////absolute.db or "
+            "postgresql://…)",
+        )
 
 
 @dataclass(frozen=True)
@@ -198,7 +207,7 @@ class ServiceConfig:
     ratelimit: RateLimitSection = field(default_factory=RateLimitSection)
 
 
-_SECTIONS: dict[str, type[Any]] = {
+SECTIONS: dict[str, type[Any]] = {
     "server": ServerSection,
     "hsm": HsmSection,
     "store": StoreSection,
@@ -220,8 +229,25 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> ServiceConf
 def config_from_mapping(
     raw: Mapping[str, Any], *, base: Path, env: Mapping[str, str]
 ) -> ServiceConfig:
+    _refuse_two_pins(raw, env)
     env = {ENV_ALIASES.get(key, key): value for key, value in env.items()}
-    parsed = sections_from_mapping(raw, _SECTIONS, base=base, env=env)
+    parsed = sections_from_mapping(raw, SECTIONS, base=base, env=env)
     verification = parsed.pop("verification")
     parsed["policy"] = dataclasses.replace(parsed["policy"], verification=verification)
+    store: StoreSection = parsed["store"]
+    parsed["store"] = dataclasses.replace(store, url=resolve_store_url(store.url, base))
     return ServiceConfig(**parsed)
+
+
+def _refuse_two_pins(raw: Mapping[str, Any], env: Mapping[str, str]) -> None:
+    """A PIN from the environment beside a PIN file (e.g. the file of `otphsm sim hsm init`
+    sourced for a config with user_pin_file): say which variable is the cause."""
+    hsm = raw.get("hsm")
+    table = hsm if isinstance(hsm, dict) else {}
+    from_env = [name for name in ("OTPHSM_HSM_PIN", "OTPHSM_HSM_USER_PIN") if env.get(name)]
+    file_given = bool(table.get("user_pin_file") or env.get("OTPHSM_HSM_USER_PIN_FILE"))
+    if from_env and file_given:
+        raise ConfigurationError(
+            f"hsm.user_pin is set by ${from_env[0]} in the environment and hsm.user_pin_file "
+            f"too: set exactly one (unset {from_env[0]}, or leave user_pin_file out)"
+        )

@@ -35,6 +35,7 @@ from otphsm.service.servicers import (
 )
 from otphsm.service.servicers.grid import GridCardServicer
 from otphsm.service.servicers.oob import OobServicer
+from otphsm.store.urls import describe_store_url
 from otphsm.v1 import (
     admin_pb2_grpc,
     device_pb2_grpc,
@@ -133,6 +134,7 @@ def start_server(
                 "port": port,
                 "tls": not section.insecure,
                 "metrics_port": metrics_port,
+                "store": describe_store_url(config.store.url),
             }
         },
     )
@@ -203,6 +205,12 @@ def serve(config_path: Path, *, write_point_hook: Callable[[str], None] | None =
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         assembly = assemble(config, write_point_hook=write_point_hook)
+        if assembly.new_database:
+            log.warning(
+                "created a new, empty database: no tokens, no audit chain (check store.url "
+                "if one was expected)",
+                extra={"fields": {"store": describe_store_url(config.store.url)}},
+            )
         if config.hsm.seed_storage is SeedStorage.RESIDENT:
             _sweep_orphan_seeds(assembly)
         if write_point_hook is not None:

@@ -8,7 +8,14 @@ from otphsm.store.errors import StoreError, StoreUnavailable
 from otphsm.store.postgres import PostgresStore
 from otphsm.store.schema import LATEST_VERSION
 from otphsm.store.sql_store import SqlStore
-from otphsm.store.sqlite import MEMORY, SqliteStore
+from otphsm.store.sqlite import SqliteStore
+from otphsm.store.urls import (
+    URL_FORMS,
+    describe_store_url,
+    resolve_store_url,
+    sqlite_path,
+    sqlite_url,
+)
 
 __all__ = [
     "LATEST_VERSION",
@@ -17,18 +24,16 @@ __all__ = [
     "SqliteStore",
     "StoreError",
     "StoreUnavailable",
+    "describe_store_url",
     "open_store",
+    "resolve_store_url",
     "sqlite_path",
+    "sqlite_url",
 ]
-
-_URL_FORMS = (
-    "sqlite:///absolute/path.db, sqlite:relative/path.db, sqlite::memory: "
-    "or postgresql://user@host:port/database"
-)
 
 
 def open_store(url: str, *, pool_size: int = 4, timeout: float = 5.0) -> Store:
-    """Open the store a URL names (one of `_URL_FORMS`); the caller runs `migrate()`.
+    """Open the store a URL names (one of `URL_FORMS`); the caller runs `migrate()`.
 
     `pool_size` and `timeout` (seconds to wait for a connection or a lock) apply as the engine
     allows: SQLite uses `timeout` as its busy timeout and has no pool."""
@@ -37,20 +42,4 @@ def open_store(url: str, *, pool_size: int = 4, timeout: float = 5.0) -> Store:
         return SqliteStore(sqlite_path(url), busy_timeout=timeout)
     if scheme in ("postgresql", "postgres"):
         return PostgresStore(url, pool_size=pool_size, timeout=timeout)
-    raise ConfigurationError(f"unsupported store URL scheme {scheme!r}: use {_URL_FORMS}")
-
-
-def sqlite_path(url: str) -> str:
-    """`sqlite:///abs.db` (or SQLAlchemy's `sqlite:////abs.db`) → `/abs.db`;
-    `sqlite:rel.db` → `rel.db`; `sqlite::memory:` → `:memory:`."""
-    rest = url.removeprefix("sqlite:")
-    if rest == MEMORY:
-        return MEMORY
-    if rest.startswith("//"):
-        rest = rest[2:]
-        if not rest.startswith("/"):
-            raise ConfigurationError(f"a SQLite URL names a file, not a host: use {_URL_FORMS}")
-        rest = "/" + rest.lstrip("/")
-    if not rest:
-        raise ConfigurationError(f"the SQLite URL names no file: use {_URL_FORMS}")
-    return rest
+    raise ConfigurationError(f"unsupported store URL scheme {scheme!r}: use {URL_FORMS}")

@@ -261,6 +261,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
 )
 
+FIRST_MIGRATION = MIGRATIONS[0].version
+"""Applied by a start on a database with no schema: a new, empty one."""
 LATEST_VERSION = MIGRATIONS[-1].version
 APPLIED_MIGRATIONS = "SELECT version, description FROM schema_version ORDER BY version"
 

@@ -81,9 +81,12 @@ class SqlStore:
     def dialect(self) -> Dialect:
         return self._engine.dialect
 
-    def migrate(self) -> None:
-        """Apply pending migrations; a no-op when the schema is current."""
-        self._outside_unit_of_work().run(lambda tx: apply_migrations(tx, self.dialect), write=True)
+    def migrate(self) -> list[int]:
+        """Apply pending migrations (their versions returned); a no-op when the schema is
+        current."""
+        return self._outside_unit_of_work().run(
+            lambda tx: apply_migrations(tx, self.dialect), write=True
+        )
 
     def applied_migrations(self) -> list[tuple[int, str]]:
         """(version, description) of every migration applied, oldest first."""

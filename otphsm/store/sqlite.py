@@ -24,10 +24,9 @@ from otphsm.store.rows import Row
 from otphsm.store.schema import current_version
 from otphsm.store.sql import SQLITE, Transaction
 from otphsm.store.sql_store import SqlStore
+from otphsm.store.urls import MEMORY
 
 T = TypeVar("T")
-
-MEMORY = ":memory:"
 
 SQLITE_BUSY = 5
 _DUPLICATE_KEY = frozenset({"SQLITE_CONSTRAINT_PRIMARYKEY", "SQLITE_CONSTRAINT_UNIQUE"})

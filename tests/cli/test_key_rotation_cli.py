@@ -21,7 +21,7 @@ from otphsm.core.otp import HashAlgorithm
 from otphsm.core.tokens import OtpMode, OtpParameters, Token, TokenKind, TokenState
 from otphsm.hsm import HsmSeedVault
 from otphsm.simulators.deployment import write_config
-from otphsm.store import open_store
+from otphsm.store import open_store, sqlite_url
 
 pytestmark = [pytest.mark.softhsm, pytest.mark.slow]
 
@@ -81,9 +81,9 @@ def test_rotate_kek_killed_between_pages_then_rerun(
     card_ca_files: Any,
 ) -> None:
     database = tmp_path / "otphsm.db"
-    raw = service_config(tmp_path, serve_softhsm, dev_pki, card_ca_files, f"sqlite://{database}")
+    raw = service_config(tmp_path, serve_softhsm, dev_pki, card_ca_files, sqlite_url(database))
     config = write_config(tmp_path / "otphsm.toml", raw)
-    store = open_store(f"sqlite://{database}")
+    store = open_store(sqlite_url(database))
     store.migrate()
     seeds = {f"TOK-{n:02d}": os.urandom(20) for n in range(TOKENS)}
     for n, (serial, seed) in enumerate(seeds.items()):

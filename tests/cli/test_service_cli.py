@@ -23,6 +23,7 @@ from otphsm.cli.main import main
 from otphsm.service.devpki import DevPki
 from otphsm.simulators.card.cns_card import CnsCard
 from otphsm.simulators.deployment import ServerProcess, start_serve, write_config
+from otphsm.store.urls import sqlite_url
 from otphsm.v1 import admin_pb2, validation_pb2, validation_pb2_grpc
 
 ROLES = ("verifier", "enroller", "device", "admin")
@@ -62,7 +63,7 @@ def test_hsm_init_provisions_the_configured_token_once(
         fresh,
         dev_pki,
         request.getfixturevalue("card_ca_files"),
-        f"sqlite://{tmp_path / 'otphsm.db'}",
+        sqlite_url(tmp_path / "otphsm.db"),
     )
     config = write_config(tmp_path / "otphsm.toml", raw)
     env = {**os.environ, **fresh.settings()}
@@ -122,7 +123,7 @@ def audited(
         request.getfixturevalue("softhsm"),
         service.pki,
         request.getfixturevalue("card_ca_files"),
-        f"sqlite://{service.db_path}",
+        sqlite_url(service.db_path),
     )
     return service, service.db_path, write_config(tmp_path / "otphsm.toml", raw)
 
@@ -294,7 +295,7 @@ def serve_process(
         softhsm,
         pki,
         request.getfixturevalue("card_ca_files"),
-        f"sqlite://{tmp_path / 'serve.db'}",
+        sqlite_url(tmp_path / "serve.db"),
     )
     raw["server"]["grace_seconds"] = 5.0
     raw["metrics"]["enabled"] = False

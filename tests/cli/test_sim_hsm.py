@@ -79,3 +79,22 @@ def test_errors_reach_the_user_as_one_line(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr.strip().startswith("otphsm: error: softhsm2-util not found")
     assert "Traceback" not in done.stderr
+
+
+def test_the_settings_file_can_be_sourced_and_the_pin_file_holds_the_pin(tmp_path: Path) -> None:
+    require_softhsm()
+    done = _otphsm("sim", "hsm", "init", str(tmp_path / "hsm"))
+    assert done.returncode == 0, done.stderr
+    env_file = tmp_path / "hsm" / "otphsm-hsm.env"
+    shown = subprocess.run(
+        ["bash", "-c", f'. "{env_file}" && env'],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": os.environ["PATH"]},
+    ).stdout
+    exported = dict(line.split("=", 1) for line in shown.splitlines() if "=" in line)
+    assert exported["SOFTHSM2_CONF"] == str(tmp_path / "hsm" / "softhsm2.conf")
+    pin_file = tmp_path / "hsm" / "user-pin"
+    assert pin_file.read_text().strip() == exported["OTPHSM_HSM_PIN"]
+    assert oct(pin_file.stat().st_mode & 0o777) == "0o600"

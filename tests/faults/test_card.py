@@ -20,6 +20,7 @@ from otphsm.simulators.card.pcscd import PrivatePcscd
 from otphsm.simulators.card.spec import CardSpec
 from otphsm.simulators.card.vpcd import VpcdLink
 from otphsm.smartcard.readers import PcscReaders
+from otphsm.store.urls import sqlite_url
 from otphsm.v1 import enrolment_pb2
 
 pytestmark = [pytest.mark.softhsm, pytest.mark.pcscd, pytest.mark.slow, pytest.mark.timeout(120)]
@@ -46,7 +47,7 @@ class PulledWhileSigning(WrappedCard):
 def kiosk(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServiceUnderTest]:
     request.getfixturevalue("pcscd")
     db = tmp_path / "otphsm.db"
-    running = start_service(request, tmp_path, f"sqlite://{db}", db, readers=PcscReaders())
+    running = start_service(request, tmp_path, sqlite_url(db), db, readers=PcscReaders())
     yield running
     running.close()
 

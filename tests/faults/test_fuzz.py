@@ -23,6 +23,7 @@ from support.service_fixtures import ServiceUnderTest, start_service
 import otphsm.service.server  # noqa: F401  (imports every service's generated code)
 from otphsm.service.errors import STATUS_TABLE
 from otphsm.service.rpcs import RPCS
+from otphsm.store.urls import sqlite_url
 
 pytestmark = [pytest.mark.softhsm, pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -129,7 +130,7 @@ def fuzz_service(
     tmp_path: Path = tmp_path_factory.mktemp("fuzz")
     db = tmp_path / "otphsm.db"
     service = start_service(
-        request, tmp_path, f"sqlite://{db}", db, overrides={"ratelimit": {"enabled": False}}
+        request, tmp_path, sqlite_url(db), db, overrides={"ratelimit": {"enabled": False}}
     )
     add_hotp_tokens(service.running.assembly.app, 1)
     yield service

@@ -19,6 +19,7 @@ from support.fault_support import (
 from support.service_fixtures import start_service
 
 from otphsm.simulators.hsm.faults import CKR_DEVICE_REMOVED, CKR_SESSION_HANDLE_INVALID
+from otphsm.store.urls import sqlite_url
 from otphsm.v1 import validation_pb2
 
 pytestmark = [pytest.mark.softhsm, pytest.mark.slow, pytest.mark.timeout(120)]
@@ -37,7 +38,7 @@ def test_hsm_faults_under_load_never_accept_a_wrong_code_and_recover_in_place(
     service = start_service(
         request,
         tmp_path,
-        f"sqlite://{db}",
+        sqlite_url(db),
         db,
         overrides={"verification": {"lock_after_failures": 10**9}, "ratelimit": {"enabled": False}},
     )

@@ -19,7 +19,7 @@ from otphsm.core.errors import RateLimited
 from otphsm.core.ports import Store
 from otphsm.service.config import RateLimitSection
 from otphsm.service.ratelimit import FailureRateLimiter
-from otphsm.store import open_store
+from otphsm.store import open_store, sqlite_url
 from otphsm.v1 import common_pb2, grid_pb2, grid_pb2_grpc, oob_pb2, oob_pb2_grpc, validation_pb2
 
 pytestmark = [pytest.mark.softhsm, pytest.mark.slow, pytest.mark.timeout(120)]
@@ -35,7 +35,7 @@ def _service(
     return start_service(
         request,
         tmp_path,
-        f"sqlite://{db}",
+        sqlite_url(db),
         db,
         overrides={"ratelimit": ratelimit, "verification": {"lock_max_seconds": LOCK_MAX}},
     )
@@ -166,7 +166,7 @@ class CountingBuckets:
 
 @pytest.fixture
 def buckets(tmp_path: Path) -> Iterator[CountingBuckets]:
-    store = open_store(f"sqlite://{tmp_path / 'buckets.db'}")
+    store = open_store(sqlite_url(tmp_path / "buckets.db"))
     store.migrate()
     yield CountingBuckets(store)
     store.close()

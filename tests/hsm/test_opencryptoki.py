@@ -26,6 +26,7 @@ from support.service_fixtures import service_config
 from otphsm.hsm.config import HsmConfig
 from otphsm.service.devpki import DevPki
 from otphsm.simulators.deployment.config import with_sections, write_config
+from otphsm.store.urls import sqlite_url
 
 pytestmark = [pytest.mark.opencryptoki, pytest.mark.softhsm]
 
@@ -179,7 +180,7 @@ def config_file(
     card_ca_files: tuple[Path, Path],
 ) -> Iterator[Path]:
     raw = service_config(
-        tmp_path, softhsm, dev_pki, card_ca_files, f"sqlite://{tmp_path / 'otphsm.db'}"
+        tmp_path, softhsm, dev_pki, card_ca_files, sqlite_url(tmp_path / "otphsm.db")
     )
     hsm = {
         "module": MODULE,

@@ -21,6 +21,7 @@ from support.service_fixtures import (
 
 from otphsm.core.app.context import Role
 from otphsm.service.rpcs import RPCS
+from otphsm.store.urls import sqlite_url
 from otphsm.v1 import admin_pb2, validation_pb2
 
 pytestmark = pytest.mark.softhsm
@@ -149,7 +150,7 @@ def validation_stub(channel: grpc.Channel) -> Any:
 @pytest.fixture
 def insecure_service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServiceUnderTest]:
     db = tmp_path / "otphsm.db"
-    running = start_service(request, tmp_path, f"sqlite://{db}", db, {"server": {"insecure": True}})
+    running = start_service(request, tmp_path, sqlite_url(db), db, {"server": {"insecure": True}})
     yield running
     running.close()
 

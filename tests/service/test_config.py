@@ -246,3 +246,37 @@ def test_anything_else_is_internal_with_a_generic_message() -> None:
     assert mapped.code is grpc.StatusCode.INTERNAL and not mapped.expected
     assert mapped.message == INTERNAL_MESSAGE and "deadbeef" not in mapped.message
     assert mapped.metadata == ()
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        # SQLAlchemy's reading: three slashes then a relative path, four for an absolute one.
+        ("sqlite:///otphsm.db", "sqlite:///{base}/otphsm.db"),
+        ("sqlite:///var/otphsm.db", "sqlite:///{base}/var/otphsm.db"),
+        ("sqlite:var/otphsm.db", "sqlite:///{base}/var/otphsm.db"),
+        ("sqlite:////srv/otphsm.db", "sqlite:////srv/otphsm.db"),
+        ("sqlite::memory:", "sqlite::memory:"),
+        ("postgresql://otphsm@db/otphsm", "postgresql://otphsm@db/otphsm"),
+    ],
+)
+def test_a_relative_sqlite_file_sits_beside_the_config_file(
+    tmp_path: Path, url: str, expected: str
+) -> None:
+    text = MINIMAL.replace('"sqlite:///var/lib/otphsm/otphsm.db"', f'"{url}"')
+    config = load_config(write(tmp_path, text), {})
+    assert config.store.url == expected.format(base=tmp_path)
+
+
+def test_a_pin_from_the_environment_beside_a_pin_file_names_the_variable(tmp_path: Path) -> None:
+    text = MINIMAL.replace('user_pin = "s3cret-pin-0042"', 'user_pin_file = "hsm/user-pin"')
+    message = config_error(tmp_path, text, {"OTPHSM_HSM_PIN": PIN})
+    assert "$OTPHSM_HSM_PIN" in message and "user_pin_file" in message
+
+
+def test_softhsm_conf_is_a_path_beside_the_file(tmp_path: Path) -> None:
+    text = MINIMAL.replace(
+        'token_label = "otphsm"', 'token_label = "otphsm"\nsofthsm_conf = "hsm/s.conf"'
+    )
+    config = load_config(write(tmp_path, text), {})
+    assert config.hsm.softhsm_conf == str(tmp_path / "hsm/s.conf")

@@ -26,6 +26,7 @@ from otphsm.simulators.deployment import (
     write_config,
 )
 from otphsm.simulators.hsm.softhsm import SoftHsm
+from otphsm.store.urls import sqlite_url
 from otphsm.v1 import common_pb2, validation_pb2, validation_pb2_grpc
 
 NOOP_SERVER = Path(__file__).resolve().parents[2] / "bench" / "noop_server.py"
@@ -46,7 +47,7 @@ def test_the_config_file_round_trips_through_the_service_loader(
         UNPROVISIONED,
         dev_pki,
         card_ca_files,
-        f"sqlite://{tmp_path / 'otphsm.db'}",
+        sqlite_url(tmp_path / "otphsm.db"),
         tmp_path / "outbox.jsonl",
         server={"max_workers": 7},
         policy={"issuer": "Comune di prova \u00e8"},
@@ -62,7 +63,7 @@ def test_the_config_file_round_trips_through_the_service_loader(
     assert config.server.log_format == "json"
     assert config.hsm.user_pin == UNPROVISIONED.user_pin
     assert config.hsm.token_label == "otphsm"
-    assert config.store.url == f"sqlite://{tmp_path / 'otphsm.db'}"
+    assert config.store.url == sqlite_url(tmp_path / "otphsm.db")
     assert config.card.trusted_ca == (str(card_ca_files.ca),)
     assert config.card.crls == (str(card_ca_files.crl),)
     assert config.sms.outbox == str(tmp_path / "outbox.jsonl")
@@ -161,7 +162,7 @@ def test_otphsm_serve_reports_the_port_it_bound_and_ignores_the_shells_overrides
         softhsm,
         request.getfixturevalue("dev_pki"),
         request.getfixturevalue("card_ca_files"),
-        f"sqlite://{tmp_path / 'otphsm.db'}",
+        sqlite_url(tmp_path / "otphsm.db"),
     )
     monkeypatch.setenv("OTPHSM_HSM_PIN", "not-the-pin")  # the config file alone decides
     server = start_serve(write_config(tmp_path / "otphsm.toml", raw), softhsm)

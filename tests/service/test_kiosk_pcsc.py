@@ -18,6 +18,7 @@ from support.service_fixtures import ServiceUnderTest, start_service
 from otphsm.simulators.card.cns_card import CnsCard
 from otphsm.simulators.card.spec import CardSpec
 from otphsm.smartcard.readers import PcscReaders
+from otphsm.store.urls import sqlite_url
 from otphsm.v1 import enrolment_pb2
 
 pytestmark = [pytest.mark.softhsm, pytest.mark.pcscd]
@@ -29,7 +30,7 @@ WRONG_PIN = "24681357"
 def pcsc_service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServiceUnderTest]:
     request.getfixturevalue("pcscd")
     db = tmp_path / "otphsm.db"
-    running = start_service(request, tmp_path, f"sqlite://{db}", db, readers=PcscReaders())
+    running = start_service(request, tmp_path, sqlite_url(db), db, readers=PcscReaders())
     yield running
     running.close()
 

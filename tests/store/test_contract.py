@@ -518,7 +518,7 @@ def test_snapshot_lists_every_data_table_in_key_order(store: SqlStore) -> None:
 @pytest.mark.parametrize(
     ("url", "path"),
     [
-        ("sqlite:///var/lib/otphsm/otphsm.db", "/var/lib/otphsm/otphsm.db"),
+        ("sqlite:///var/lib/otphsm/otphsm.db", "var/lib/otphsm/otphsm.db"),
         ("sqlite:////var/lib/otphsm.db", "/var/lib/otphsm.db"),
         ("sqlite:otphsm.db", "otphsm.db"),
         ("sqlite::memory:", ":memory:"),
@@ -545,3 +545,13 @@ def test_bad_store_urls_are_configuration_errors(url: str, message: str) -> None
     error = raised.value
     assert error.__cause__ is None
     assert error.__context__ is None or error.__suppress_context__
+
+
+def test_migrate_names_every_migration_on_a_new_database_and_none_after(store_url: str) -> None:
+    """What `otphsm serve` warns by: the first migration applied means a new, empty database."""
+    store = open_store(store_url)
+    try:
+        assert list(store.migrate()) == [migration.version for migration in MIGRATIONS]
+        assert list(store.migrate()) == []
+    finally:
+        store.close()

@@ -23,6 +23,7 @@ import pytest
 from otphsm.gateways.push_outbox import PushOutbox
 from otphsm.service.logs import JsonFormatter
 from otphsm.simulators.card.cns_card import CnsCard
+from otphsm.store.urls import sqlite_url
 from otphsm.v1 import device_pb2, enrolment_pb2, grid_pb2_grpc, oob_pb2_grpc
 from support.service_devices import TokenApp
 from support.service_fixtures import ServiceUnderTest, start_service
@@ -47,7 +48,7 @@ def start_factor_service(request: pytest.FixtureRequest, tmp_path: Path) -> Iter
         service = start_service(
             request,
             directory,
-            store_url or f"sqlite://{db_path}",
+            store_url or sqlite_url(db_path),
             None if store_url else db_path,
             overrides,
         )

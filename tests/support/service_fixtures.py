@@ -34,6 +34,7 @@ from otphsm.simulators.deployment import (
 )
 from otphsm.simulators.sms.inbox import read_sms_messages
 from otphsm.smartcard.transport import CardTransport
+from otphsm.store.urls import sqlite_url
 from otphsm.v1 import (
     admin_pb2_grpc,
     device_pb2_grpc,
@@ -223,7 +224,7 @@ def start_service(
 def service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServiceUnderTest]:
     """A running service on a SQLite file."""
     db_path = tmp_path / "otphsm.db"
-    running = start_service(request, tmp_path, f"sqlite://{db_path}", db_path)
+    running = start_service(request, tmp_path, sqlite_url(db_path), db_path)
     yield running
     running.close()
 
@@ -238,6 +239,6 @@ def any_store_service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterato
         running = start_service(request, tmp_path, url, None)
     else:
         db_path = tmp_path / "otphsm.db"
-        running = start_service(request, tmp_path, f"sqlite://{db_path}", db_path)
+        running = start_service(request, tmp_path, sqlite_url(db_path), db_path)
     yield running
     running.close()

@@ -26,7 +26,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from otphsm.core.ports import Store
 from otphsm.core.records import AuditEntry
-from otphsm.store import SqlStore, open_store
+from otphsm.store import SqlStore, open_store, sqlite_url
 
 if TYPE_CHECKING:
     from multiprocessing.queues import Queue
@@ -100,7 +100,7 @@ SHARED_ENGINES = [ENGINES[0], ENGINES[2]]
 
 def _store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
-        return f"sqlite://{tmp_path / 'otphsm.db'}"
+        return sqlite_url(tmp_path / "otphsm.db")
     if request.param == "sqlite-memory":
         return "sqlite::memory:"
     url: str = request.getfixturevalue("postgres_store_url")

@@ -122,6 +122,11 @@ class TestCa:
         }
         (directory / _STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
 
+    @staticmethod
+    def certificate_file(directory: Path) -> Path:
+        """Where `save` writes the certificate."""
+        return directory / _CA_CERTIFICATE_FILE
+
     @classmethod
     def load(cls, directory: Path) -> TestCa:
         key = serialization.load_pem_private_key(

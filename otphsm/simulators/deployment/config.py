@@ -8,13 +8,13 @@ The in-process test server and every `otphsm serve` child take their mapping fro
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from otphsm.service.devpki import DevPki
+from otphsm.service.samples import toml_value
 from otphsm.simulators.hsm.softhsm import SoftHsm
 
 LOOPBACK = "127.0.0.1"
@@ -98,4 +98,4 @@ def _toml_value(section: str, key: str, value: Any) -> str:
     items = value if isinstance(value, list | tuple) else [value]
     if not all(isinstance(item, str | int | float | bool) for item in items):
         raise TypeError(f"{section}.{key}: only strings, numbers, booleans and lists of them")
-    return json.dumps(list(value) if isinstance(value, tuple) else value)
+    return toml_value(value)

@@ -21,6 +21,7 @@ from otphsm.simulators.deployment.config import (
 from otphsm.simulators.deployment.parts import card_ca, provisioned_softhsm, write_card_trust
 from otphsm.simulators.deployment.process import ServerProcess, start_serve, start_server
 from otphsm.simulators.hsm.softhsm import SoftHsm
+from otphsm.store.urls import sqlite_url
 
 
 @dataclass
@@ -35,7 +36,7 @@ class Deployment:
     servers: list[ServerProcess] = field(default_factory=list)
 
     def sqlite_url(self, name: str = "otphsm") -> str:
-        return f"sqlite://{self.directory / f'{name}.db'}"
+        return sqlite_url(self.directory / f"{name}.db")
 
     def client_tls(self, role: str) -> tuple[Path, Path, Path]:
         """The CA, certificate and key files of the dev client `role`."""

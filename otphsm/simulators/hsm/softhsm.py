@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shlex
 import shutil
 import subprocess
 from dataclasses import dataclass, replace
@@ -21,6 +22,7 @@ from otphsm.hsm.session import HsmSessionOwner
 
 SOFTHSM_UTIL = "softhsm2-util"
 SETTINGS_FILE = "otphsm-hsm.env"
+USER_PIN_FILE = "user-pin"
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,11 @@ class SoftHsm:
     @property
     def conf_path(self) -> Path:
         return self.directory / "softhsm2.conf"
+
+    @property
+    def user_pin_path(self) -> Path:
+        """The user PIN alone in a file (mode 0600), for `hsm.user_pin_file`."""
+        return self.directory / USER_PIN_FILE
 
     def hsm_config(self, **overrides: Any) -> HsmConfig:
         base = HsmConfig(token_label=self.token_label, user_pin=self.user_pin, module=self.module)
@@ -135,17 +142,30 @@ def provision_softhsm(softhsm: SoftHsm, **config_overrides: Any) -> ProvisionRep
 
 
 def write_settings(softhsm: SoftHsm) -> Path:
+    """`otphsm-hsm.env` (`export KEY=VALUE` lines a shell can source) and the user PIN alone in
+    `user-pin`, both mode 0600; the settings file's path."""
+    _write_private(softhsm.user_pin_path, softhsm.user_pin + "\n")
     path = softhsm.directory / SETTINGS_FILE
-    path.touch(mode=0o600, exist_ok=True)
-    path.write_text("".join(f"{k}={v}\n" for k, v in softhsm.settings().items()))
+    lines = (f"export {key}={shlex.quote(value)}\n" for key, value in softhsm.settings().items())
+    _write_private(path, "".join(lines))
     return path
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    path.write_text(text)
 
 
 def load_settings(directory: Path) -> SoftHsm:
     path = directory / SETTINGS_FILE
     if not path.exists():
         raise ConfigurationError(f"{path} not found: run `otphsm sim hsm init {directory}` first")
-    values = dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    values: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        key, found, value = line.removeprefix("export ").partition("=")
+        if found:
+            values[key.strip()] = "".join(shlex.split(value))
     return SoftHsm(
         directory=directory.resolve(),
         token_label=values["OTPHSM_HSM_TOKEN"],
