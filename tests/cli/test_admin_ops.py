@@ -30,6 +30,7 @@ from otphsm.service.devpki import DevPki
 from otphsm.simulators.deployment import start_serve, write_config
 from otphsm.simulators.sms.inbox import read_sms_messages
 from otphsm.simulators.token.pskc_factory import BatchSpec, make_batch_file
+from otphsm.store.urls import sqlite_url
 from otphsm.v1 import (
     common_pb2,
     device_pb2,
@@ -100,7 +101,7 @@ def deployed(
     if request.param == "postgres":
         url: str = request.getfixturevalue("postgres_store_url")
     else:
-        url = f"sqlite://{tmp_path / 'otphsm.db'}"
+        url = sqlite_url(tmp_path / "otphsm.db")
     raw = service_config(tmp_path, softhsm, pki, request.getfixturevalue("card_ca_files"), url)
     raw["metrics"]["enabled"] = False
     config = write_config(tmp_path / "otphsm.toml", raw)
