@@ -27,10 +27,13 @@ from otphsm.simulators.card.pcscd import PrivatePcscd
 from otphsm.simulators.card.vpcd import DEFAULT_VPCD_PORT, VpcdLink
 from otphsm.smartcard.cns import CnsClient
 from otphsm.smartcard.cns_files import PersonalData, card_date
-from otphsm.smartcard.errors import PinBlocked, WrongPin
+from otphsm.smartcard.errors import NoReader, PinBlocked, WrongPin
 from otphsm.smartcard.pcsc import PcscContext
 
 _POLL = 0.2
+INSERT_WAIT = 5.0
+"""`sim card insert`: seconds for vpcd to accept the card before the command gives up (once
+in, a pcscd restart is waited for without limit)."""
 _NAME_LABELS = {
     NameOID.GIVEN_NAME: "GN",
     NameOID.SURNAME: "SN",
@@ -67,6 +70,13 @@ def register(tree: CommandTree) -> None:
         "--persist",
         action="store_true",
         help="write PIN changes and retry counters back to CARDFILE on removal",
+    )
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=INSERT_WAIT,
+        metavar="SECONDS",
+        help=f"how long vpcd may take to accept the card at first (default {INSERT_WAIT:g})",
     )
 
     tree.group("card", help="the smart card in the station's reader")
@@ -115,10 +125,18 @@ def _sim_pcscd(args: argparse.Namespace) -> int:
 
 def _sim_card_insert(args: argparse.Namespace) -> int:
     _interrupt_on_sigterm()
+    if args.wait < 0:
+        raise InvalidInput("--wait must not be negative")
     card = load_card(args.cardfile)
     link = VpcdLink(card, args.port, args.host)
     print(f"inserting {args.cardfile} into vpcd at {args.host}:{args.port} (Ctrl-C removes it)")
-    link.insert(wait=None)
+    try:
+        link.insert(wait=args.wait)
+    except TimeoutError:
+        raise NoReader(
+            f"no vpcd reader accepted the card within {args.wait:g}s: is `otphsm sim pcscd` "
+            "running, and is --port one of the ports it printed?"
+        ) from None
     was_connected = False
     try:
         while link.running:

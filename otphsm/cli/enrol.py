@@ -296,8 +296,10 @@ def _issue_and_show(station: Station, authorised: Authorised, args: argparse.Nam
     secret = ""
     if args.temporary_secret:
         method = ActivationMethod.TEMPORARY_SECRET
+        from otphsm.core.activation import check_temporary_secret
+
         secret = Prompter(from_stdin=args.pin_from_stdin).new_secret(
-            "The citizen chooses a 5-digit secret: ", "temporary secret"
+            "The citizen chooses a 5-digit secret: ", "temporary secret", check_temporary_secret
         )
     elif args.otpauth:
         method = ActivationMethod.OTPAUTH
