@@ -88,6 +88,21 @@ def register(tree: CommandTree) -> None:
     parser.add_argument(
         "--pin", help="verify this PIN and show the tries left; '-' asks for it without echo"
     )
+    parser = tree.command(
+        "card",
+        "unblock",
+        handler=_card_unblock,
+        help="unblock the card's PIN with the PUK and choose a new PIN",
+    )
+    parser.add_argument("--reader", help="use the first reader whose name contains this")
+    parser.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds to wait for a card (default 30)"
+    )
+    parser.add_argument(
+        "--pin-from-stdin",
+        action="store_true",
+        help="read the PUK, then the new PIN, from stdin, one per line, without prompting",
+    )
 
 
 # -- otphsm sim pcscd ----------------------------------------------------------------------
@@ -244,7 +259,31 @@ def _check_pin(client: CnsClient, pin: str) -> int:
         print(f"PIN: WRONG, {exc.tries_left} {'try' if exc.tries_left == 1 else 'tries'} left")
         return 1
     except PinBlocked:
-        print("PIN: BLOCKED; unblock it with the PUK")
+        print("PIN: BLOCKED; unblock it with the PUK: otphsm card unblock")
         return 1
     print("PIN: correct (the retry counter is back to its maximum)")
+    return 0
+
+
+# -- otphsm card unblock -------------------------------------------------------------------
+
+
+def _card_unblock(args: argparse.Namespace) -> int:
+    """RESET RETRY COUNTER: the PUK, then a new PIN (asked twice at a terminal). A wrong PUK
+    is the card's error (exit 3) with the PUK's tries left."""
+    from otphsm.cli.ui import Prompter
+    from otphsm.smartcard.cns import check_pin
+
+    if args.timeout < 0:
+        raise InvalidInput("--timeout must not be negative")
+    prompter = Prompter(from_stdin=args.pin_from_stdin)
+    puk = prompter.secret("Card PUK: ", "PUK")
+    new_pin = prompter.new_secret("New card PIN (5 to 8 digits): ", "new PIN", check_pin)
+    with PcscContext() as ctx:
+        reader = ctx.wait_for_card(args.reader, args.timeout)
+        with ctx.connect(reader) as connection:
+            client = CnsClient(connection)
+            card_id = client.read_card_id()
+            client.unblock_pin(puk, new_pin)
+    print(f"Card {card_id} in {reader}: PIN unblocked and changed (its tries are full again)")
     return 0
