@@ -230,7 +230,10 @@ def _readers(args: argparse.Namespace) -> int:
 
     statuses = reader_statuses()
     if not statuses:
-        console().print("No card reader is connected.")
+        console().print(
+            "No card reader is connected: plug one in (simulated: `otphsm sim pcscd`, then "
+            "export the PCSCLITE_CSOCK_NAME it prints)."
+        )
         return ExitCode.CARD
     _table(
         *((s.name, "card inserted" if s.card_present else "empty") for s in statuses),

@@ -65,3 +65,15 @@ def test_a_new_pin_the_card_cannot_take_is_refused_before_the_card(
     assert run.code == ExitCode.CARD  # a PIN the card could not take is the card's (the table)
     assert run.out.count("choose again") == 2  # three tries, then the reason
     assert run.err.strip() == "otphsm: error: a CNS PIN has 5 to 8 digits"
+
+
+def test_no_card_is_the_card_exit_code_as_for_card_info_and_enrol(
+    pcscd: object, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same "no card" exit (3) from every station command (README's table)."""
+    unblock = ["card", "unblock", "--reader", "00 01", "--timeout", "0.3", "--pin-from-stdin"]
+    run = run_cli(capsys, monkeypatch, unblock, stdin=[CARD_PUK, NEW_PIN])
+    assert run.code == ExitCode.CARD
+    assert "no card was inserted in Virtual PCD 00 01 within 0.3s" in run.err
+    info = run_cli(capsys, monkeypatch, ["card", "info", "--reader", "00 01", "--timeout", "0.3"])
+    assert info.code == ExitCode.CARD
