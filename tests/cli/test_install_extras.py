@@ -6,6 +6,7 @@ station's commands (station) and `otphsm serve --help` (server) run. About 25 s.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import venv
 from pathlib import Path
@@ -50,10 +51,11 @@ def _copy_tree(target: Path) -> None:
 
 
 def run(
-    bin_dir: Path, *argv: str, env: dict[str, str] | None = None
+    bin_dir: Path, *argv: str, env: dict[str, str] | None = None, stdin: str = ""
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(bin_dir / "otphsm"), *argv],
+        input=stdin,
         check=False,
         capture_output=True,
         text=True,
@@ -83,6 +85,18 @@ def test_station_and_server_extras_install_and_run_apart(tmp_path: Path) -> None
     info = run(station, "card", "info", "--timeout", "0", env=no_pcscd)
     assert info.returncode == 3, info.stderr
     assert info.stderr.startswith("otphsm: error: ") and "Traceback" not in info.stderr
+
+    pki = tmp_path / "pki"
+    assert run(station, "admin", "dev-pki", str(pki)).returncode == 0
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = f"localhost:{probe.getsockname()[1]}"
+    state = ["--state", str(tmp_path / "app.json"), "--pin-from-stdin"]
+    activate = ["token", "activate", "--code", "1" * 18, "--pki", str(pki), "--server", closed]
+    offline = run(station, *activate, *state, stdin="24680\n")
+    assert offline.returncode == 5, offline.stderr  # got as far as calling the service
+    enrol = ["enrol", "new", "--pki", str(pki), "--server", closed, "--timeout", "0"]
+    assert run(station, *enrol, env=no_pcscd).returncode == 3  # as far as the reader
 
     server = install(tmp_path, "server")
     assert importable(server, "pkcs11") and importable(server, "psycopg")
