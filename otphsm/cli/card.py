@@ -42,6 +42,7 @@ _NAME_LABELS = {
 
 
 def register(tree: CommandTree) -> None:
+    tree.group("card", help="the citizen's smart card in the station's reader: read, unblock")
     tree.group("sim", help="simulated devices: HSM, card reader and card, tokens")
     parser = tree.command(
         "sim", "pcscd", handler=_sim_pcscd, help="run a private pcscd with a vpcd reader pair"
@@ -79,7 +80,6 @@ def register(tree: CommandTree) -> None:
         help=f"how long vpcd may take to accept the card at first (default {INSERT_WAIT:g})",
     )
 
-    tree.group("card", help="the smart card in the station's reader")
     parser = tree.command("card", "info", handler=_card_info, help="show what the card says")
     parser.add_argument("--reader", help="use the first reader whose name contains this")
     parser.add_argument(

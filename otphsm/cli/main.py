@@ -17,19 +17,21 @@ from otphsm.cli.commands import CommandTree
 from otphsm.cli.ui import ExitCode, exit_code_for
 from otphsm.core.errors import OtpHsmError
 
-# Each module exposes `register(tree: CommandTree) -> None`.
+# Each module exposes `register(tree: CommandTree) -> None`. `otphsm --help` lists the groups
+# in the order they are first registered: the service and the operator's, the station's, the
+# citizen's app, then the simulators, the demo and the benchmark.
 COMMAND_MODULES = (
-    "otphsm.cli.sim_hsm",
-    "otphsm.cli.demo",
-    "otphsm.cli.sim_card",
-    "otphsm.cli.fobs",
-    "otphsm.cli.card",
     "otphsm.cli.service",
     "otphsm.cli.hsm_keys",
-    "otphsm.cli.sim_push",
+    "otphsm.cli.inventory",
     "otphsm.cli.enrol",
     "otphsm.cli.token",
-    "otphsm.cli.inventory",
+    "otphsm.cli.card",  # also `sim pcscd` and `sim card insert`: the simulators follow
+    "otphsm.cli.sim_hsm",
+    "otphsm.cli.sim_card",
+    "otphsm.cli.fobs",
+    "otphsm.cli.sim_push",
+    "otphsm.cli.demo",
     "otphsm.cli.bench",
 )
 
