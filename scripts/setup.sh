@@ -66,7 +66,7 @@ fi
 if ! installed; then
     echo "setup: installing otphsm and its dev extras into $VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-    if ! "$VENV/bin/python" -m pip install -q -e '.[dev]'; then
+    if ! "$VENV/bin/python" -m pip install -q -e '.[all,dev]'; then
         echo "setup: FAILED to install the package (pyscard needs gcc, python3-dev and libpcsclite-dev)" >&2
         exit 1
     fi

@@ -28,10 +28,13 @@ from otphsm.simulators.card.pcscd import PrivatePcscd
 from otphsm.simulators.card.vpcd import DEFAULT_VPCD_PORT, VpcdLink
 from otphsm.smartcard.cns import CnsClient
 from otphsm.smartcard.cns_files import PersonalData, card_date
-from otphsm.smartcard.errors import PinBlocked, WrongPin
+from otphsm.smartcard.errors import NoReader, PinBlocked, WrongPin
 from otphsm.smartcard.pcsc import PcscContext
 
 _POLL = 0.2
+INSERT_WAIT = 5.0
+"""`sim card insert`: seconds for vpcd to accept the card before the command gives up (once
+in, a pcscd restart is waited for without limit)."""
 _NAME_LABELS = {
     NameOID.GIVEN_NAME: "GN",
     NameOID.SURNAME: "SN",
@@ -50,6 +53,7 @@ def _vpcd_port() -> int:
 
 
 def register(tree: CommandTree) -> None:
+    tree.group("card", help="the citizen's smart card in the station's reader: read, unblock")
     tree.group("sim", help="simulated devices: HSM, card reader and card, tokens")
     parser = tree.command(
         "sim", "pcscd", handler=_sim_pcscd, help="run a private pcscd with a vpcd reader pair"
@@ -85,8 +89,14 @@ def register(tree: CommandTree) -> None:
         action="store_true",
         help="write PIN changes and retry counters back to CARDFILE on removal",
     )
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=INSERT_WAIT,
+        metavar="SECONDS",
+        help=f"how long vpcd may take to accept the card at first (default {INSERT_WAIT:g})",
+    )
 
-    tree.group("card", help="the smart card in the station's reader")
     parser = tree.command("card", "info", handler=_card_info, help="show what the card says")
     parser.add_argument("--reader", help="use the first reader whose name contains this")
     parser.add_argument(
@@ -94,6 +104,21 @@ def register(tree: CommandTree) -> None:
     )
     parser.add_argument(
         "--pin", help="verify this PIN and show the tries left; '-' asks for it without echo"
+    )
+    parser = tree.command(
+        "card",
+        "unblock",
+        handler=_card_unblock,
+        help="unblock the card's PIN with the PUK and choose a new PIN",
+    )
+    parser.add_argument("--reader", help="use the first reader whose name contains this")
+    parser.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds to wait for a card (default 30)"
+    )
+    parser.add_argument(
+        "--pin-from-stdin",
+        action="store_true",
+        help="read the PUK, then the new PIN, from stdin, one per line, without prompting",
     )
 
 
@@ -132,10 +157,18 @@ def _sim_pcscd(args: argparse.Namespace) -> int:
 
 def _sim_card_insert(args: argparse.Namespace) -> int:
     _interrupt_on_sigterm()
+    if args.wait < 0:
+        raise InvalidInput("--wait must not be negative")
     card = load_card(args.cardfile)
     link = VpcdLink(card, args.port, args.host)
     print(f"inserting {args.cardfile} into vpcd at {args.host}:{args.port} (Ctrl-C removes it)")
-    link.insert(wait=None)
+    try:
+        link.insert(wait=args.wait)
+    except TimeoutError:
+        raise NoReader(
+            f"no vpcd reader accepted the card within {args.wait:g}s: is `otphsm sim pcscd` "
+            "running, and is --port one of the ports it printed?"
+        ) from None
     was_connected = False
     try:
         while link.running:
@@ -243,7 +276,31 @@ def _check_pin(client: CnsClient, pin: str) -> int:
         print(f"PIN: WRONG, {exc.tries_left} {'try' if exc.tries_left == 1 else 'tries'} left")
         return 1
     except PinBlocked:
-        print("PIN: BLOCKED; unblock it with the PUK")
+        print("PIN: BLOCKED; unblock it with the PUK: otphsm card unblock")
         return 1
     print("PIN: correct (the retry counter is back to its maximum)")
+    return 0
+
+
+# -- otphsm card unblock -------------------------------------------------------------------
+
+
+def _card_unblock(args: argparse.Namespace) -> int:
+    """RESET RETRY COUNTER: the PUK, then a new PIN (asked twice at a terminal). A wrong PUK
+    is the card's error (exit 3) with the PUK's tries left."""
+    from otphsm.cli.ui import Prompter
+    from otphsm.smartcard.cns import check_pin
+
+    if args.timeout < 0:
+        raise InvalidInput("--timeout must not be negative")
+    prompter = Prompter(from_stdin=args.pin_from_stdin)
+    puk = prompter.secret("Card PUK: ", "PUK")
+    new_pin = prompter.new_secret("New card PIN (5 to 8 digits): ", "new PIN", check_pin)
+    with PcscContext() as ctx:
+        reader = ctx.wait_for_card(args.reader, args.timeout)
+        with ctx.connect(reader) as connection:
+            client = CnsClient(connection)
+            card_id = client.read_card_id()
+            client.unblock_pin(puk, new_pin)
+    print(f"Card {card_id} in {reader}: PIN unblocked and changed (its tries are full again)")
     return 0

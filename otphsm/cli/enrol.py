@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 DEFAULT_CARD_TIMEOUT = 60.0
 SMS_ATTEMPTS = 3
+FIRST_CODE_ATTEMPTS = 3
 
 
 def register(tree: CommandTree) -> None:
@@ -112,6 +113,11 @@ def _issue_arguments(parser: argparse.ArgumentParser) -> None:
         help="where to save the QR (default: activation-SERIAL.png)",
     )
     group.add_argument("--show-uri", action="store_true", help="with --otpauth: print the URI")
+    group.add_argument(
+        "--code",
+        help="with --otpauth: the first code the app shows, confirmed at once (default: asked "
+        "after the QR; with --pin-from-stdin, the next line; empty skips)",
+    )
     group.add_argument(
         "--period",
         type=int,
@@ -224,7 +230,10 @@ def _readers(args: argparse.Namespace) -> int:
 
     statuses = reader_statuses()
     if not statuses:
-        console().print("No card reader is connected.")
+        console().print(
+            "No card reader is connected: plug one in (simulated: `otphsm sim pcscd`, then "
+            "export the PCSCLITE_CSOCK_NAME it prints)."
+        )
         return ExitCode.CARD
     _table(
         *((s.name, "card inserted" if s.card_present else "empty") for s in statuses),
@@ -233,9 +242,18 @@ def _readers(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def _check_issue_arguments(args: argparse.Namespace) -> None:
+    """Before the card: what the issuing options cannot mean together."""
+    if args.code is not None and not args.otpauth:
+        from otphsm.core.errors import InvalidInput
+
+        raise InvalidInput("--code goes with --otpauth")
+
+
 def _new(args: argparse.Namespace) -> int:
     from otphsm.client.station import Station
 
+    _check_issue_arguments(args)
     with connect(args) as client:
         station = Station(client)
         authorised = _card_authorisation(station, args)
@@ -248,6 +266,7 @@ def _new(args: argparse.Namespace) -> int:
 def _replace(args: argparse.Namespace) -> int:
     from otphsm.client.station import Station
 
+    _check_issue_arguments(args)
     with connect(args) as client:
         station = Station(client)
         authorised = _authorisation(station, args)
@@ -296,8 +315,10 @@ def _issue_and_show(station: Station, authorised: Authorised, args: argparse.Nam
     secret = ""
     if args.temporary_secret:
         method = ActivationMethod.TEMPORARY_SECRET
+        from otphsm.core.activation import check_temporary_secret
+
         secret = Prompter(from_stdin=args.pin_from_stdin).new_secret(
-            "The citizen chooses a 5-digit secret: ", "temporary secret"
+            "The citizen chooses a 5-digit secret: ", "temporary secret", check_temporary_secret
         )
     elif args.otpauth:
         method = ActivationMethod.OTPAUTH
@@ -337,7 +358,45 @@ def _issue_and_show(station: Station, authorised: Authorised, args: argparse.Nam
     png = args.png or Path(f"activation-{token.serial}.png")
     _write_private(png, issued.qr_png)
     out.print(f"QR saved to {png} (owner-only: it holds the activation)")
+    if method is ActivationMethod.OTPAUTH:
+        return _confirm_first_code(station, token.serial, args)
     return ExitCode.OK
+
+
+def _confirm_first_code(station: Station, serial: str, args: argparse.Namespace) -> int:
+    """Compatibility mode: the code the citizen's app shows after the scan, typed here, turns
+    the token active (an ordinary app cannot prove possession itself). A wrong code is asked
+    again (up to FIRST_CODE_ATTEMPTS) unless given with --code; none leaves it pending."""
+    from otphsm.core.verification import VerifyResult
+
+    out = console()
+    for attempt in range(1, FIRST_CODE_ATTEMPTS + 1):
+        code = args.code if args.code is not None else _ask_first_code(args)
+        if not code:
+            out.print(
+                "Not confirmed: the token stays pending until its first code is typed here "
+                f"(otphsm enrol … --otpauth --code) or proved; serial {serial}"
+            )
+            return ExitCode.OK
+        proof = station.confirm_first_code(serial, code)
+        if proof.ok:
+            out.print("First code accepted: the token is active.")
+            return ExitCode.OK
+        result = proof.result.value
+        last = args.code is not None or attempt == FIRST_CODE_ATTEMPTS
+        if last or proof.result is VerifyResult.LOCKED:
+            out.print(f"[red]The first code was not accepted ({result})[/red]: it stays pending.")
+            return ExitCode.NOT_ACCEPTED
+        out.print(f"[red]Not accepted ({result})[/red]: type the code the app shows now.")
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _ask_first_code(args: argparse.Namespace) -> str:
+    if args.pin_from_stdin:
+        return sys.stdin.readline().strip()
+    if not sys.stdin.isatty():
+        return ""
+    return input("First code the app shows (empty to skip): ").strip()
 
 
 def _write_private(path: Path, data: bytes) -> None:

@@ -7,12 +7,6 @@ import shlex
 from pathlib import Path
 
 from otphsm.cli.commands import CommandTree
-from otphsm.simulators.hsm.softhsm import (
-    create_softhsm,
-    load_settings,
-    provision_softhsm,
-    write_settings,
-)
 
 
 def register(tree: CommandTree) -> None:
@@ -28,6 +22,13 @@ def register(tree: CommandTree) -> None:
 
 
 def _init(args: argparse.Namespace) -> int:
+    from otphsm.simulators.hsm.softhsm import (  # python-pkcs11: the `server` extra
+        create_softhsm,
+        load_settings,
+        provision_softhsm,
+        write_settings,
+    )
+
     directory: Path = args.dir
     settings_file = directory / "otphsm-hsm.env"
     if settings_file.exists() and not (args.pin or args.so_pin):

@@ -36,6 +36,10 @@ if TYPE_CHECKING:
 
 STATE_ENV = "OTPHSM_TOKEN_STATE"
 REMEMBER_MINUTES = (0, 5, 10)
+NO_ACCOUNT_HINT = (
+    "add one with `otphsm token activate --code CODE` (the code the station printed) "
+    "or `otphsm token add-uri URI`; a different phone is --state FILE"
+)
 ASK = "-"
 """An option value that means: ask for it without echo."""
 
@@ -127,7 +131,9 @@ def _new_pin(app: MobileApp, args: argparse.Namespace) -> str | None:
     if app.has_pin:
         _unlock(app, args)
         return None
-    return prompter.new_secret("Choose a 5-digit app PIN: ", "app PIN")
+    from otphsm.simulators.token.app_state import check_app_pin
+
+    return prompter.new_secret("Choose a 5-digit app PIN: ", "app PIN", check_app_pin)
 
 
 # --- commands -----------------------------------------------------------------------------
@@ -199,11 +205,12 @@ def _add_uri(args: argparse.Namespace) -> int:
 
 def _code(args: argparse.Namespace) -> int:
     app = _open(args)
+    if not app.accounts:
+        from otphsm.core.errors import NotFound
+
+        raise NotFound(f"the app holds no account: {NO_ACCOUNT_HINT}")
     _unlock(app, args)
     shown = [app.code(args.account)] if args.account else app.codes()
-    if not shown:
-        console().print("The app holds no account.")
-        return ExitCode.OK
     for item in shown:
         left = "" if item.seconds_left is None else f"  ({item.seconds_left} s left)"
         pending = "" if item.account.confirmed else "  [not confirmed: otphsm token prove]"
@@ -237,7 +244,7 @@ def _list(args: argparse.Namespace) -> int:
             kind += f" {params.period} s"
         state = "active" if account.confirmed else "not confirmed"
         table.add_row(account.name, account.serial or "-", kind, account.origin, state)
-    console().print(table if app.accounts else "The app holds no account.")
+    console().print(table if app.accounts else f"The app holds no account: {NO_ACCOUNT_HINT}.")
     return ExitCode.OK
 
 
@@ -267,7 +274,7 @@ def _inbox(args: argparse.Namespace) -> int:
     outbox = args.push_outbox or _default_push_outbox()
     app = _open(args)
     if not app.accounts:
-        console().print("The app holds no account.")
+        console().print(f"The app holds no account: {NO_ACCOUNT_HINT}.")
         return ExitCode.OK
     _unlock(app, args)
     notifications = app.inbox(outbox)

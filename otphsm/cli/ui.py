@@ -36,7 +36,13 @@ from otphsm.core.errors import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from rich.console import Console
+
+NEW_SECRET_TRIES = 3
+"""How many times a secret being chosen (the app PIN, a temporary secret) is asked when it is
+mistyped, before the command gives up."""
 
 
 class ExitCode(enum.IntEnum):
@@ -94,6 +100,10 @@ def reset_console() -> None:
     _console = None
 
 
+class InputEnded(InvalidInput):
+    """stdin ended before a secret the command reads from it."""
+
+
 class Prompter:
     """Asks for secrets without echo (getpass), or reads them from stdin, one per line, with
     `from_stdin` (for tests and scripts). Never echoes or logs what it reads."""
@@ -105,13 +115,33 @@ class Prompter:
         if self.from_stdin:
             line = sys.stdin.readline()
             if not line:
-                raise InvalidInput(f"stdin ended before the {what}")
+                raise InputEnded(f"stdin ended before the {what}")
             return line.strip()
         return getpass.getpass(prompt).strip()
 
-    def new_secret(self, prompt: str, what: str) -> str:
-        """A secret chosen now: asked twice when interactive."""
+    def new_secret(
+        self,
+        prompt: str,
+        what: str,
+        check: Callable[[str], object] | None = None,
+        tries: int = NEW_SECRET_TRIES,
+    ) -> str:
+        """A secret chosen now: asked twice when interactive. One that `check` refuses (it
+        raises `InvalidInput`) or whose confirmation differs is asked again, `tries` times in
+        all; then the last reason is raised. From stdin: the next line is the next try."""
+        for attempt in range(1, tries + 1):
+            try:
+                return self._chosen(prompt, what, check)
+            except InvalidInput as exc:
+                if attempt == tries or isinstance(exc, InputEnded):
+                    raise
+                console().print(f"{exc}: choose again", style="red", markup=False)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _chosen(self, prompt: str, what: str, check: Callable[[str], object] | None) -> str:
         first = self.secret(prompt, what)
+        if check is not None:
+            check(first)
         if self.from_stdin:
             return first
         again = self.secret("Again: ", what)

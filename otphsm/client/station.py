@@ -37,7 +37,7 @@ from otphsm.smartcard.cns import CardContents
 from otphsm.smartcard.dialogue import PinEntryCancelled, sign_challenge_with_card
 from otphsm.smartcard.errors import NoCard, NoReader
 from otphsm.smartcard.readers import LocalReaders, PcscReaders, ReaderStatus
-from otphsm.v1 import common_pb2, enrolment_pb2, enrolment_pb2_grpc
+from otphsm.v1 import common_pb2, device_pb2, device_pb2_grpc, enrolment_pb2, enrolment_pb2_grpc
 
 __all__ = [
     "Authorised",
@@ -182,3 +182,11 @@ class Station:
         response = self.client.call(self._stub.AssignFob, request)
         proof = verify_outcome(response.proof) if response.HasField("proof") else None
         return token_view(response.token), proof
+
+    def confirm_first_code(self, serial: str, code: str) -> VerifyOutcome:
+        """The first code an authenticator app shows for a compatibility-mode (otpauth) token,
+        typed at the counter: `DeviceService.ProvePossession`, which the enroller role may call
+        (an ordinary app cannot), so the token ends active as a fob given `--code` does."""
+        request = device_pb2.ProvePossessionRequest(serial=serial, code=code)
+        stub = device_pb2_grpc.DeviceServiceStub(self.client.channel)
+        return verify_outcome(self.client.call(stub.ProvePossession, request))

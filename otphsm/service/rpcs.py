@@ -99,7 +99,8 @@ RPCS: Mapping[str, RpcSpec] = MappingProxyType(
             "DeviceService",
             ActivateWithCode=RpcSpec(_DEVICE, CodeCheck.ANSWER),
             ActivateWithTemporarySecret=RpcSpec(_DEVICE, CodeCheck.ANSWER),
-            ProvePossession=RpcSpec(_DEVICE, CodeCheck.VERIFY_RESULT),
+            # the enroller too: the first code of an otpauth token, typed at the counter
+            ProvePossession=RpcSpec(_DEVICE | _ENROLLER, CodeCheck.VERIFY_RESULT),
         ),
         **_service(
             "ValidationService",

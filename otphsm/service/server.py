@@ -3,6 +3,7 @@ runs it until SIGTERM/SIGINT and then shuts down gracefully."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import signal
 import threading
@@ -25,6 +26,7 @@ from otphsm.service.health import HealthMonitor
 from otphsm.service.interceptor import ServiceInterceptor
 from otphsm.service.logs import configure_logging
 from otphsm.service.metrics import Metrics
+from otphsm.service.ports import cannot_listen, in_use, port_taken
 from otphsm.service.ratelimit import FailureRateLimiter
 from otphsm.service.rpcs import SERVICE_NAMES
 from otphsm.service.servicers import (
@@ -123,7 +125,13 @@ def start_server(
     port = bind(server, section)
     metrics_port = None
     if config.metrics.enabled:
-        metrics_port = metrics.serve_http(config.metrics.address, config.metrics.port)
+        try:
+            metrics_port = metrics.serve_http(config.metrics.address, config.metrics.port)
+        except OSError as exc:
+            server.stop(None)
+            if exc.errno == errno.EADDRINUSE:
+                raise port_taken("metrics.port") from None
+            raise cannot_listen("metrics.port") from None
     monitor.start()
     server.start()
     log.info(
@@ -163,19 +171,26 @@ def _probe_hsm(assembly: Assembly) -> None:
 
 
 def bind(server: grpc.Server, section: ServerSection) -> int:
-    """Listen on the configured address: mTLS (client certificates required) unless insecure."""
+    """Listen on the configured address: mTLS (client certificates required) unless insecure.
+    A port in use is a `ConfigurationError` naming `server.port` (checked first, so gRPC logs
+    nothing of its own)."""
+    if in_use(section.address, section.port):
+        raise port_taken("server.port")
     target = f"{section.address}:{section.port}"
-    if section.insecure:
-        port = server.add_insecure_port(target)
-    else:
-        credentials = grpc.ssl_server_credentials(
-            [(Path(section.tls_key).read_bytes(), Path(section.tls_cert).read_bytes())],
-            root_certificates=Path(section.tls_client_ca).read_bytes(),
-            require_client_auth=True,
-        )
-        port = server.add_secure_port(target, credentials)
+    try:
+        if section.insecure:
+            port = server.add_insecure_port(target)
+        else:
+            credentials = grpc.ssl_server_credentials(
+                [(Path(section.tls_key).read_bytes(), Path(section.tls_cert).read_bytes())],
+                root_certificates=Path(section.tls_client_ca).read_bytes(),
+                require_client_auth=True,
+            )
+            port = server.add_secure_port(target, credentials)
+    except RuntimeError:  # grpc's "Failed to bind to address": no reason given
+        port = 0
     if port == 0:
-        raise OSError(f"cannot listen on {target}")
+        raise cannot_listen("server.port")
     return port
 
 

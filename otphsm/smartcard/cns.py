@@ -176,6 +176,12 @@ def _check_secret(value: str, what: str) -> bytes:
     return cns_files.pad_pin(value)
 
 
+def check_pin(pin: str) -> str:
+    """A PIN the card could accept (5..8 digits), else `InvalidPinFormat`."""
+    _check_secret(pin, "PIN")
+    return pin
+
+
 class CnsClient:
     """Talks CNS to the card behind `transport` (which it does not own or close)."""
 

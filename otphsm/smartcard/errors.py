@@ -139,7 +139,7 @@ class PinBlocked(CardStatusError):
     """The PIN (or PUK) is blocked (`69 83`)."""
 
     def __init__(self, *, sw: int, what: str = "PIN") -> None:
-        hint = "; unblock it with the PUK" if what == "PIN" else ""
+        hint = "; unblock it with the PUK (otphsm card unblock)" if what == "PIN" else ""
         super().__init__(f"the {what} is blocked{hint}", sw=sw)
         self.what = what
 

@@ -304,5 +304,61 @@ def test_compatibility_mode_hands_out_an_otpauth_qr(
     assert proof.ok
 
 
+def test_otpauth_enrolment_ends_active_with_the_first_code_typed_at_the_station(
+    service: ServiceUnderTest,
+    admin: tuple[Client, admin_pb2_grpc.AdminServiceStub],
+    cns_card_1024: CnsCard,
+    insert_card: InsertCard,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An ordinary authenticator app cannot call ProvePossession: the station asks for the
+    code it shows after the scan (here pyotp, from the URI the station printed, at the
+    service's time); a mistyped one is asked again; the token ends ACTIVE."""
+    import pyotp
+
+    insert_card(cns_card_1024)
+    printed: list[str] = []
+
+    def code_from_the_printed_uri() -> str:
+        printed.append(capsys.readouterr().out)
+        uri = re.search(r"otpauth://totp/\S+", "".join(printed))
+        assert uri, printed
+        return str(pyotp.parse_uri(uri.group(0)).at(service.clock.now()))
+
+    run = run_cli(
+        capsys,
+        monkeypatch,
+        enrol(service, "new", "--otpauth", "--show-uri"),
+        [CARD_PIN, lambda: _wrong(code_from_the_printed_uri()), code_from_the_printed_uri],
+    )
+    out = "".join(printed) + run.out
+    assert run.code == 0, run.err
+    assert "Not accepted (wrong_code): type the code the app shows now" in out
+    assert "First code accepted: the token is active." in out
+    [token] = tokens_of(admin)
+    assert token.state == common_pb2.TOKEN_STATE_ACTIVE
+
+
+def test_otpauth_with_a_wrong_code_given_stays_pending_and_exits_1(
+    service: ServiceUnderTest,
+    admin: tuple[Client, admin_pb2_grpc.AdminServiceStub],
+    cns_card_1024: CnsCard,
+    insert_card: InsertCard,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    insert_card(cns_card_1024)
+    argv = enrol(service, "new", "--otpauth", "--code", "000000")
+    run = run_cli(capsys, monkeypatch, argv, [CARD_PIN])
+    assert run.code == 1, run.err
+    assert "The first code was not accepted (wrong_code)" in run.out
+    [token] = tokens_of(admin)
+    assert token.state == common_pb2.TOKEN_STATE_PENDING
+    misused = run_cli(capsys, monkeypatch, enrol(service, "new", "--code", "123456"), [CARD_PIN])
+    assert misused.code == 2 and "--code goes with --otpauth" in misused.err
+
+
 def _wrong(code: str) -> str:
     return "000000" if code != "000000" else "111111"

@@ -1,0 +1,55 @@
+"""The ports `otphsm serve` listens on, and the one-line error that names the key to change
+when one is taken (another `otphsm serve` on the host, most often).
+
+The metrics endpoint is not derived from the gRPC port: a second server on a host with the
+default `[metrics] port` stops at start-up with an error naming `metrics.port`; `port = 0`
+picks any free port, which the start-up line ("serving", field `metrics_port`) reports.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+
+from otphsm.core.errors import ConfigurationError
+
+KEYS = {
+    "server.port": "[server] port (or OTPHSM_SERVER_PORT)",
+    "metrics.port": "[metrics] port (or OTPHSM_METRICS_PORT; 0 picks a free one), "
+    "or set [metrics] enabled = false",
+}
+
+
+def port_taken(key: str) -> ConfigurationError:
+    """`server.port: the port is already in use …: change …` (no traceback, one line)."""
+    return ConfigurationError(
+        f"{key}: the port is already in use on this host (another otphsm serve?): "
+        f"change {KEYS[key]}"
+    )
+
+
+def cannot_listen(key: str) -> ConfigurationError:
+    address = key.split(".", maxsplit=1)[0] + ".address"
+    return ConfigurationError(
+        f"{key}: cannot listen on the configured {address} and port: check both"
+    )
+
+
+def in_use(address: str, port: int) -> bool:
+    """Whether something already listens on `address:port` (0: never). A probe only, for
+    the message: the real bind still decides."""
+    if port == 0:
+        return False
+    try:
+        infos = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM)
+    except OSError:
+        return False
+    for family, kind, proto, _name, where in infos:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(where)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    return True
+    return False
