@@ -13,7 +13,6 @@ from otphsm.simulators.card.cardfile import save_card
 from otphsm.simulators.card.factory import ATR_BY_KEY_SIZE, Person, issue_card
 from otphsm.simulators.card.pki import TestCa, make_test_ca
 from otphsm.simulators.card.spec import check_pin_format
-from otphsm.simulators.deployment.parts import write_card_trust
 
 DEFAULT_MUNICIPALITY = "L378"
 
@@ -81,6 +80,10 @@ def _ca(args: argparse.Namespace) -> int:
     now = dt.datetime.now(dt.UTC)
     try:
         ca, created = _load_or_create_ca(args.dir, now)
+        # here, not at the top: the deployment harness reads the server's config (python-pkcs11),
+        # which a station's install (`otphsm[station]`) does not have
+        from otphsm.simulators.deployment.parts import write_card_trust
+
         trust = write_card_trust(ca, args.dir, now)
         ca.save(args.dir)  # the next CRL number
     except (ValueError, OSError) as exc:
