@@ -196,17 +196,28 @@ def _not_a_crl_issuing_ca(authority: x509.Certificate) -> str | None:
     return None
 
 
-def _trusted_issuer(trust_store: TrustStore, certificate: x509.Certificate) -> x509.Certificate:
-    namesakes = [ca for ca in trust_store.authorities if ca.subject == certificate.issuer]
-    if not namesakes:
-        raise CardCheckFailed(
-            CardCheckFailure.UNTRUSTED_ISSUER, "no trusted CA has the certificate's issuer name"
-        )
-    for authority in namesakes:
+def signing_authority(
+    certificate: x509.Certificate, authorities: Iterable[x509.Certificate]
+) -> x509.Certificate | None:
+    """The authority, among `authorities`, that has the certificate's issuer name and signed it."""
+    for authority in authorities:
+        if authority.subject != certificate.issuer:
+            continue
         try:
             certificate.verify_directly_issued_by(authority)
         except (ValueError, TypeError, InvalidSignature):
             continue
+        return authority
+    return None
+
+
+def _trusted_issuer(trust_store: TrustStore, certificate: x509.Certificate) -> x509.Certificate:
+    if not any(ca.subject == certificate.issuer for ca in trust_store.authorities):
+        raise CardCheckFailed(
+            CardCheckFailure.UNTRUSTED_ISSUER, "no trusted CA has the certificate's issuer name"
+        )
+    authority = signing_authority(certificate, trust_store.authorities)
+    if authority is not None:
         return authority
     raise CardCheckFailed(
         CardCheckFailure.UNTRUSTED_ISSUER,

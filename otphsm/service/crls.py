@@ -27,10 +27,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 
-from otphsm.core.certificates import TrustStore, load_crl, missing_current_crls
+from otphsm.core.certificates import (
+    TrustStore,
+    load_crl,
+    missing_current_crls,
+    signing_authority,
+)
 from otphsm.core.clock import Clock
 from otphsm.core.crls import crl_authority, crl_number, is_newer
 from otphsm.core.errors import ConfigurationError
@@ -204,7 +208,7 @@ class CrlHolder:
             certificate = x509.load_der_x509_certificate(certificate_der)
         except ValueError:
             return []  # the card check says why
-        issuer = _signer(certificate, self._store.authorities)
+        issuer = signing_authority(certificate, self._store.authorities)
         if issuer is None:
             return []
         with self._lock:
@@ -254,20 +258,6 @@ class CrlRefresher:
                 log.exception("CRL refresh failed")
             self._stop.wait(self._section.crl_check_seconds)
             since_fetch += self._section.crl_check_seconds
-
-
-def _signer(
-    certificate: x509.Certificate, authorities: Sequence[x509.Certificate]
-) -> x509.Certificate | None:
-    for authority in authorities:
-        if authority.subject != certificate.issuer:
-            continue
-        try:
-            certificate.verify_directly_issued_by(authority)
-        except (ValueError, TypeError, InvalidSignature):
-            continue
-        return authority
-    return None
 
 
 def _facts(crl: x509.CertificateRevocationList) -> dict[str, object]:

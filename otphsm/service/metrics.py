@@ -50,7 +50,7 @@ class Metrics:
         )
         self.component_up = Gauge(
             "otphsm_component_up",
-            "1 while the last health check of the component (hsm, store) passed.",
+            "1 while the last health check of the component (hsm, store, crl) passed.",
             ("component",),
             registry=r,
         )
@@ -66,6 +66,7 @@ class Metrics:
 
     def show_crls(self, trust: TrustStore) -> None:
         """Set `crl_next_update` from the CRLs held (a holder's `on_change` listener)."""
+        self.crl_next_update.clear()
         for crl in trust.crls:
             if crl.next_update_utc is not None:
                 issuer = crl.issuer.rfc4514_string()
