@@ -77,7 +77,8 @@ class CrlHolder:
         self._listeners: list[Callable[[TrustStore], None]] = []
         self._held: dict[bytes, x509.CertificateRevocationList] = {}
         """Issuer name (DER) → the newest authentic CRL seen from any source."""
-        authorities, crls, self._stamps = self._read_files()
+        self._stamps = self._stamps_now()
+        authorities, crls = self._read_files()
         self._store = TrustStore(authorities)
         self._urls: dict[str, None] = dict.fromkeys(section.crl_urls)
         self._install(authorities, crls, source="card.crls")
@@ -116,14 +117,15 @@ class CrlHolder:
         return self.reload("file changed")
 
     def reload(self, why: str = "SIGHUP") -> bool:
-        """Read the CA and CRL files again; on a failure keep everything held (and the old
-        stamps, so the next poll tries again). Whether the files were read."""
+        """Read the CA and CRL files again; on a failure keep everything held (the next
+        change to a file tries again, so a file half written is read once complete). Whether
+        the files were read."""
+        self._stamps = self._stamps_now()
         try:
-            authorities, crls, stamps = self._read_files()
+            authorities, crls = self._read_files()
         except ConfigurationError as exc:
             log.error("card trust files not reloaded", extra={"fields": {"why": str(exc)}})
             return False
-        self._stamps = stamps
         log.info("card trust files read", extra={"fields": {"reason": why, "crls": len(crls)}})
         self._install(authorities, crls, source="card.crls")
         return True
@@ -138,9 +140,12 @@ class CrlHolder:
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock.now(), UTC)
 
-    def _read_files(self) -> tuple[Authorities, list[Crl], dict[str, FileStamp | None]]:
+    def _stamps_now(self) -> dict[str, FileStamp | None]:
         section = self._section
-        stamps = {path: _stamp(Path(path)) for path in (*section.trusted_ca, *section.crls)}
+        return {path: _stamp(Path(path)) for path in (*section.trusted_ca, *section.crls)}
+
+    def _read_files(self) -> tuple[Authorities, list[Crl]]:
+        section = self._section
         pem = b"".join(read_file(path, "card.trusted_ca") for path in section.trusted_ca)
         try:
             authorities = tuple(x509.load_pem_x509_certificates(pem))
@@ -148,7 +153,7 @@ class CrlHolder:
             crls = [load_crl(read_file(path, "card.crls")) for path in section.crls]
         except ValueError as exc:
             raise ConfigurationError(f"card.trusted_ca / card.crls do not parse: {exc}") from None
-        return authorities, crls, stamps
+        return authorities, crls
 
     def _install(
         self,

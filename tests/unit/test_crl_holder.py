@@ -135,6 +135,10 @@ def test_an_older_crl_a_broken_file_or_a_stranger_s_crl_keep_the_last_good_one(
     holder.poll()
     assert holder.store.crls == (newest,)
 
+    completed = ca.crl(NOW)  # the file written whole at last
+    files.write(pem(completed))
+    assert holder.poll() is True and holder.store.crls == (completed,)
+
 
 def test_past_next_update_check_current_fails_with_the_refusal_s_words(
     ca: TestCa, files: Files, card_key: rsa.RSAPrivateKey
