@@ -284,3 +284,20 @@ def test_fetch_crl_over_loopback_http(
     with pytest.raises(CrlFetchFailed, match="only http://"):
         fetch_crl("file:///etc/passwd", timeout_seconds=5, proxies={})
     assert display_url("http://user:pw@host:8080/a.crl?token=x") == "http://host:8080/a.crl"
+
+
+def test_a_ca_file_rewritten_changes_the_trusted_cas_and_drops_the_old_ca_s_crl(
+    ca: TestCa, files: Files, card_key: rsa.RSAPrivateKey
+) -> None:
+    holder = CrlHolder(files.section(), ManualClock(NOW.timestamp()))
+    card = certificate(ca, card_key)
+    successor = make_test_ca(now=NOW - timedelta(days=30))
+    aside = files.ca_file.with_suffix(".new")
+    aside.write_bytes(successor.certificate.public_bytes(serialization.Encoding.PEM))
+    aside.replace(files.ca_file)
+    assert holder.poll() is True
+    assert holder.store.authorities == (successor.certificate,)
+    assert holder.store.crls == ()  # the old CA's CRL went with it
+    with pytest.raises(CardCheckFailed) as refused:
+        check_cns_certificate(holder.for_certificate(der(card)), card, now=NOW)
+    assert refused.value.reason is CardCheckFailure.UNTRUSTED_ISSUER
