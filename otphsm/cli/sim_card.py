@@ -11,7 +11,7 @@ from otphsm.core import codice_fiscale
 from otphsm.core.errors import InvalidInput
 from otphsm.simulators.card.cardfile import save_card
 from otphsm.simulators.card.factory import ATR_BY_KEY_SIZE, Person, issue_card
-from otphsm.simulators.card.pki import TestCa, make_test_ca
+from otphsm.simulators.card.pki import CertProfile, TestCa, make_test_ca
 from otphsm.simulators.card.spec import check_pin_format
 
 DEFAULT_MUNICIPALITY = "L378"
@@ -65,6 +65,12 @@ def register(tree: CommandTree) -> None:
         help="1024: CNS 1.0 ATR, short APDUs; 2048: CNS 1.1 ATR, extended APDUs (default)",
     )
     parser.add_argument("--card-id", help="16 digits for EF_IDCarta (default: random)")
+    parser.add_argument(
+        "--crl-url",
+        metavar="URL",
+        help="an http:// CRL distribution point for the certificate (default: none), for a "
+        "server with card.crl_fetch = true",
+    )
     parser.add_argument("--force", action="store_true", help="overwrite an existing card file")
 
 
@@ -119,6 +125,8 @@ def _issue(args: argparse.Namespace) -> int:
     out: Path = args.out
     if out.exists() and not args.force:
         raise InvalidInput(f"{out} exists; pass --force to overwrite it")
+    if args.crl_url and not args.crl_url.startswith("http://"):
+        raise InvalidInput("--crl-url must be an http:// URL")
     now = dt.datetime.now(dt.UTC)
     try:
         check_pin_format(args.pin)
@@ -133,6 +141,7 @@ def _issue(args: argparse.Namespace) -> int:
             key_size=args.key_size,
             card_id=args.card_id,
             now=now,
+            profile=CertProfile(crl_distribution_point=args.crl_url) if args.crl_url else None,
         )
     except (ValueError, OSError) as exc:
         raise InvalidInput(f"cannot issue the card: {exc}") from exc

@@ -6,8 +6,10 @@ The chain is one level deep, as on every CNS (the "CA Cittadini" roots have path
 issuer must be one of the configured authorities. Revocation is checked against the
 configured CRLs and fails closed: with no CRL for the issuer, or none that is correctly signed
 and current at `now` (thisUpdate ≤ now < nextUpdate), the check refuses with
-CRL_UNAVAILABLE_OR_STALE rather than trusting a certificate it cannot clear. CRLs that carry a
-critical extension (delta or partitioned CRLs) are not understood and so never used.
+CRL_UNAVAILABLE_OR_STALE rather than trusting a certificate it cannot clear (the words say
+which: none configured, none signed by the CA, or the newest one's nextUpdate passed). CRLs
+that carry a critical extension (delta or partitioned CRLs) are not understood and so never
+used (`otphsm.core.crls`).
 The authorities' own validity periods are not checked (RFC 5280 treats trust anchors as
 configuration); the operator removes an expired CA from the trust store.
 
@@ -24,12 +26,13 @@ from datetime import datetime
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID, ObjectIdentifier
 
 from otphsm.core import codice_fiscale as cf
 from otphsm.core.cns_identity import MalformedCommonName, parse_common_name
 from otphsm.core.cns_profile import ACCEPTED_AUTHENTICATION_POLICIES, CLIENT_AUTH
+from otphsm.core.crls import crl_authority, is_current, stale_problem
 from otphsm.core.errors import AuthorisationRefused, ConfigurationError
 
 
@@ -98,6 +101,10 @@ class TrustStore:
     def with_crls(self, crls: Sequence[x509.CertificateRevocationList]) -> TrustStore:
         """The same authorities with freshly fetched CRLs."""
         return TrustStore(self.authorities, tuple(crls), self.accepted_policies)
+
+    def for_certificate(self, certificate_der: bytes) -> TrustStore:
+        """`TrustSource`: a fixed trust store checks every certificate against itself."""
+        return self
 
 
 def load_crl(data: bytes) -> x509.CertificateRevocationList:
@@ -189,17 +196,28 @@ def _not_a_crl_issuing_ca(authority: x509.Certificate) -> str | None:
     return None
 
 
-def _trusted_issuer(trust_store: TrustStore, certificate: x509.Certificate) -> x509.Certificate:
-    namesakes = [ca for ca in trust_store.authorities if ca.subject == certificate.issuer]
-    if not namesakes:
-        raise CardCheckFailed(
-            CardCheckFailure.UNTRUSTED_ISSUER, "no trusted CA has the certificate's issuer name"
-        )
-    for authority in namesakes:
+def signing_authority(
+    certificate: x509.Certificate, authorities: Iterable[x509.Certificate]
+) -> x509.Certificate | None:
+    """The authority, among `authorities`, that has the certificate's issuer name and signed it."""
+    for authority in authorities:
+        if authority.subject != certificate.issuer:
+            continue
         try:
             certificate.verify_directly_issued_by(authority)
         except (ValueError, TypeError, InvalidSignature):
             continue
+        return authority
+    return None
+
+
+def _trusted_issuer(trust_store: TrustStore, certificate: x509.Certificate) -> x509.Certificate:
+    if not any(ca.subject == certificate.issuer for ca in trust_store.authorities):
+        raise CardCheckFailed(
+            CardCheckFailure.UNTRUSTED_ISSUER, "no trusted CA has the certificate's issuer name"
+        )
+    authority = signing_authority(certificate, trust_store.authorities)
+    if authority is not None:
         return authority
     raise CardCheckFailed(
         CardCheckFailure.UNTRUSTED_ISSUER,
@@ -241,19 +259,8 @@ def _current_crl(
     """The newest CRL of `authority` that is signed by it and current at `now`."""
     issuer_name = authority.subject.rfc4514_string()
     own = [crl for crl in trust_store.crls if crl.issuer == authority.subject]
-    authentic = [
-        crl
-        for crl in own
-        if _is_signed_by(crl, authority)
-        and not any(extension.critical for extension in crl.extensions)
-    ]
-    current = [
-        crl
-        for crl in authentic
-        if crl.last_update_utc <= now
-        and crl.next_update_utc is not None
-        and now < crl.next_update_utc
-    ]
+    authentic = [crl for crl in own if crl_authority(crl, (authority,)) is not None]
+    current = [crl for crl in authentic if is_current(crl, now)]
     if current:
         return max(current, key=lambda crl: crl.last_update_utc)
     if not own:
@@ -261,15 +268,20 @@ def _current_crl(
     elif not authentic:
         problem = "no configured CRL is validly signed by it"
     else:
-        problem = "every configured CRL is out of date at " + now.isoformat()
+        problem = stale_problem(max(authentic, key=lambda crl: crl.last_update_utc), now)
     raise CardCheckFailed(CardCheckFailure.CRL_UNAVAILABLE_OR_STALE, f"{issuer_name}: {problem}")
 
 
-def _is_signed_by(crl: x509.CertificateRevocationList, authority: x509.Certificate) -> bool:
-    public_key = authority.public_key()
-    if not isinstance(public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
-        return False
-    return crl.is_signature_valid(public_key)
+def missing_current_crls(trust_store: TrustStore, now: datetime) -> list[str]:
+    """Why each trusted authority without a current CRL at `now` has none (empty: every card
+    can be checked); the words of the refusal a card of that authority would get."""
+    missing = []
+    for authority in trust_store.authorities:
+        try:
+            _current_crl(trust_store, authority, now)
+        except CardCheckFailed as refusal:
+            missing.append(refusal.detail)
+    return missing
 
 
 def _check_key_usage(certificate: x509.Certificate) -> None:

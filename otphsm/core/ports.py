@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
+from otphsm.core.certificates import TrustStore
 from otphsm.core.clock import Clock
 from otphsm.core.lockout import Failure, Refusal, Reservation, Standing
 from otphsm.core.otp import HashAlgorithm
@@ -23,7 +24,17 @@ from otphsm.core.records import (
 from otphsm.core.seeds import EcdhSeed, SeedHolder, SeedRef, StoredSeed
 from otphsm.core.tokens import PageAfter, Token, TokenQuery
 
-__all__ = ["Clock", "Conflict", "OtpHsm", "PushGateway", "SmsGateway", "Store"]
+__all__ = ["Clock", "Conflict", "OtpHsm", "PushGateway", "SmsGateway", "Store", "TrustSource"]
+
+
+class TrustSource(Protocol):
+    """Where card checks get the trusted CAs and CRLs: a fixed `TrustStore`, or the server's
+    holder that keeps its CRLs current (`otphsm.service.crls.CrlHolder`)."""
+
+    def for_certificate(self, certificate_der: bytes) -> TrustStore:
+        """The trust store to check this card certificate against now (a holder that fetches
+        CRLs may first learn the certificate's distribution points)."""
+        ...
 
 
 class OtpHsm(Protocol):

@@ -15,22 +15,21 @@ from pathlib import Path
 from typing import assert_never
 
 from otphsm.core.app.context import App
-from otphsm.core.certificates import TrustStore
 from otphsm.core.clock import Clock, SystemClock
-from otphsm.core.errors import ConfigurationError
 from otphsm.core.ports import PushGateway, SmsGateway, Store
 from otphsm.gateways.push_outbox import PushOutbox
 from otphsm.gateways.sms_http import HttpSmsGateway
 from otphsm.gateways.sms_outbox import OutboxSmsGateway
 from otphsm.hsm import HsmConfig, HsmSeedVault, SessionSource, open_vault
 from otphsm.service.config import (
-    CardSection,
     HsmSection,
     ReaderKind,
     ServiceConfig,
     SmsKind,
     SmsSection,
+    read_file,
 )
+from otphsm.service.crls import CrlHolder
 from otphsm.smartcard.readers import LocalReaders, PcscReaders
 from otphsm.store import open_store
 from otphsm.store.schema import FIRST_MIGRATION
@@ -42,6 +41,7 @@ class Assembly:
     vault: HsmSeedVault
     store: Store
     readers: LocalReaders | None
+    crls: CrlHolder
     new_database: bool = False
     """The store had no schema: this start created it (empty)."""
 
@@ -65,7 +65,7 @@ def assemble(
     """Open the store (migrated), the HSM (keys checked) and the rest. The keyword arguments
     replace an adapter (tests inject a manual clock, a fault-injecting HSM, simulated readers)."""
     clock = clock or SystemClock()
-    trust = load_trust(config.card)
+    crls = CrlHolder(config.card, clock)
     sms = sms or sms_gateway(config.sms, clock)
     if readers is None:
         readers = _readers(config.card.readers)
@@ -83,13 +83,13 @@ def assemble(
         store=store,
         hsm=vault,
         clock=clock,
-        trust=trust,
+        trust=crls,
         sms=sms,
         policy=config.policy,
         push=push or PushOutbox(Path(config.sms.push_outbox), clock),
         write_point_hook=write_point_hook,
     )
-    return Assembly(app, vault, store, readers, new_database=FIRST_MIGRATION in applied)
+    return Assembly(app, vault, store, readers, crls, new_database=FIRST_MIGRATION in applied)
 
 
 def hsm_config(section: HsmSection) -> HsmConfig:
@@ -116,7 +116,8 @@ def sms_gateway(section: SmsSection, clock: Clock) -> SmsGateway:
         case SmsKind.HTTP:
             token = ""
             if section.bearer_token_file:
-                token = _read(section.bearer_token_file, "sms.bearer_token_file").decode().strip()
+                token_bytes = read_file(section.bearer_token_file, "sms.bearer_token_file")
+                token = token_bytes.decode().strip()
             return HttpSmsGateway(
                 section.url,
                 timeout_seconds=section.timeout_seconds,
@@ -128,15 +129,6 @@ def sms_gateway(section: SmsSection, clock: Clock) -> SmsGateway:
             assert_never(unreachable)
 
 
-def load_trust(section: CardSection) -> TrustStore:
-    authorities = b"".join(_read(path, "card.trusted_ca") for path in section.trusted_ca)
-    crls = [_read(path, "card.crls") for path in section.crls]
-    try:
-        return TrustStore.from_pem(authorities, crls)
-    except ValueError as exc:
-        raise ConfigurationError(f"card.trusted_ca / card.crls do not parse: {exc}") from None
-
-
 def _readers(kind: ReaderKind) -> LocalReaders | None:
     match kind:
         case ReaderKind.PCSC:
@@ -145,10 +137,3 @@ def _readers(kind: ReaderKind) -> LocalReaders | None:
             return None
         case unreachable:
             assert_never(unreachable)
-
-
-def _read(path: str, key: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise ConfigurationError(f"cannot read {key} file {path}: {exc.strerror}") from None

@@ -14,7 +14,9 @@ fields are each section's `__post_init__`. The HSM PIN is never part of any repr
                cache_size, wrap_mechanism (AES_KEY_WRAP_PAD | AES_CBC_PAD), kek_label,
                pepper_label
     [store]    url, pool_size, timeout_seconds
-    [card]     trusted_ca (list of PEM files), crls (list of PEM/DER files), readers (none | pcsc)
+    [card]     trusted_ca (list of PEM files), crls (list of PEM/DER files), readers (none | pcsc),
+               crl_check_seconds, crl_fetch, crl_urls, crl_fetch_seconds,
+               crl_fetch_timeout_seconds (see `otphsm.service.crls`)
     [sms]      kind (outbox | http), outbox, url, timeout_seconds, retries,
                retry_backoff_seconds, bearer_token_file, push_outbox
     [policy]   every field of `otphsm.core.app.context.AppPolicy` (issuer, *_seconds, ...)
@@ -64,6 +66,14 @@ class SmsKind(enum.StrEnum):
     """The simulator: a JSON-lines file."""
     HTTP = "http"
     """The HTTP gateway (`HttpSmsGateway`) to `sms.url`."""
+
+
+def read_file(path: str, key: str) -> bytes:
+    """A file a key names (a CA, a CRL, a token): its failure names the key and the path."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read {key} file {path}: {exc.strerror}") from None
 
 
 def _require(condition: bool, message: str) -> None:
@@ -148,9 +158,22 @@ class CardSection:
     trusted_ca: FilePaths = ()
     crls: FilePaths = ()
     readers: ReaderKind = ReaderKind.NONE
+    crl_check_seconds: Annotated[float, above(0)] = 10.0
+    """How often the trusted_ca and crls files are looked at (size, mtime, inode) and read
+    again when one changed; SIGHUP reads them at once."""
+    crl_fetch: bool = False
+    """Fetch CRLs over HTTP from `crl_urls` and the http:// distribution points of the trusted
+    CAs and of the card certificates they signed (learned at enrolment)."""
+    crl_urls: tuple[str, ...] = ()
+    crl_fetch_seconds: Annotated[float, above(0)] = 3600.0
+    crl_fetch_timeout_seconds: Annotated[float, above(0)] = 10.0
 
     def __post_init__(self) -> None:
         _require(bool(self.trusted_ca), "card.trusted_ca must name at least one CA PEM file")
+        _require(
+            all(url.startswith("http://") for url in self.crl_urls),
+            "card.crl_urls must be http:// URLs (CRLs are signed: no TLS is needed)",
+        )
 
 
 @dataclass(frozen=True)

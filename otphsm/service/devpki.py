@@ -67,22 +67,9 @@ def write_dev_pki(
     _write_cert(directory / CA_FILE, ca_cert)
     _write_key(directory / "ca-key.pem", ca_key)
 
-    server_key = ec.generate_private_key(ec.SECP256R1())
-    server_san = x509.SubjectAlternativeName(
-        [
-            x509.DNSName("localhost"),
-            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-            x509.IPAddress(ipaddress.ip_address("::1")),
-        ]
+    issue_server_certificate(
+        directory / SERVER_CERT_FILE, directory / SERVER_KEY_FILE, ca_cert, ca_key, moment
     )
-    server_cert = (
-        _leaf(_name("localhost"), ca_cert, ca_key, server_key, moment)
-        .add_extension(server_san, critical=False)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    _write_cert(directory / SERVER_CERT_FILE, server_cert)
-    _write_key(directory / SERVER_KEY_FILE, server_key)
 
     wanted: dict[str, tuple[Role, ...]] = {role.value: (role,) for role in Role}
     wanted.update(extra_clients or {})
@@ -100,6 +87,34 @@ def write_dev_pki(
         directory / SERVER_KEY_FILE,
         clients,
     )
+
+
+def issue_server_certificate(
+    cert_path: Path,
+    key_path: Path,
+    ca_cert: x509.Certificate,
+    ca_key: ec.EllipticCurvePrivateKey,
+    now: datetime,
+) -> x509.Certificate:
+    """A new key and a server certificate for localhost, 127.0.0.1 and ::1 (what
+    `write_dev_pki` writes; again, to rotate the server's certificate)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    san = x509.SubjectAlternativeName(
+        [
+            x509.DNSName("localhost"),
+            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+            x509.IPAddress(ipaddress.ip_address("::1")),
+        ]
+    )
+    certificate = (
+        _leaf(_name("localhost"), ca_cert, ca_key, key, now)
+        .add_extension(san, critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    _write_cert(cert_path, certificate)
+    _write_key(key_path, key)
+    return certificate
 
 
 def issue_client_certificate(

@@ -1,11 +1,13 @@
 """The standard gRPC health service, driven by a background checker: NOT_SERVING while the HSM or
-the database fails its probe, SERVING again as soon as both pass."""
+the database fails its probe, SERVING again as soon as both pass. A probe may be scoped to some
+services: while it fails, those answer NOT_SERVING and the others (and the server as a whole,
+"") keep SERVING: with no current CRL, enrolment stops and verification goes on."""
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 
 from grpc_health.v1 import health, health_pb2
 
@@ -30,9 +32,13 @@ class HealthMonitor:
         services: Iterable[str],
         interval_seconds: float,
         metrics: Metrics,
+        scoped: Mapping[str, tuple[Probe, Collection[str]]] | None = None,
     ) -> None:
+        """`scoped`: probe name → (probe, the services its failure takes down alone)."""
         self.servicer = servicer
         self._probes = dict(probes)
+        self._scope = {name: frozenset(services) for name, (_, services) in (scoped or {}).items()}
+        self._probes.update({name: probe for name, (probe, _) in (scoped or {}).items()})
         self._services = ("", *services)
         self._interval = interval_seconds
         self._metrics = metrics
@@ -94,6 +100,6 @@ class HealthMonitor:
         for name in sorted(set(self._failing) - set(failing)):
             log.info("component usable again", extra={"fields": {"component": name}})
         self._failing = failing
-        status = NOT_SERVING if failing else SERVING
         for service in self._services:
-            self.servicer.set(service, status)
+            down = any(name not in self._scope or service in self._scope[name] for name in failing)
+            self.servicer.set(service, NOT_SERVING if down else SERVING)

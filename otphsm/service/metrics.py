@@ -12,6 +12,8 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from otphsm.core.certificates import TrustStore
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -48,12 +50,27 @@ class Metrics:
         )
         self.component_up = Gauge(
             "otphsm_component_up",
-            "1 while the last health check of the component (hsm, store) passed.",
+            "1 while the last health check of the component (hsm, store, crl) passed.",
             ("component",),
+            registry=r,
+        )
+        self.crl_next_update = Gauge(
+            "otphsm_crl_next_update_timestamp_seconds",
+            "nextUpdate of the CRL held for each trusted CA (Unix time); past it, the CA's cards "
+            "are refused until a newer CRL arrives.",
+            ("issuer",),
             registry=r,
         )
         self._http: WSGIServer | None = None
         self._thread: threading.Thread | None = None
+
+    def show_crls(self, trust: TrustStore) -> None:
+        """Set `crl_next_update` from the CRLs held (a holder's `on_change` listener)."""
+        self.crl_next_update.clear()
+        for crl in trust.crls:
+            if crl.next_update_utc is not None:
+                issuer = crl.issuer.rfc4514_string()
+                self.crl_next_update.labels(issuer).set(crl.next_update_utc.timestamp())
 
     def serve_http(self, address: str, port: int) -> int:
         """Expose /metrics on `address:port` (0: any free port); returns the bound port."""

@@ -140,3 +140,6 @@ RPCS: Mapping[str, RpcSpec] = MappingProxyType(
 
 SERVICE_NAMES: tuple[str, ...] = tuple(dict.fromkeys(method.split("/")[1] for method in RPCS))
 """Our services' full names, in declaration order."""
+
+ENROLMENT_SERVICE = f"{PACKAGE}.EnrolmentService"
+"""Reported NOT_SERVING alone by the health service while a trusted CA has no current CRL."""

@@ -54,6 +54,12 @@ NOTES: dict[str, str] = {
     "card.trusted_ca": "the CNS CA certificates (PEM) cards must chain to",
     "card.crls": "their CRLs (PEM or DER): enrolment is refused without a current one",
     "card.readers": "none, or pcsc: the server's own readers serve the kiosk RPCs",
+    "card.crl_check_seconds": "how often trusted_ca and crls are looked at and read again "
+    "when changed (SIGHUP: at once)",
+    "card.crl_fetch": "fetch CRLs over HTTP (crl_urls and the CAs' and cards' distribution points)",
+    "card.crl_urls": "http:// URLs of CRLs to fetch (with crl_fetch)",
+    "card.crl_fetch_seconds": "how often fetched CRLs are fetched again",
+    "card.crl_fetch_timeout_seconds": "the timeout of one CRL fetch",
     "sms.kind": "outbox (a JSON-lines spool file) or http",
     "sms.outbox": "the spool file (kind = outbox)",
     "sms.url": "the SMS gateway (kind = http): POST {to, text} as JSON",

@@ -1,5 +1,6 @@
 """The gRPC server: servicers, interceptor, TLS, health, reflection, metrics; and `serve`, which
-runs it until SIGTERM/SIGINT and then shuts down gracefully."""
+runs it until SIGTERM/SIGINT and then shuts down gracefully. SIGHUP reads the TLS files and the
+card CA and CRL files again (`RunningServer.reload`)."""
 
 from __future__ import annotations
 
@@ -22,13 +23,14 @@ from otphsm.core.seeds import SeedStorage
 from otphsm.service.assembly import Assembly, assemble
 from otphsm.service.auth import Authenticator
 from otphsm.service.config import ServerSection, ServiceConfig, load_config
+from otphsm.service.crls import CrlRefresher
 from otphsm.service.health import HealthMonitor
 from otphsm.service.interceptor import ServiceInterceptor
 from otphsm.service.logs import configure_logging
 from otphsm.service.metrics import Metrics
 from otphsm.service.ports import cannot_listen, in_use, port_taken
 from otphsm.service.ratelimit import FailureRateLimiter
-from otphsm.service.rpcs import SERVICE_NAMES
+from otphsm.service.rpcs import ENROLMENT_SERVICE, SERVICE_NAMES
 from otphsm.service.servicers import (
     AdminServicer,
     DeviceServicer,
@@ -37,6 +39,7 @@ from otphsm.service.servicers import (
 )
 from otphsm.service.servicers.grid import GridCardServicer
 from otphsm.service.servicers.oob import OobServicer
+from otphsm.service.tls import ServerTls
 from otphsm.store.urls import describe_store_url
 from otphsm.v1 import (
     admin_pb2_grpc,
@@ -58,8 +61,17 @@ class RunningServer:
     health: HealthMonitor
     metrics: Metrics
     enrolment: EnrolmentServicer
+    tls: ServerTls | None
+    crl_refresher: CrlRefresher
     metrics_port: int | None = None
     _stopped: bool = field(default=False, repr=False)
+
+    def reload(self) -> None:
+        """SIGHUP: the TLS certificate, key and client CA for the next handshakes, and the card
+        CA and CRL files; what cannot be read is logged and the previous one kept."""
+        if self.tls is not None:
+            self.tls.reload()
+        self.assembly.crls.reload("SIGHUP")
 
     def stop(self, grace_seconds: float) -> None:
         """Refuse new calls, let in-flight ones finish within the grace period, then close
@@ -69,6 +81,7 @@ class RunningServer:
         self._stopped = True
         log.info("shutting down", extra={"fields": {"grace_seconds": grace_seconds}})
         self.health.stop()
+        self.crl_refresher.stop()
         self.enrolment.close()
         self.server.stop(grace_seconds).wait()
         self.metrics.close()
@@ -121,8 +134,12 @@ def start_server(
         services=SERVICE_NAMES,
         interval_seconds=section.health_interval_seconds,
         metrics=metrics,
+        scoped={"crl": (assembly.crls.check_current, (ENROLMENT_SERVICE,))},
     )
-    port = bind(server, section)
+    assembly.crls.on_change(metrics.show_crls)
+    tls = None if section.insecure else ServerTls(section)
+    port = bind(server, section, tls)
+    refresher = CrlRefresher(assembly.crls, config.card)
     metrics_port = None
     if config.metrics.enabled:
         try:
@@ -133,6 +150,7 @@ def start_server(
                 raise port_taken("metrics.port") from None
             raise cannot_listen("metrics.port") from None
     monitor.start()
+    refresher.start()
     server.start()
     log.info(
         "serving",
@@ -146,7 +164,9 @@ def start_server(
             }
         },
     )
-    return RunningServer(server, port, assembly, monitor, metrics, enrolment, metrics_port)
+    return RunningServer(
+        server, port, assembly, monitor, metrics, enrolment, tls, refresher, metrics_port
+    )
 
 
 def new_grpc_server(
@@ -170,10 +190,10 @@ def _probe_hsm(assembly: Assembly) -> None:
     assembly.vault.keyed_digest(b"otphsm health probe")
 
 
-def bind(server: grpc.Server, section: ServerSection) -> int:
-    """Listen on the configured address: mTLS (client certificates required) unless insecure.
-    A port in use is a `ConfigurationError` naming `server.port` (checked first, so gRPC logs
-    nothing of its own)."""
+def bind(server: grpc.Server, section: ServerSection, tls: ServerTls | None = None) -> int:
+    """Listen on the configured address: mTLS (client certificates required) unless insecure;
+    `tls` (default: read from `section`) is what SIGHUP reloads. A port in use is a
+    `ConfigurationError` naming `server.port` (checked first, so gRPC logs nothing of its own)."""
     if in_use(section.address, section.port):
         raise port_taken("server.port")
     target = f"{section.address}:{section.port}"
@@ -181,12 +201,7 @@ def bind(server: grpc.Server, section: ServerSection) -> int:
         if section.insecure:
             port = server.add_insecure_port(target)
         else:
-            credentials = grpc.ssl_server_credentials(
-                [(Path(section.tls_key).read_bytes(), Path(section.tls_cert).read_bytes())],
-                root_certificates=Path(section.tls_client_ca).read_bytes(),
-                require_client_auth=True,
-            )
-            port = server.add_secure_port(target, credentials)
+            port = server.add_secure_port(target, (tls or ServerTls(section)).credentials())
     except RuntimeError:  # grpc's "Failed to bind to address": no reason given
         port = 0
     if port == 0:
@@ -206,18 +221,36 @@ def _sweep_orphan_seeds(assembly: Assembly) -> None:
         log.warning("orphan resident seeds destroyed", extra={"fields": {"count": destroyed}})
 
 
+def _run_until_stopped(
+    running: RunningServer, wake: threading.Event, received: list[signal.Signals]
+) -> None:
+    """Until SIGTERM or SIGINT; each SIGHUP reloads (in this thread, not the handler)."""
+    while True:
+        wake.wait()
+        wake.clear()
+        while received:
+            signum = received.pop(0)
+            log.info("signal received", extra={"fields": {"signal": signum.name}})
+            if signum is not signal.SIGHUP:
+                return
+            running.reload()
+
+
 def serve(config_path: Path, *, write_point_hook: Callable[[str], None] | None = None) -> int:
     """`otphsm serve`: run until SIGTERM or SIGINT, then shut down gracefully.
     `write_point_hook`: test only (`App.write_point_hook`), never set in production."""
     config = load_config(config_path)
     configure_logging(config.server.log_level, config.server.log_format)
-    stop = threading.Event()
+    wake = threading.Event()
+    received: list[signal.Signals] = []
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal received", extra={"fields": {"signal": signal.Signals(signum).name}})
-        stop.set()
+        received.append(signal.Signals(signum))
+        wake.set()
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous = {
+        sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    }
     try:
         assembly = assemble(config, write_point_hook=write_point_hook)
         if assembly.new_database:
@@ -236,7 +269,7 @@ def serve(config_path: Path, *, write_point_hook: Callable[[str], None] | None =
             assembly.close()
             raise
         try:
-            stop.wait()
+            _run_until_stopped(running, wake, received)
         finally:
             running.stop(config.server.grace_seconds)
     finally:

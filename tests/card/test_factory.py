@@ -297,3 +297,23 @@ def test_cli_refuses_to_overwrite_and_bad_pins(
     assert main(issue_args(tmp_path / "other.json", ca_dir, "--pin", "12")) == 2
     assert "PIN" in capsys.readouterr().err
     assert not ca_dir.exists()
+
+
+def test_cli_puts_a_crl_distribution_point_only_when_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ca_dir, url = tmp_path / "ca", "http://127.0.0.1:8080/cns.crl"
+    with_cdp, without = tmp_path / "with.json", tmp_path / "without.json"
+    assert main(issue_args(with_cdp, ca_dir, "--key-size", "1024", "--crl-url", url)) == 0
+    assert main(issue_args(without, ca_dir, "--key-size", "1024")) == 0
+    points = cert_of(read_card_spec(with_cdp)).extensions.get_extension_for_class(
+        x509.CRLDistributionPoints
+    )
+    assert [name.value for point in points.value for name in point.full_name or ()] == [url]
+    with pytest.raises(x509.ExtensionNotFound):
+        cert_of(read_card_spec(without)).extensions.get_extension_for_class(
+            x509.CRLDistributionPoints
+        )
+    capsys.readouterr()
+    assert main(issue_args(tmp_path / "x.json", ca_dir, "--crl-url", "ldap://ca/x")) == 2
+    assert "--crl-url" in capsys.readouterr().err

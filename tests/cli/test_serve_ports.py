@@ -14,6 +14,7 @@ import pytest
 from support.service_fixtures import service_config
 
 from otphsm.simulators.deployment import ServerProcess, start_serve, write_config
+from otphsm.store.urls import sqlite_url
 
 pytestmark = pytest.mark.softhsm
 
@@ -34,7 +35,7 @@ def serve(request: pytest.FixtureRequest, tmp_path: Path, **ports: int) -> Serve
         softhsm,
         request.getfixturevalue("dev_pki"),
         request.getfixturevalue("card_ca_files"),
-        f"sqlite://{tmp_path / 'serve.db'}",
+        sqlite_url(tmp_path / "serve.db"),
     )
     raw["server"]["address"] = "127.0.0.1"
     raw["server"]["port"] = ports.get("grpc", 0)

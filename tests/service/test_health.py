@@ -1,4 +1,5 @@
-"""Standard gRPC health follows the HSM and the database; Prometheus metrics count what happened."""
+"""Standard gRPC health follows the HSM and the database (and, for the enrolment service alone, a
+current CRL); Prometheus metrics count what happened."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ from typing import Any
 import grpc
 import psycopg
 import pytest
+from cryptography import x509
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from support.service_devices import TokenApp
 from support.service_fixtures import ServiceUnderTest, start_service
 
 from otphsm.simulators.card.cns_card import CnsCard
+from otphsm.simulators.deployment import CardTrust
 from otphsm.simulators.hsm.faults import CKR_DEVICE_REMOVED
 from otphsm.store.errors import StoreUnavailable
 from otphsm.v1 import device_pb2, enrolment_pb2, validation_pb2
@@ -188,3 +191,28 @@ def test_graceful_stop_finishes_in_flight_calls_then_closes_the_hsm_and_the_stor
     assert after.value.code() is grpc.StatusCode.UNAVAILABLE
     with pytest.raises(StoreUnavailable, match="closed"):
         service.store.ping()
+
+
+def test_past_the_crl_s_next_update_only_enrolment_is_not_serving_and_cards_get_the_reason(
+    service: ServiceUnderTest, cns_card_1024: CnsCard, card_ca_files: CardTrust
+) -> None:
+    """On the service's own clock: the CRL it holds runs out; verification keeps serving."""
+    crl = x509.load_pem_x509_crl(card_ca_files.crl.read_bytes())
+    assert crl.next_update_utc is not None
+    issuer = crl.issuer.rfc4514_string()
+    assert f'otphsm_crl_next_update_timestamp_seconds{{issuer="{issuer}"}} ' in scrape(service)
+    service.authorise(cns_card_1024)
+    service.clock.set(crl.next_update_utc.timestamp())
+    service.wait_health_checks(2)
+    assert health_of(service, "otphsm.v1.EnrolmentService") == NOT_SERVING
+    assert health_of(service) == SERVING
+    assert health_of(service, "otphsm.v1.ValidationService") == SERVING
+    assert service.running.health.failing.keys() == {"crl"}
+    with pytest.raises(grpc.RpcError) as refused:
+        service.authorise(cns_card_1024)
+    assert refused.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert dict(refused.value.trailing_metadata() or ())["otphsm-reason"] == (
+        "CRL_UNAVAILABLE_OR_STALE"
+    )
+    assert "nextUpdate" in (refused.value.details() or "")
+    assert 'otphsm_component_up{component="crl"} 0.0' in scrape(service)

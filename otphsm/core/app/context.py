@@ -12,10 +12,9 @@ from typing import Annotated
 
 from otphsm.core.audit import seal
 from otphsm.core.bounds import at_least, between, check_bounds
-from otphsm.core.certificates import TrustStore
 from otphsm.core.clock import Clock
 from otphsm.core.grid_card import MAX_CELL_DIGITS
-from otphsm.core.ports import OtpHsm, PushGateway, SmsGateway, Store
+from otphsm.core.ports import OtpHsm, PushGateway, SmsGateway, Store, TrustSource
 from otphsm.core.records import AuditEntry
 from otphsm.core.seeds import SeedRef
 from otphsm.core.verification import VerificationPolicy
@@ -81,7 +80,8 @@ class App:
     store: Store
     hsm: OtpHsm
     clock: Clock
-    trust: TrustStore
+    trust: TrustSource
+    """The trusted CNS CAs and their CRLs (a `TrustStore` is one, fixed)."""
     sms: SmsGateway
     policy: AppPolicy = field(default_factory=AppPolicy)
     push: PushGateway | None = None

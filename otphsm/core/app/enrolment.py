@@ -53,7 +53,7 @@ def authorise_with_card(
         raise NotFound("unknown challenge: ask for a new one")
     _refuse_unusable_challenge(challenge, now)
     holder = check_card_authorisation(
-        app.trust,
+        app.trust.for_certificate(evidence.certificate_der),
         certificate_der=evidence.certificate_der,
         card_id=evidence.card_id,
         codice_fiscale=evidence.codice_fiscale,
