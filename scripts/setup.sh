@@ -66,7 +66,9 @@ fi
 if ! installed; then
     echo "setup: installing otphsm and its dev extras into $VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-    if ! "$VENV/bin/python" -m pip install -q -e '.[all,dev]'; then
+    # setuptools' editable install prints an information box ("be careful with folders named
+    # like the package") as a UserWarning: not ours to act on, so not shown
+    if ! PYTHONWARNINGS=ignore::UserWarning "$VENV/bin/python" -m pip install -q -e '.[all,dev]'; then
         echo "setup: FAILED to install the package (pyscard needs gcc, python3-dev and libpcsclite-dev)" >&2
         exit 1
     fi
