@@ -222,6 +222,7 @@ class ServiceInterceptor(grpc.ServerInterceptor):
             actor = self._auth.resolve(record.method, context)
         except CallerRefused as refusal:
             record.refused(refusal.code, refusal.message)
+            context.set_trailing_metadata(status_for(refusal).metadata)
             context.abort(refusal.code, refusal.message)
         record.note_actor(actor)
         return _actor.set(actor)
