@@ -11,6 +11,7 @@ from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -22,6 +23,8 @@ from otphsm.service.assembly import Assembly, assemble
 from otphsm.service.auth import Authenticator
 from otphsm.service.config import ServerSection, ServiceConfig, load_config
 from otphsm.service.health import HealthMonitor
+from otphsm.service.http import HttpServer, start_http_server
+from otphsm.service.http.api import api_for
 from otphsm.service.interceptor import ServiceInterceptor
 from otphsm.service.logs import configure_logging
 from otphsm.service.metrics import Metrics
@@ -56,7 +59,12 @@ class RunningServer:
     metrics: Metrics
     enrolment: EnrolmentServicer
     metrics_port: int | None = None
+    http: HttpServer | None = None
     _stopped: bool = field(default=False, repr=False)
+
+    @property
+    def http_port(self) -> int | None:
+        return self.http.port if self.http is not None else None
 
     def stop(self, grace_seconds: float) -> None:
         """Refuse new calls, let in-flight ones finish within the grace period, then close
@@ -67,6 +75,8 @@ class RunningServer:
         log.info("shutting down", extra={"fields": {"grace_seconds": grace_seconds}})
         self.health.stop()
         self.enrolment.close()
+        if self.http is not None:
+            self.http.stop()
         self.server.stop(grace_seconds).wait()
         self.metrics.close()
         self.assembly.close()
@@ -84,24 +94,24 @@ def start_server(
             "INSECURE MODE: no TLS, no client certificates; roles come from request metadata. "
             "For local development only."
         )
-    server = new_grpc_server(
-        section,
-        [
-            ServiceInterceptor(
-                Authenticator(insecure=section.insecure),
-                metrics,
-                FailureRateLimiter(config.ratelimit, assembly.store, assembly.app.clock),
-            )
-        ],
+    interceptor = ServiceInterceptor(
+        Authenticator(insecure=section.insecure),
+        metrics,
+        FailureRateLimiter(config.ratelimit, assembly.store, assembly.app.clock),
     )
+    server = new_grpc_server(section, [interceptor])
     app = assembly.app
     enrolment = EnrolmentServicer(app, assembly.readers)
-    enrolment_pb2_grpc.add_EnrolmentServiceServicer_to_server(enrolment, server)
-    device_pb2_grpc.add_DeviceServiceServicer_to_server(DeviceServicer(app), server)
-    validation_pb2_grpc.add_ValidationServiceServicer_to_server(ValidationServicer(app), server)
-    admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(app), server)
-    oob_pb2_grpc.add_OobServiceServicer_to_server(OobServicer(app), server)
-    grid_pb2_grpc.add_GridCardServiceServicer_to_server(GridCardServicer(app), server)
+    servicers: list[tuple[Callable[[Any, Any], None], object]] = [
+        (enrolment_pb2_grpc.add_EnrolmentServiceServicer_to_server, enrolment),
+        (device_pb2_grpc.add_DeviceServiceServicer_to_server, DeviceServicer(app)),
+        (validation_pb2_grpc.add_ValidationServiceServicer_to_server, ValidationServicer(app)),
+        (admin_pb2_grpc.add_AdminServiceServicer_to_server, AdminServicer(app)),
+        (oob_pb2_grpc.add_OobServiceServicer_to_server, OobServicer(app)),
+        (grid_pb2_grpc.add_GridCardServiceServicer_to_server, GridCardServicer(app)),
+    ]
+    for add, servicer in servicers:
+        add(servicer, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -123,6 +133,9 @@ def start_server(
     metrics_port = None
     if config.metrics.enabled:
         metrics_port = metrics.serve_http(config.metrics.address, config.metrics.port)
+    http = None
+    if config.http.enabled:
+        http = start_http_server(config.http, section, api_for(interceptor, servicers))
     monitor.start()
     server.start()
     log.info(
@@ -133,10 +146,11 @@ def start_server(
                 "port": port,
                 "tls": not section.insecure,
                 "metrics_port": metrics_port,
+                "http_port": http.port if http is not None else None,
             }
         },
     )
-    return RunningServer(server, port, assembly, monitor, metrics, enrolment, metrics_port)
+    return RunningServer(server, port, assembly, monitor, metrics, enrolment, metrics_port, http)
 
 
 def new_grpc_server(
