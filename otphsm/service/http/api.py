@@ -135,7 +135,7 @@ class HttpApi:
 
     def answer(self, verb: str, target: str, body: bytes, context: HttpCallContext) -> HttpAnswer:
         path, _, query = target.partition("?")
-        if path == OPENAPI_PATH and verb in ("GET", "HEAD"):
+        if path == OPENAPI_PATH and verb == "GET":
             return HttpAnswer(200, self._openapi)
         found = self._route(verb, path)
         if isinstance(found, HttpAnswer):
