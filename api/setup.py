@@ -33,6 +33,7 @@ class CopyApiModules(build_py):
     def run(self) -> None:
         super().run()
         target = Path(self.build_lib) / "otphsm"
+        shutil.rmtree(target, ignore_errors=True)  # a module left out since the last build
         for package, names in API_MODULES.items():
             for name in names:
                 _copy(SOURCE / package / f"{name}.py", target / package / f"{name}.py")

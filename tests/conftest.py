@@ -23,6 +23,7 @@ pytest_plugins = [
     "support.service_fixtures",
     "support.factor_fixtures",
     "support.http_fixtures",
+    "support.api_package",
 ]
 
 

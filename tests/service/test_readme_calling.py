@@ -1,6 +1,6 @@
-"""README "Calling otphsm": its Python example and its curl example, run as written (only the
-ports, the token's serial and the code replaced) against a real `otphsm serve`, answer what
-the README says they answer."""
+"""README "Calling otphsm": its Python example (in this environment, and in a venv holding only
+the API-only package) and its curl example, run as written (only the ports, the token's serial
+and the code replaced) against a real `otphsm serve`, answer what the README says they answer."""
 
 from __future__ import annotations
 
