@@ -20,7 +20,8 @@ fields are each section's `__post_init__`. The HSM PIN is never part of any repr
     [verification]  every field of `otphsm.core.verification.VerificationPolicy`
     [metrics]  enabled, address, port
     [ratelimit]  enabled, failures_per_second, burst (failed code checks per caller)
-    [http]     enabled (false), address, port: the HTTP/JSON API beside gRPC, same TLS files
+    [http]     enabled (false), address, port, max_connections: the HTTP/JSON API beside
+               gRPC, with the [server] TLS files
 """
 
 from __future__ import annotations
@@ -185,6 +186,8 @@ class HttpSection:
     enabled: bool = False
     address: str = "127.0.0.1"
     port: Port = 8443
+    max_connections: Annotated[int, at_least(1)] = 256
+    """Connections served at once (a thread each); one more is closed at once."""
 
 
 @dataclass(frozen=True)

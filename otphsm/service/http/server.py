@@ -112,10 +112,12 @@ class HttpServer(ThreadingHTTPServer):
         api: HttpApi,
         tls: ssl.SSLContext | None,
         max_body_bytes: int,
+        max_connections: int,
     ) -> None:
         self.api = api
         self.tls = tls
         self.max_body_bytes = max_body_bytes
+        self._slots = threading.BoundedSemaphore(max_connections)
         super().__init__(address, _Handler)
         self._thread: threading.Thread | None = None
 
@@ -131,6 +133,21 @@ class HttpServer(ThreadingHTTPServer):
                 connection, server_side=True, do_handshake_on_connect=False
             )
         return connection, address
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """A thread for the connection while fewer than max_connections are open; past that,
+        the connection is closed unanswered (before its TLS handshake)."""
+        if not self._slots.acquire(blocking=False):
+            log.warning("http connection refused: max_connections reached")
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A refused handshake or a dropped connection: one debug line, no traceback."""
@@ -148,7 +165,13 @@ class HttpServer(ThreadingHTTPServer):
 def start_http_server(section: HttpSection, server: ServerSection, api: HttpApi) -> HttpServer:
     """Listen on [http] address:port with the [server] TLS files (none when insecure)."""
     tls = None if server.insecure else tls_context(server)
-    http = HttpServer((section.address, section.port), api, tls, server.max_message_bytes)
+    http = HttpServer(
+        (section.address, section.port),
+        api,
+        tls,
+        server.max_message_bytes,
+        section.max_connections,
+    )
     http.start()
     return http
 
