@@ -1,5 +1,6 @@
 """The load generator: separate processes (multiprocessing, spawn), each with its own channel per
-target and several client threads calling ValidationService.Verify over mTLS.
+target and several client threads calling ValidationService.Verify over mTLS: over gRPC, or
+over the HTTP/JSON API (`POST /v1/codes:verify`, one keep-alive HTTPS connection per thread).
 
 Closed loop (`rate=None`): every thread sends its next request as soon as the last answered —
 the peak rate. Open loop (`rate=R`): requests are due at a fixed schedule and each latency is
@@ -14,10 +15,14 @@ token's whole window (look-ahead and look-back), found once per token.
 from __future__ import annotations
 
 import hmac
+import http.client
+import json
 import multiprocessing
+import ssl
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +52,8 @@ class LoadSpec:
     rate: float | None = None
     """Requests per second for this process (open loop); None: as fast as answered."""
     start_at: float = 0.0
+    transport: str = "grpc"
+    """"grpc", or "http": the targets are then the servers' HTTP/JSON API addresses."""
 
 
 @dataclass
@@ -92,8 +99,40 @@ def wrong_code(secret: bytes, counter: int) -> str:
     return f"{candidate:06d}"
 
 
+Verify = Callable[[str, str], str]
+"""(serial, code) → the result's name (VERIFY_RESULT_OK, ...) or "rpc:CODE" / "http:STATUS"."""
+
+
+def _grpc_verify(stub: validation_pb2_grpc.ValidationServiceStub) -> Verify:
+    def verify(serial: str, code: str) -> str:
+        try:
+            answer = stub.Verify(validation_pb2.VerifyRequest(serial=serial, code=code), timeout=30)
+        except grpc.RpcError as error:
+            return f"rpc:{error.code().name}"
+        return common_pb2.VerifyResult.Name(answer.result)
+
+    return verify
+
+
+def _http_verify(target: str, tls: ssl.SSLContext) -> Verify:
+    host, _, port = target.rpartition(":")
+    connection = http.client.HTTPSConnection(host, int(port), context=tls, timeout=30)
+    headers = {"Content-Type": "application/json"}
+
+    def verify(serial: str, code: str) -> str:
+        body = json.dumps({"serial": serial, "code": code})
+        connection.request("POST", "/v1/codes:verify", body, headers)
+        answer = connection.getresponse()
+        data = answer.read()
+        if answer.status != 200:
+            return f"http:{answer.status}"
+        return str(json.loads(data)["result"])
+
+    return verify
+
+
 def _client_thread(
-    stub: validation_pb2_grpc.ValidationServiceStub,
+    verify: Verify,
     spec: LoadSpec,
     tokens: list[list[Any]],
     begin: float,
@@ -127,11 +166,7 @@ def _client_thread(
         else:
             code = wrong.get(serial) or wrong.setdefault(serial, wrong_code(secret, counter))
         started = time.perf_counter()
-        try:
-            answer = stub.Verify(validation_pb2.VerifyRequest(serial=serial, code=code), timeout=30)
-            outcome = common_pb2.VerifyResult.Name(answer.result)
-        except grpc.RpcError as error:
-            outcome = f"rpc:{error.code().name}"
+        outcome = verify(serial, code)
         finished = time.perf_counter()
         sent += 1
         answered += 1
@@ -148,11 +183,20 @@ def _client_thread(
 
 def _worker(spec: LoadSpec, queue: Any) -> None:
     ca, cert, key = (Path(p).read_bytes() for p in spec.tls)
-    credentials = grpc.ssl_channel_credentials(ca, key, cert)
-    channels = [grpc.secure_channel(target, credentials) for target in spec.targets]
-    for channel in channels:
-        grpc.channel_ready_future(channel).result(timeout=30)
-    stubs = [validation_pb2_grpc.ValidationServiceStub(c) for c in channels]
+    channels: list[grpc.Channel] = []
+    if spec.transport == "http":
+        tls = ssl.create_default_context(cafile=spec.tls[0])
+        tls.load_cert_chain(spec.tls[1], spec.tls[2])
+        verifiers = [
+            _http_verify(spec.targets[i % len(spec.targets)], tls) for i in range(spec.threads)
+        ]
+    else:
+        credentials = grpc.ssl_channel_credentials(ca, key, cert)
+        channels = [grpc.secure_channel(target, credentials) for target in spec.targets]
+        for channel in channels:
+            grpc.channel_ready_future(channel).result(timeout=30)
+        stubs = [validation_pb2_grpc.ValidationServiceStub(c) for c in channels]
+        verifiers = [_grpc_verify(stubs[i % len(stubs)]) for i in range(spec.threads)]
     owned: list[list[list[Any]]] = [[] for _ in range(spec.threads)]
     for i, token in enumerate(spec.tokens):
         owned[i % spec.threads].append(list(token))
@@ -164,7 +208,7 @@ def _worker(spec: LoadSpec, queue: Any) -> None:
     threads = [
         threading.Thread(
             target=_client_thread,
-            args=(stubs[i % len(stubs)], spec, owned[i], begin, per_thread, out, lock),
+            args=(verifiers[i], spec, owned[i], begin, per_thread, out, lock),
         )
         for i in range(spec.threads)
         if owned[i]
@@ -190,6 +234,7 @@ def run_load(
     warmup: float,
     duration: float,
     rate: float | None = None,
+    transport: str = "grpc",
 ) -> LoadResult:
     """Spread `tokens` over `processes` x `threads` clients; the merged result."""
     context = multiprocessing.get_context("spawn")
@@ -206,6 +251,7 @@ def run_load(
             duration=duration,
             rate=rate / processes if rate else None,
             start_at=start_at,
+            transport=transport,
         )
         for p in range(processes)
     ]

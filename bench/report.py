@@ -59,6 +59,24 @@ def baseline_table(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def http_table(results: dict[str, Any]) -> list[str]:
+    rows = results.get("http", [])
+    if not rows:
+        return []
+    lines = [
+        "| tokens | server | HTTP/JSON verif./s (valid) | vs gRPC | p50 ms (peak) "
+        "| p99 ms at ½ peak | server CPU µs/verif. |",
+        "|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['tokens']:,} | {row['server']} | {row['peak_rps']:,.0f} "
+            f"| {row['vs_grpc']:.0%} | {_ms(row['peak_p50_ms'])} | {_ms(row['half_p99_ms'])} "
+            f"| {row['server_cpu_us']:,.0f} |"
+        )
+    return lines
+
+
 def replica_table(results: dict[str, Any]) -> list[str]:
     lines = [
         "| replicas (PostgreSQL + one SoftHSM token) | peak verif./s | p99 ms at ½ peak |",
@@ -111,7 +129,7 @@ def text(results: dict[str, Any]) -> str:
         "",
     ]
     parts = [head, verify_table(results), [""], baseline_table(results), [""]]
-    parts += [replica_table(results), [""]]
+    parts += [http_table(results), [""], replica_table(results), [""]]
     parts += [enrol_table(results), [""], hsm_table(results), [""], targets_lines(results)]
     return "\n".join(line for part in parts for line in part)
 

@@ -7,6 +7,7 @@ serve` on SQLite and on PostgreSQL, the do-nothing servicer), then measures:
 - Verify over gRPC with mTLS from a load generator in separate processes: peak rate (closed
   loop), then p50/p99 at half that rate (open loop), valid and wrong codes, SQLite and
   PostgreSQL, at each fleet size, beside the do-nothing servicer measured in the same run;
+- Verify over the HTTP/JSON API (mTLS, keep-alive), valid codes, beside gRPC in the same run;
 - two `otphsm serve` replicas sharing PostgreSQL and the SoftHSM token, vs one;
 - one card-authorised enrolment + secure activation through pcscd.
 
@@ -61,23 +62,31 @@ class Bench:
         self.plan = plan
         self.tls = env.client_tls("verifier")
         self.fleet = Fleet()
-        self.results: dict[str, Any] = {"verify": [], "noop": [], "replicas": []}
+        self.results: dict[str, Any] = {"verify": [], "noop": [], "replicas": [], "http": []}
         server = {"server": {"max_workers": args.workers}}
+        api = {"http": {"enabled": True, "port": 0}}
         self.noop = env.noop("noop", **server)
         self.noop_intercepted = env.noop("noop-interceptor", interceptor=True, **server)
         self.stores = {
-            "sqlite": env.serve("sqlite", env.sqlite_url, **server),
-            "postgresql": env.serve("postgresql", env.pg_url, **server),
+            "sqlite": env.serve("sqlite", env.sqlite_url, **server, **api),
+            "postgresql": env.serve("postgresql", env.pg_url, **server, **api),
         }
 
     def load(
-        self, servers: list[ServerProcess], kind: str, rate: float | None = None
+        self,
+        servers: list[ServerProcess],
+        kind: str,
+        rate: float | None = None,
+        transport: str = "grpc",
     ) -> tuple[LoadResult, float]:
         """One run; the servers' CPU time per answered request (µs)."""
         database = servers[0].name.split("-")[0]  # replicas share their database's counters
         before = sum(cpu_seconds(s) for s in servers)
+        addresses = [
+            f"localhost:{s.http_port}" if transport == "http" else s.target for s in servers
+        ]
         result = run_load(
-            [s.target for s in servers],
+            addresses,
             self.tls,
             kind,
             self.fleet.tokens_for(database),
@@ -86,6 +95,7 @@ class Bench:
             warmup=self.plan["warmup"],
             duration=self.plan["duration"],
             rate=rate,
+            transport=transport,
         )
         cpu = sum(cpu_seconds(s) for s in servers) - before
         baseline = servers[0] in (self.noop, self.noop_intercepted)
@@ -98,10 +108,10 @@ class Bench:
         return result, cpu / max(1, result.answered) * 1e6
 
     def peak_and_half(
-        self, servers: list[ServerProcess], kind: str
+        self, servers: list[ServerProcess], kind: str, transport: str = "grpc"
     ) -> tuple[LoadResult, LoadResult, float]:
-        peak, cpu = self.load(servers, kind)
-        half, _ = self.load(servers, kind, rate=peak.rate / 2)
+        peak, cpu = self.load(servers, kind, transport=transport)
+        half, _ = self.load(servers, kind, rate=peak.rate / 2, transport=transport)
         return peak, half, cpu
 
     def verify_at(self, size: int) -> None:
@@ -148,6 +158,33 @@ class Bench:
                     f"p99@½ {row['half_p99_ms']:.2f} ms  cpu {cpu:,.0f} µs"
                 )
 
+    def verify_over_http(self, size: int) -> None:
+        """Valid codes over the HTTP/JSON API, beside the gRPC rows of the same size."""
+        grpc_rows = {
+            r["server"]: r
+            for r in self.results["verify"]
+            if r["tokens"] == size and r["codes"] == "valid"
+        }
+        for name, server in self.stores.items():
+            peak, half, cpu = self.peak_and_half([server], "valid", transport="http")
+            over_grpc = grpc_rows[name]["peak_rps"] if name in grpc_rows else float("nan")
+            row = {
+                "tokens": size,
+                "server": name,
+                "peak_rps": peak.rate,
+                "vs_grpc": peak.rate / over_grpc,
+                "peak_p50_ms": peak.percentile(0.5) * 1e3,
+                "half_p99_ms": half.percentile(0.99) * 1e3,
+                "server_cpu_us": cpu,
+                "results": dict(peak.results + half.results),
+            }
+            self.results["http"].append(row)
+            self.say(
+                f"{size:>9,} {name:<10} http  {peak.rate:8,.0f}/s ({row['vs_grpc']:.0%} of gRPC)"
+                f"  p50 {row['peak_p50_ms']:.2f} ms  p99@½ {row['half_p99_ms']:.2f} ms"
+                f"  cpu {cpu:,.0f} µs"
+            )
+
     def replicas(self) -> None:
         first = self.stores["postgresql"]
         second = self.env.serve(
@@ -191,6 +228,8 @@ class Bench:
                 )
                 if "verify" in sections:
                     self.verify_at(size)
+                if "http" in sections:
+                    self.verify_over_http(size)
                 if size == self.plan["sizes"][0] and "replicas" in sections:
                     self.replicas()
                 if size == self.plan["sizes"][0] and "enrol" in sections:
@@ -260,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="a CI-size smoke run (~1.5 min)")
-    parser.add_argument("--sections", default="hsm,verify,replicas,enrol")
+    parser.add_argument("--sections", default="hsm,verify,http,replicas,enrol")
     parser.add_argument("--processes", type=int, default=2, help="load generator processes")
     parser.add_argument("--threads", type=int, default=4, help="client threads per process")
     parser.add_argument("--workers", type=int, default=4, help="server.max_workers")

@@ -9,9 +9,12 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 export PATH="$(dirname "$PY"):$PATH"  # protoc-gen-mypy_grpc lives beside the venv's python
 
+# google/api/annotations.proto and http.proto (the HTTP routes) ship with googleapis-common-protos
+GOOGLEAPIS=$("$PY" -c 'import os, google.api.annotations_pb2 as a; print(os.path.dirname(os.path.dirname(os.path.dirname(a.__file__))))')
+
 generate() {  # generate OUTPUT_ROOT
     mkdir -p "$1/otphsm/v1"
-    "$PY" -m grpc_tools.protoc -I proto \
+    "$PY" -m grpc_tools.protoc -I proto -I "$GOOGLEAPIS" \
         --python_out="$1" --pyi_out="$1" --grpc_python_out="$1" --mypy_grpc_out="$1" \
         proto/otphsm/v1/*.proto 2> >(grep -v '^Writing mypy to' >&2)
 }

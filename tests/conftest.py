@@ -22,6 +22,8 @@ pytest_plugins = [
     "support.store_fixtures",
     "support.service_fixtures",
     "support.factor_fixtures",
+    "support.http_fixtures",
+    "support.api_package",
 ]
 
 

@@ -1,6 +1,7 @@
 """The caller's side of the gRPC API: the channel and its config, typed errors and results,
 the enum and metadata conversions shared with the service (`wire`), and the technician's
-station."""
+station (`station`: in the full distribution only; the API-only one, api/, leaves it out, so
+nothing here imports it)."""
 
 from otphsm.client.channel import DEFAULT_TIMEOUT, Client, ClientConfig, client_config, open_channel
 from otphsm.client.errors import (

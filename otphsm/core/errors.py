@@ -13,7 +13,12 @@ class OtpHsmError(Exception):
 
 
 class InvalidInput(OtpHsmError):
-    """The caller sent something malformed; nothing was changed."""
+    """The caller sent something malformed; nothing was changed. `field` names the request
+    field at fault where one is (sent as a `google.rpc.BadRequest` field violation)."""
+
+    def __init__(self, message: str, *, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class NotFound(OtpHsmError):

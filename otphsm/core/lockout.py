@@ -36,7 +36,9 @@ RESERVATION_SECONDS = 60
 def check_origin(origin: str) -> str:
     """An origin is optional ("" for none): at most 128 printable ASCII characters."""
     if len(origin) > MAX_ORIGIN_LENGTH or not (origin.isascii() and origin.isprintable()):
-        raise InvalidInput(f"origin is at most {MAX_ORIGIN_LENGTH} printable ASCII characters")
+        raise InvalidInput(
+            f"origin is at most {MAX_ORIGIN_LENGTH} printable ASCII characters", field="origin"
+        )
     return origin
 
 

@@ -81,7 +81,7 @@ class Token:
 
 def check_serial(serial: str) -> str:
     if not SERIAL_PATTERN.match(serial):
-        raise InvalidInput("a serial is 4..32 characters of A-Z, 0-9 and '-'")
+        raise InvalidInput("a serial is 4..32 characters of A-Z, 0-9 and '-'", field="serial")
     return serial
 
 

@@ -121,13 +121,13 @@ class Verdict:
 def check_code_shape(code: str) -> str:
     """What any code looks like, for checks made before the token (its digits) is known."""
     if not (MIN_DIGITS <= len(code) <= MAX_DIGITS and code.isascii() and code.isdigit()):
-        raise InvalidInput(f"a code is {MIN_DIGITS} to {MAX_DIGITS} digits")
+        raise InvalidInput(f"a code is {MIN_DIGITS} to {MAX_DIGITS} digits", field="code")
     return code
 
 
 def check_code_format(code: str, digits: int) -> str:
     if len(code) != digits or not code.isascii() or not code.isdigit():
-        raise InvalidInput(f"a code is exactly {digits} digits")
+        raise InvalidInput(f"a code is exactly {digits} digits", field="code")
     return code
 
 

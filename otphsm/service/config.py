@@ -23,6 +23,8 @@ fields are each section's `__post_init__`. The HSM PIN is never part of any repr
     [verification]  every field of `otphsm.core.verification.VerificationPolicy`
     [metrics]  enabled, address, port
     [ratelimit]  enabled, failures_per_second, burst (failed code checks per caller)
+    [http]     enabled (false), address, port, max_connections: the HTTP/JSON API beside
+               gRPC, with the [server] TLS files
 """
 
 from __future__ import annotations
@@ -208,6 +210,19 @@ class MetricsSection:
 
 
 @dataclass(frozen=True)
+class HttpSection:
+    """The HTTP/JSON API (`otphsm.service.http`): off unless enabled. It uses the [server]
+    section's TLS files and client CA (mTLS, the same roles) or, like gRPC, no TLS when
+    server.insecure is set."""
+
+    enabled: bool = False
+    address: str = "127.0.0.1"
+    port: Port = 8443
+    max_connections: Annotated[int, at_least(1)] = 256
+    """Connections served at once (a thread each); one more is closed at once."""
+
+
+@dataclass(frozen=True)
 class RateLimitSection:
     """Failed code checks per caller: see `otphsm.service.ratelimit`."""
 
@@ -228,6 +243,7 @@ class ServiceConfig:
     policy: AppPolicy = field(default_factory=AppPolicy)
     metrics: MetricsSection = field(default_factory=MetricsSection)
     ratelimit: RateLimitSection = field(default_factory=RateLimitSection)
+    http: HttpSection = field(default_factory=HttpSection)
 
 
 SECTIONS: dict[str, type[Any]] = {
@@ -240,6 +256,7 @@ SECTIONS: dict[str, type[Any]] = {
     "verification": VerificationPolicy,
     "metrics": MetricsSection,
     "ratelimit": RateLimitSection,
+    "http": HttpSection,
 }
 
 

@@ -32,18 +32,24 @@ E = TypeVar("E")
 
 def record_id(value: str, field: str) -> str:
     if not value:
-        raise InvalidInput(f"{field} is required")
+        raise InvalidInput(f"{field} is required", field=field)
     if len(value) > MAX_ID_LENGTH or not value.isascii() or not value.isprintable():
-        raise InvalidInput(f"{field} must be 1..{MAX_ID_LENGTH} printable ASCII characters")
+        raise InvalidInput(
+            f"{field} must be 1..{MAX_ID_LENGTH} printable ASCII characters", field=field
+        )
     return value
 
 
 def codice_fiscale(value: str, field: str = "codice_fiscale") -> str:
     if not value:
-        raise InvalidInput(f"{field} is required")
+        raise InvalidInput(f"{field} is required", field=field)
     if len(value) > 16:
-        raise InvalidInput(f"{field} is 16 characters")
-    return validate_codice_fiscale(value).code
+        raise InvalidInput(f"{field} is 16 characters", field=field)
+    try:
+        return validate_codice_fiscale(value).code
+    except InvalidInput as exc:
+        exc.field = exc.field or field
+        raise
 
 
 def token_query(message: admin_pb2.ListTokensRequest) -> TokenQuery:
@@ -69,7 +75,9 @@ def token_kind_filter(value: int) -> TokenKind | None:
 
 def audit_head(message: admin_pb2.AuditHead) -> AuditHead:
     if message.seq < 1 or len(message.entry_hash) != 32:
-        raise InvalidInput("expected_head: seq from 1 and a 32-byte entry_hash")
+        raise InvalidInput(
+            "expected_head: seq from 1 and a 32-byte entry_hash", field="expected_head"
+        )
     return AuditHead(message.seq, message.entry_hash)
 
 
@@ -77,7 +85,8 @@ def activation_code(value: str) -> str:
     if not value or len(value) > MAX_ACTIVATION_CODE_LENGTH:
         raise InvalidInput(
             f"activation_code is 18 digits, at most {MAX_ACTIVATION_CODE_LENGTH} characters "
-            "with separators"
+            "with separators",
+            field="activation_code",
         )
     return value
 
@@ -85,7 +94,8 @@ def activation_code(value: str) -> str:
 def device_public_key(value: bytes) -> bytes:
     if len(value) != P256_POINT_LENGTH or value[:1] != b"\x04":
         raise InvalidInput(
-            "device_public_key must be an uncompressed P-256 point (65 bytes starting 0x04)"
+            "device_public_key must be an uncompressed P-256 point (65 bytes starting 0x04)",
+            field="device_public_key",
         )
     return value
 
@@ -109,7 +119,7 @@ def _enum(table: Mapping[int, E], value: int, field: str) -> E:
     try:
         return table[value]
     except KeyError:
-        raise InvalidInput(f"{field}: not a known value") from None
+        raise InvalidInput(f"{field}: not a known value", field=field) from None
 
 
 # --- domain → responses ------------------------------------------------------------------

@@ -47,12 +47,14 @@ class _CallRecord:
     the top (`code`: the gRPC status, `result`, `error`, `detail`, `cause`, `ms`) and what the
     caller sent, or the answer named, apart: `request` and `response` hold identifiers only."""
 
-    def __init__(self, method: str, metrics: Metrics) -> None:
+    def __init__(self, method: str, metrics: Metrics, transport: str = "grpc") -> None:
         self.method = method
         self.rpc = method.rsplit("/", 1)[-1]
         self.metrics = metrics
         self.started = time.perf_counter()
         self.fields: dict[str, Any] = {"rpc": method}
+        if transport != "grpc":
+            self.fields["transport"] = transport
         self.request: dict[str, str] = {}
         self.response: dict[str, str] = {}
 
@@ -138,6 +140,13 @@ class ServiceInterceptor(grpc.ServerInterceptor):
                 self._wrapped[method] = wrapped
         return wrapped
 
+    def handler(
+        self, method: str, handler: grpc.RpcMethodHandler[Any, Any]
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        """`handler` of `method` behind this interceptor, for a front end that calls the
+        servicers without grpc's server (the HTTP/JSON API)."""
+        return self._wrap(method, handler)
+
     def _wrap(
         self, method: str, handler: grpc.RpcMethodHandler[Any, Any] | None
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
@@ -167,7 +176,7 @@ class ServiceInterceptor(grpc.ServerInterceptor):
         self, method: str, behaviour: Callable[[Any, grpc.ServicerContext], Any]
     ) -> Callable[[Any, grpc.ServicerContext], Any]:
         def serve(request: Any, context: grpc.ServicerContext) -> Any:
-            record = _CallRecord(method, self._metrics)
+            record = _CallRecord(method, self._metrics, _transport(context))
             record.note_request(request)
             token = self._enter(record, context)
             actor = _actor.get()
@@ -222,6 +231,7 @@ class ServiceInterceptor(grpc.ServerInterceptor):
             actor = self._auth.resolve(record.method, context)
         except CallerRefused as refusal:
             record.refused(refusal.code, refusal.message)
+            context.set_trailing_metadata(status_for(refusal).metadata)
             context.abort(refusal.code, refusal.message)
         record.note_actor(actor)
         return _actor.set(actor)
@@ -236,7 +246,7 @@ class ServiceInterceptor(grpc.ServerInterceptor):
         context.abort(mapped.code, mapped.message)
 
 
-class _Undecodable:
+class Undecodable:
     """Stands in for a request that did not parse, so the caller gets INVALID_ARGUMENT (grpc
     itself would answer INTERNAL) after authentication, like any other malformed input."""
 
@@ -255,13 +265,15 @@ def _tolerant(
         try:
             return parse(data)
         except Exception as exc:
-            return _Undecodable(exc)
+            return Undecodable(exc)
 
     return tolerant
 
 
 def _decoded(request: Any) -> Any:
-    if isinstance(request, _Undecodable):
+    if isinstance(request, Undecodable):
+        if isinstance(request.error, InvalidInput):  # our own words (the HTTP front end's)
+            raise request.error
         raise InvalidInput("the request does not decode as this RPC's message") from request.error
     return request
 
@@ -277,6 +289,12 @@ def _refuse_client_streaming(
         request_deserializer=_tolerant(handler.request_deserializer),
         response_serializer=handler.response_serializer,
     )
+
+
+def _transport(context: grpc.ServicerContext) -> str:
+    """ "http" for the HTTP/JSON front end's calls (its context says so), else "grpc"."""
+    transport = getattr(context, "otphsm_transport", "grpc")
+    return transport if isinstance(transport, str) else "grpc"
 
 
 def _already_aborted(context: grpc.ServicerContext) -> bool:

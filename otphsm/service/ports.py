@@ -17,6 +17,7 @@ KEYS = {
     "server.port": "[server] port (or OTPHSM_SERVER_PORT)",
     "metrics.port": "[metrics] port (or OTPHSM_METRICS_PORT; 0 picks a free one), "
     "or set [metrics] enabled = false",
+    "http.port": "[http] port (or OTPHSM_HTTP_PORT), or set [http] enabled = false",
 }
 
 

@@ -13,6 +13,7 @@ from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -25,6 +26,8 @@ from otphsm.service.auth import Authenticator
 from otphsm.service.config import ServerSection, ServiceConfig, load_config
 from otphsm.service.crls import CrlRefresher
 from otphsm.service.health import HealthMonitor
+from otphsm.service.http import HttpServer, start_http_server
+from otphsm.service.http.api import api_for
 from otphsm.service.interceptor import ServiceInterceptor
 from otphsm.service.logs import configure_logging
 from otphsm.service.metrics import Metrics
@@ -64,14 +67,23 @@ class RunningServer:
     tls: ServerTls | None
     crl_refresher: CrlRefresher
     metrics_port: int | None = None
+    http: HttpServer | None = None
     _stopped: bool = field(default=False, repr=False)
 
     def reload(self) -> None:
-        """SIGHUP: the TLS certificate, key and client CA for the next handshakes, and the card
-        CA and CRL files; what cannot be read is logged and the previous one kept."""
-        if self.tls is not None:
-            self.tls.reload()
+        """SIGHUP: the TLS certificate, key and client CA for the next handshakes (gRPC and
+        HTTP), and the card CA and CRL files; what cannot be read is logged and the previous one
+        kept."""
+        if self.tls is not None and self.tls.reload() and self.http is not None:
+            try:  # the files just proved usable: only a change in between can fail here
+                self.http.reload_tls(self.tls.section)
+            except (OSError, ValueError) as exc:
+                log.error("HTTP TLS files not reloaded", extra={"fields": {"why": str(exc)}})
         self.assembly.crls.reload("SIGHUP")
+
+    @property
+    def http_port(self) -> int | None:
+        return self.http.port if self.http is not None else None
 
     def stop(self, grace_seconds: float) -> None:
         """Refuse new calls, let in-flight ones finish within the grace period, then close
@@ -83,6 +95,8 @@ class RunningServer:
         self.health.stop()
         self.crl_refresher.stop()
         self.enrolment.close()
+        if self.http is not None:
+            self.http.stop()
         self.server.stop(grace_seconds).wait()
         self.metrics.close()
         self.assembly.close()
@@ -100,24 +114,24 @@ def start_server(
             "INSECURE MODE: no TLS, no client certificates; roles come from request metadata. "
             "For local development only."
         )
-    server = new_grpc_server(
-        section,
-        [
-            ServiceInterceptor(
-                Authenticator(insecure=section.insecure),
-                metrics,
-                FailureRateLimiter(config.ratelimit, assembly.store, assembly.app.clock),
-            )
-        ],
+    interceptor = ServiceInterceptor(
+        Authenticator(insecure=section.insecure),
+        metrics,
+        FailureRateLimiter(config.ratelimit, assembly.store, assembly.app.clock),
     )
+    server = new_grpc_server(section, [interceptor])
     app = assembly.app
     enrolment = EnrolmentServicer(app, assembly.readers)
-    enrolment_pb2_grpc.add_EnrolmentServiceServicer_to_server(enrolment, server)
-    device_pb2_grpc.add_DeviceServiceServicer_to_server(DeviceServicer(app), server)
-    validation_pb2_grpc.add_ValidationServiceServicer_to_server(ValidationServicer(app), server)
-    admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(app), server)
-    oob_pb2_grpc.add_OobServiceServicer_to_server(OobServicer(app), server)
-    grid_pb2_grpc.add_GridCardServiceServicer_to_server(GridCardServicer(app), server)
+    servicers: list[tuple[Callable[[Any, Any], None], object]] = [
+        (enrolment_pb2_grpc.add_EnrolmentServiceServicer_to_server, enrolment),
+        (device_pb2_grpc.add_DeviceServiceServicer_to_server, DeviceServicer(app)),
+        (validation_pb2_grpc.add_ValidationServiceServicer_to_server, ValidationServicer(app)),
+        (admin_pb2_grpc.add_AdminServiceServicer_to_server, AdminServicer(app)),
+        (oob_pb2_grpc.add_OobServiceServicer_to_server, OobServicer(app)),
+        (grid_pb2_grpc.add_GridCardServiceServicer_to_server, GridCardServicer(app)),
+    ]
+    for add, servicer in servicers:
+        add(servicer, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -149,6 +163,12 @@ def start_server(
             if exc.errno == errno.EADDRINUSE:
                 raise port_taken("metrics.port") from None
             raise cannot_listen("metrics.port") from None
+    http = None
+    if config.http.enabled:
+        if in_use(config.http.address, config.http.port):
+            server.stop(None)
+            raise port_taken("http.port")
+        http = start_http_server(config.http, section, api_for(interceptor, servicers))
     monitor.start()
     refresher.start()
     server.start()
@@ -161,11 +181,12 @@ def start_server(
                 "tls": not section.insecure,
                 "metrics_port": metrics_port,
                 "store": describe_store_url(config.store.url),
+                "http_port": http.port if http is not None else None,
             }
         },
     )
     return RunningServer(
-        server, port, assembly, monitor, metrics, enrolment, tls, refresher, metrics_port
+        server, port, assembly, monitor, metrics, enrolment, tls, refresher, metrics_port, http
     )
 
 

@@ -26,6 +26,11 @@ class ServerTls:
         self._current = self._read()
         self._pending: grpc.ServerCertificateConfiguration | None = None
 
+    @property
+    def section(self) -> ServerSection:
+        """Where the files are (the HTTP API reads the same ones)."""
+        return self._section
+
     def credentials(self) -> grpc.ServerCredentials:
         """Credentials that ask for a client certificate from the client CA, always."""
         return grpc.dynamic_ssl_server_credentials(

@@ -22,46 +22,68 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from otphsm.v1 import common_pb2 as otphsm_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15otphsm/v1/admin.proto\x12\totphsm.v1\x1a\x16otphsm/v1/common.proto\".\n\x0cTokenRequest\x12\x0e\n\x06serial\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"0\n\rTokenResponse\x12\x1f\n\x05token\x18\x01 \x01(\x0b\x32\x10.otphsm.v1.Token\"\x9c\x01\n\x11ListTokensRequest\x12\x16\n\x0e\x63odice_fiscale\x18\x01 \x01(\t\x12$\n\x05state\x18\x02 \x01(\x0e\x32\x15.otphsm.v1.TokenState\x12\"\n\x04kind\x18\x03 \x01(\x0e\x32\x14.otphsm.v1.TokenKind\x12\x11\n\tpage_size\x18\x04 \x01(\r\x12\x12\n\npage_token\x18\x05 \x01(\t\"O\n\x12ListTokensResponse\x12 \n\x06tokens\x18\x01 \x03(\x0b\x32\x10.otphsm.v1.Token\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"w\n\x0fListFobsRequest\x12\x17\n\x0funassigned_only\x18\x01 \x01(\x08\x12$\n\x05state\x18\x02 \x01(\x0e\x32\x15.otphsm.v1.TokenState\x12\x11\n\tpage_size\x18\x03 \x01(\r\x12\x12\n\npage_token\x18\x04 \x01(\t\"K\n\x10ListFobsResponse\x12\x1e\n\x04\x66obs\x18\x01 \x03(\x0b\x32\x10.otphsm.v1.Token\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"a\n\x17ListAuditEntriesRequest\x12\x10\n\x08\x66rom_seq\x18\x01 \x01(\x04\x12\r\n\x05since\x18\x02 \x01(\x03\x12\x11\n\tpage_size\x18\x03 \x01(\r\x12\x12\n\npage_token\x18\x04 \x01(\t\"\x9f\x01\n\nAuditEntry\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\n\n\x02\x61t\x18\x02 \x01(\x03\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\x0f\n\x07subject\x18\x05 \x01(\t\x12\x14\n\x0c\x64\x65tails_json\x18\x06 \x01(\t\x12\x11\n\tprev_hash\x18\x07 \x01(\x0c\x12\x12\n\nentry_hash\x18\x08 \x01(\x0c\x12\x0b\n\x03mac\x18\t \x01(\x0c\"[\n\x18ListAuditEntriesResponse\x12&\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x15.otphsm.v1.AuditEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"A\n\x12VerifyAuditRequest\x12+\n\rexpected_head\x18\x01 \x01(\x0b\x32\x14.otphsm.v1.AuditHead\",\n\tAuditHead\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x12\n\nentry_hash\x18\x02 \x01(\x0c\",\n\x0c\x41uditFinding\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0f\n\x07problem\x18\x02 \x01(\t\"\x85\x01\n\x13VerifyAuditResponse\x12\x0f\n\x07\x65ntries\x18\x01 \x01(\x04\x12\x0e\n\x06intact\x18\x02 \x01(\x08\x12)\n\x08\x66indings\x18\x03 \x03(\x0b\x32\x17.otphsm.v1.AuditFinding\x12\"\n\x04head\x18\x04 \x01(\x0b\x32\x14.otphsm.v1.AuditHead\"]\n\x11ImportPskcRequest\x12\x0c\n\x04pskc\x18\x01 \x01(\x0c\x12\x18\n\x0epre_shared_key\x18\x02 \x01(\x0cH\x00\x12\x12\n\x08password\x18\x03 \x01(\tH\x00\x42\x0c\n\nprotection\"6\n\x12ImportPskcResponse\x12 \n\x06tokens\x18\x01 \x03(\x0b\x32\x10.otphsm.v1.Token2\xc8\x05\n\x0c\x41\x64minService\x12<\n\x07Suspend\x12\x17.otphsm.v1.TokenRequest\x1a\x18.otphsm.v1.TokenResponse\x12;\n\x06Resume\x12\x17.otphsm.v1.TokenRequest\x1a\x18.otphsm.v1.TokenResponse\x12;\n\x06Revoke\x12\x17.otphsm.v1.TokenRequest\x1a\x18.otphsm.v1.TokenResponse\x12;\n\x06Unlock\x12\x17.otphsm.v1.TokenRequest\x1a\x18.otphsm.v1.TokenResponse\x12I\n\nListTokens\x12\x1c.otphsm.v1.ListTokensRequest\x1a\x1d.otphsm.v1.ListTokensResponse\x12\x43\n\x08ListFobs\x12\x1a.otphsm.v1.ListFobsRequest\x1a\x1b.otphsm.v1.ListFobsResponse\x12[\n\x10ListAuditEntries\x12\".otphsm.v1.ListAuditEntriesRequest\x1a#.otphsm.v1.ListAuditEntriesResponse\x12=\n\x08GetToken\x12\x17.otphsm.v1.TokenRequest\x1a\x18.otphsm.v1.TokenResponse\x12L\n\x0bVerifyAudit\x12\x1d.otphsm.v1.VerifyAuditRequest\x1a\x1e.otphsm.v1.VerifyAuditResponse\x12I\n\nImportPskc\x12\x1c.otphsm.v1.ImportPskcRequest\x1a\x1d.otphsm.v1.ImportPskcResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15otphsm/v1/admin.proto\x12\totphsm.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x16otphsm/v1/common.proto\".\n\x0cTokenRequest\x12\x0e\n\x06serial\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"0\n\rTokenResponse\x12\x1f\n\x05token\x18\x01 \x01(\x0b\x32\x10.otphsm.v1.Token\"\x9c\x01\n\x11ListTokensRequest\x12\x16\n\x0e\x63odice_fiscale\x18\x01 \x01(\t\x12$\n\x05state\x18\x02 \x01(\x0e\x32\x15.otphsm.v1.TokenState\x12\"\n\x04kind\x18\x03 \x01(\x0e\x32\x14.otphsm.v1.TokenKind\x12\x11\n\tpage_size\x18\x04 \x01(\r\x12\x12\n\npage_token\x18\x05 \x01(\t\"O\n\x12ListTokensResponse\x12 \n\x06tokens\x18\x01 \x03(\x0b\x32\x10.otphsm.v1.Token\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"w\n\x0fListFobsRequest\x12\x17\n\x0funassigned_only\x18\x01 \x01(\x08\x12$\n\x05state\x18\x02 \x01(\x0e\x32\x15.otphsm.v1.TokenState\x12\x11\n\tpage_size\x18\x03 \x01(\r\x12\x12\n\npage_token\x18\x04 \x01(\t\"K\n\x10ListFobsResponse\x12\x1e\n\x04\x66obs\x18\x01 \x03(\x0b\x32\x10.otphsm.v1.Token\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"a\n\x17ListAuditEntriesRequest\x12\x10\n\x08\x66rom_seq\x18\x01 \x01(\x04\x12\r\n\x05since\x18\x02 \x01(\x03\x12\x11\n\tpage_size\x18\x03 \x01(\r\x12\x12\n\npage_token\x18\x04 \x01(\t\"\x9f\x01\n\nAuditEntry\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\n\n\x02\x61t\x18\x02 \x01(\x03\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\x0f\n\x07subject\x18\x05 \x01(\t\x12\x14\n\x0c\x64\x65tails_json\x18\x06 \x01(\t\x12\x11\n\tprev_hash\x18\x07 \x01(\x0c\x12\x12\n\nentry_hash\x18\x08 \x01(\x0c\x12\x0b\n\x03mac\x18\t \x01(\x0c\"[\n\x18ListAuditEntriesResponse\x12&\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x15.otphsm.v1.AuditEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"A\n\x12VerifyAuditRequest\x12+\n\rexpected_head\x18\x01 \x01(\x0b\x32\x14.otphsm.v1.AuditHead\",\n\tAuditHead\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x12\n\nentry_hash\x18\x02 \x01(\x0c\",\n\x0c\x41uditFinding\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0f\n\x07problem\x18\x02 \x01(\t\"\x85\x01\n\x13VerifyAuditResponse\x12\x0f\n\x07\x65ntries\x18\x01 \x01(\x04\x12\x0e\n\x06intact\x18\x02 \x01(\x08\x12)\n\x08\x66indings\x18\x03 \x03(\x0b\x32\x17.otphsm.v1.AuditFinding\x12\"\n\x04head\x18\x04 \x01(\x0b\x32\x14.otphsm.v1.AuditHead\"]\n\x11ImportPskcRequest\x12\x0c\n\x04pskc\x18\x01 \x01(\x0c\x12\x18\n\x0epre_shared_key\x18\x02 \x01(\x0cH\x00\x12\x12\n\x08password\x18\x03 \x01(\tH\x00\x42\x0c\n\nprotection\"6\n\x12ImportPskcResponse\x12 \n\x06tokens\x18\x01 \x03(\x0b\x32\x10.otphsm.v1.Token2\x82\x08\n\x0c\x41\x64minService\x12\x64\n\x07Suspend\x12\x17.otphsm.v1.TokenRequest\x1a\x18.otphsm.v1.TokenResponse\"&\x82\xd3\xe4\x93\x02 \"\x1b/v1/tokens/{serial}:suspend:\x01*\x12\x62\n\x06Resume\x12\x17.otphsm.v1.TokenRequest\x1a\x18.otphsm.v1.TokenResponse\"%\x82\xd3\xe4\x93\x02\x1f\"\x1a/v1/tokens/{serial}:resume:\x01*\x12\x62\n\x06Revoke\x12\x17.otphsm.v1.TokenRequest\x1a\x18.otphsm.v1.TokenResponse\"%\x82\xd3\xe4\x93\x02\x1f\"\x1a/v1/tokens/{serial}:revoke:\x01*\x12\x62\n\x06Unlock\x12\x17.otphsm.v1.TokenRequest\x1a\x18.otphsm.v1.TokenResponse\"%\x82\xd3\xe4\x93\x02\x1f\"\x1a/v1/tokens/{serial}:unlock:\x01*\x12]\n\nListTokens\x12\x1c.otphsm.v1.ListTokensRequest\x1a\x1d.otphsm.v1.ListTokensResponse\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/tokens\x12U\n\x08ListFobs\x12\x1a.otphsm.v1.ListFobsRequest\x1a\x1b.otphsm.v1.ListFobsResponse\"\x10\x82\xd3\xe4\x93\x02\n\x12\x08/v1/fobs\x12u\n\x10ListAuditEntries\x12\".otphsm.v1.ListAuditEntriesRequest\x1a#.otphsm.v1.ListAuditEntriesResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/auditEntries\x12Z\n\x08GetToken\x12\x17.otphsm.v1.TokenRequest\x1a\x18.otphsm.v1.TokenResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/tokens/{serial}\x12p\n\x0bVerifyAudit\x12\x1d.otphsm.v1.VerifyAuditRequest\x1a\x1e.otphsm.v1.VerifyAuditResponse\"\"\x82\xd3\xe4\x93\x02\x1c\"\x17/v1/auditEntries:verify:\x01*\x12\x65\n\nImportPskc\x12\x1c.otphsm.v1.ImportPskcRequest\x1a\x1d.otphsm.v1.ImportPskcResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\"\x0f/v1/fobs:import:\x01*BC\n\x11\x65xample.otphsm.v1P\x01Z,otphsm.example/api/gen/go/otphsm/v1;otphsmv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'otphsm.v1.admin_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
-  _globals['_TOKENREQUEST']._serialized_start=60
-  _globals['_TOKENREQUEST']._serialized_end=106
-  _globals['_TOKENRESPONSE']._serialized_start=108
-  _globals['_TOKENRESPONSE']._serialized_end=156
-  _globals['_LISTTOKENSREQUEST']._serialized_start=159
-  _globals['_LISTTOKENSREQUEST']._serialized_end=315
-  _globals['_LISTTOKENSRESPONSE']._serialized_start=317
-  _globals['_LISTTOKENSRESPONSE']._serialized_end=396
-  _globals['_LISTFOBSREQUEST']._serialized_start=398
-  _globals['_LISTFOBSREQUEST']._serialized_end=517
-  _globals['_LISTFOBSRESPONSE']._serialized_start=519
-  _globals['_LISTFOBSRESPONSE']._serialized_end=594
-  _globals['_LISTAUDITENTRIESREQUEST']._serialized_start=596
-  _globals['_LISTAUDITENTRIESREQUEST']._serialized_end=693
-  _globals['_AUDITENTRY']._serialized_start=696
-  _globals['_AUDITENTRY']._serialized_end=855
-  _globals['_LISTAUDITENTRIESRESPONSE']._serialized_start=857
-  _globals['_LISTAUDITENTRIESRESPONSE']._serialized_end=948
-  _globals['_VERIFYAUDITREQUEST']._serialized_start=950
-  _globals['_VERIFYAUDITREQUEST']._serialized_end=1015
-  _globals['_AUDITHEAD']._serialized_start=1017
-  _globals['_AUDITHEAD']._serialized_end=1061
-  _globals['_AUDITFINDING']._serialized_start=1063
-  _globals['_AUDITFINDING']._serialized_end=1107
-  _globals['_VERIFYAUDITRESPONSE']._serialized_start=1110
-  _globals['_VERIFYAUDITRESPONSE']._serialized_end=1243
-  _globals['_IMPORTPSKCREQUEST']._serialized_start=1245
-  _globals['_IMPORTPSKCREQUEST']._serialized_end=1338
-  _globals['_IMPORTPSKCRESPONSE']._serialized_start=1340
-  _globals['_IMPORTPSKCRESPONSE']._serialized_end=1394
-  _globals['_ADMINSERVICE']._serialized_start=1397
-  _globals['_ADMINSERVICE']._serialized_end=2109
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\021example.otphsm.v1P\001Z,otphsm.example/api/gen/go/otphsm/v1;otphsmv1'
+  _globals['_ADMINSERVICE'].methods_by_name['Suspend']._loaded_options = None
+  _globals['_ADMINSERVICE'].methods_by_name['Suspend']._serialized_options = b'\202\323\344\223\002 \"\033/v1/tokens/{serial}:suspend:\001*'
+  _globals['_ADMINSERVICE'].methods_by_name['Resume']._loaded_options = None
+  _globals['_ADMINSERVICE'].methods_by_name['Resume']._serialized_options = b'\202\323\344\223\002\037\"\032/v1/tokens/{serial}:resume:\001*'
+  _globals['_ADMINSERVICE'].methods_by_name['Revoke']._loaded_options = None
+  _globals['_ADMINSERVICE'].methods_by_name['Revoke']._serialized_options = b'\202\323\344\223\002\037\"\032/v1/tokens/{serial}:revoke:\001*'
+  _globals['_ADMINSERVICE'].methods_by_name['Unlock']._loaded_options = None
+  _globals['_ADMINSERVICE'].methods_by_name['Unlock']._serialized_options = b'\202\323\344\223\002\037\"\032/v1/tokens/{serial}:unlock:\001*'
+  _globals['_ADMINSERVICE'].methods_by_name['ListTokens']._loaded_options = None
+  _globals['_ADMINSERVICE'].methods_by_name['ListTokens']._serialized_options = b'\202\323\344\223\002\014\022\n/v1/tokens'
+  _globals['_ADMINSERVICE'].methods_by_name['ListFobs']._loaded_options = None
+  _globals['_ADMINSERVICE'].methods_by_name['ListFobs']._serialized_options = b'\202\323\344\223\002\n\022\010/v1/fobs'
+  _globals['_ADMINSERVICE'].methods_by_name['ListAuditEntries']._loaded_options = None
+  _globals['_ADMINSERVICE'].methods_by_name['ListAuditEntries']._serialized_options = b'\202\323\344\223\002\022\022\020/v1/auditEntries'
+  _globals['_ADMINSERVICE'].methods_by_name['GetToken']._loaded_options = None
+  _globals['_ADMINSERVICE'].methods_by_name['GetToken']._serialized_options = b'\202\323\344\223\002\025\022\023/v1/tokens/{serial}'
+  _globals['_ADMINSERVICE'].methods_by_name['VerifyAudit']._loaded_options = None
+  _globals['_ADMINSERVICE'].methods_by_name['VerifyAudit']._serialized_options = b'\202\323\344\223\002\034\"\027/v1/auditEntries:verify:\001*'
+  _globals['_ADMINSERVICE'].methods_by_name['ImportPskc']._loaded_options = None
+  _globals['_ADMINSERVICE'].methods_by_name['ImportPskc']._serialized_options = b'\202\323\344\223\002\024\"\017/v1/fobs:import:\001*'
+  _globals['_TOKENREQUEST']._serialized_start=90
+  _globals['_TOKENREQUEST']._serialized_end=136
+  _globals['_TOKENRESPONSE']._serialized_start=138
+  _globals['_TOKENRESPONSE']._serialized_end=186
+  _globals['_LISTTOKENSREQUEST']._serialized_start=189
+  _globals['_LISTTOKENSREQUEST']._serialized_end=345
+  _globals['_LISTTOKENSRESPONSE']._serialized_start=347
+  _globals['_LISTTOKENSRESPONSE']._serialized_end=426
+  _globals['_LISTFOBSREQUEST']._serialized_start=428
+  _globals['_LISTFOBSREQUEST']._serialized_end=547
+  _globals['_LISTFOBSRESPONSE']._serialized_start=549
+  _globals['_LISTFOBSRESPONSE']._serialized_end=624
+  _globals['_LISTAUDITENTRIESREQUEST']._serialized_start=626
+  _globals['_LISTAUDITENTRIESREQUEST']._serialized_end=723
+  _globals['_AUDITENTRY']._serialized_start=726
+  _globals['_AUDITENTRY']._serialized_end=885
+  _globals['_LISTAUDITENTRIESRESPONSE']._serialized_start=887
+  _globals['_LISTAUDITENTRIESRESPONSE']._serialized_end=978
+  _globals['_VERIFYAUDITREQUEST']._serialized_start=980
+  _globals['_VERIFYAUDITREQUEST']._serialized_end=1045
+  _globals['_AUDITHEAD']._serialized_start=1047
+  _globals['_AUDITHEAD']._serialized_end=1091
+  _globals['_AUDITFINDING']._serialized_start=1093
+  _globals['_AUDITFINDING']._serialized_end=1137
+  _globals['_VERIFYAUDITRESPONSE']._serialized_start=1140
+  _globals['_VERIFYAUDITRESPONSE']._serialized_end=1273
+  _globals['_IMPORTPSKCREQUEST']._serialized_start=1275
+  _globals['_IMPORTPSKCREQUEST']._serialized_end=1368
+  _globals['_IMPORTPSKCRESPONSE']._serialized_start=1370
+  _globals['_IMPORTPSKCRESPONSE']._serialized_end=1424
+  _globals['_ADMINSERVICE']._serialized_start=1427
+  _globals['_ADMINSERVICE']._serialized_end=2453
 # @@protoc_insertion_point(module_scope)

@@ -25,13 +25,14 @@ _sym_db = _symbol_database.Default()
 from otphsm.v1 import common_pb2 as otphsm_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16otphsm/v1/device.proto\x12\totphsm.v1\x1a\x16otphsm/v1/common.proto\"M\n\x17\x41\x63tivateWithCodeRequest\x12\x17\n\x0f\x61\x63tivation_code\x18\x01 \x01(\t\x12\x19\n\x11\x64\x65vice_public_key\x18\x02 \x01(\x0c\"q\n\"ActivateWithTemporarySecretRequest\x12\x16\n\x0e\x63odice_fiscale\x18\x01 \x01(\t\x12\x18\n\x10temporary_secret\x18\x02 \x01(\t\x12\x19\n\x11\x64\x65vice_public_key\x18\x03 \x01(\x0c\"\x91\x01\n\x12\x41\x63tivationResponse\x12\x0e\n\x06serial\x18\x01 \x01(\t\x12\x19\n\x11server_public_key\x18\x02 \x01(\x0c\x12(\n\x06params\x18\x03 \x01(\x0b\x32\x18.otphsm.v1.OtpParameters\x12\x0e\n\x06issuer\x18\x04 \x01(\t\x12\x16\n\x0e\x63odice_fiscale\x18\x05 \x01(\t\"6\n\x16ProvePossessionRequest\x12\x0e\n\x06serial\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t2\xa4\x02\n\rDeviceService\x12U\n\x10\x41\x63tivateWithCode\x12\".otphsm.v1.ActivateWithCodeRequest\x1a\x1d.otphsm.v1.ActivationResponse\x12k\n\x1b\x41\x63tivateWithTemporarySecret\x12-.otphsm.v1.ActivateWithTemporarySecretRequest\x1a\x1d.otphsm.v1.ActivationResponse\x12O\n\x0fProvePossession\x12!.otphsm.v1.ProvePossessionRequest\x1a\x19.otphsm.v1.VerifyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16otphsm/v1/device.proto\x12\totphsm.v1\x1a\x16otphsm/v1/common.proto\"M\n\x17\x41\x63tivateWithCodeRequest\x12\x17\n\x0f\x61\x63tivation_code\x18\x01 \x01(\t\x12\x19\n\x11\x64\x65vice_public_key\x18\x02 \x01(\x0c\"q\n\"ActivateWithTemporarySecretRequest\x12\x16\n\x0e\x63odice_fiscale\x18\x01 \x01(\t\x12\x18\n\x10temporary_secret\x18\x02 \x01(\t\x12\x19\n\x11\x64\x65vice_public_key\x18\x03 \x01(\x0c\"\x91\x01\n\x12\x41\x63tivationResponse\x12\x0e\n\x06serial\x18\x01 \x01(\t\x12\x19\n\x11server_public_key\x18\x02 \x01(\x0c\x12(\n\x06params\x18\x03 \x01(\x0b\x32\x18.otphsm.v1.OtpParameters\x12\x0e\n\x06issuer\x18\x04 \x01(\t\x12\x16\n\x0e\x63odice_fiscale\x18\x05 \x01(\t\"6\n\x16ProvePossessionRequest\x12\x0e\n\x06serial\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t2\xa4\x02\n\rDeviceService\x12U\n\x10\x41\x63tivateWithCode\x12\".otphsm.v1.ActivateWithCodeRequest\x1a\x1d.otphsm.v1.ActivationResponse\x12k\n\x1b\x41\x63tivateWithTemporarySecret\x12-.otphsm.v1.ActivateWithTemporarySecretRequest\x1a\x1d.otphsm.v1.ActivationResponse\x12O\n\x0fProvePossession\x12!.otphsm.v1.ProvePossessionRequest\x1a\x19.otphsm.v1.VerifyResponseBC\n\x11\x65xample.otphsm.v1P\x01Z,otphsm.example/api/gen/go/otphsm/v1;otphsmv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'otphsm.v1.device_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\021example.otphsm.v1P\001Z,otphsm.example/api/gen/go/otphsm/v1;otphsmv1'
   _globals['_ACTIVATEWITHCODEREQUEST']._serialized_start=61
   _globals['_ACTIVATEWITHCODEREQUEST']._serialized_end=138
   _globals['_ACTIVATEWITHTEMPORARYSECRETREQUEST']._serialized_start=140

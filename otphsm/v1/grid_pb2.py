@@ -22,34 +22,42 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from otphsm.v1 import common_pb2 as otphsm_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14otphsm/v1/grid.proto\x12\totphsm.v1\x1a\x16otphsm/v1/common.proto\"\xcf\x01\n\x08GridCard\x12\x0e\n\x06serial\x18\x01 \x01(\t\x12\x16\n\x0e\x63odice_fiscale\x18\x02 \x01(\t\x12\'\n\x05state\x18\x03 \x01(\x0e\x32\x18.otphsm.v1.GridCardState\x12\r\n\x05\x63\x65lls\x18\x04 \x01(\r\x12\x13\n\x0b\x63\x65ll_digits\x18\x05 \x01(\r\x12\x12\n\ncreated_at\x18\x06 \x01(\x03\x12\x12\n\nrevoked_at\x18\x07 \x01(\x03\x12\x14\n\x0clocked_until\x18\x08 \x01(\x03\x12\x10\n\x08\x66\x61ilures\x18\t \x01(\r\"0\n\x14IssueGridCardRequest\x12\x18\n\x10\x61uthorisation_id\x18\x01 \x01(\t\"a\n\x15IssueGridCardResponse\x12!\n\x04\x63\x61rd\x18\x01 \x01(\x0b\x32\x13.otphsm.v1.GridCard\x12\x0b\n\x03pdf\x18\x02 \x01(\x0c\x12\x18\n\x10replaced_serials\x18\x03 \x03(\t\">\n\x14GridChallengeRequest\x12\x16\n\x0e\x63odice_fiscale\x18\x01 \x01(\t\x12\x0e\n\x06origin\x18\x02 \x01(\t\"d\n\x15GridChallengeResponse\x12\x0e\n\x06serial\x18\x01 \x01(\t\x12\x12\n\nfirst_cell\x18\x02 \x01(\r\x12\x13\n\x0bsecond_cell\x18\x03 \x01(\r\x12\x12\n\nexpires_at\x18\x04 \x01(\x03\"l\n\x17VerifyGridAnswerRequest\x12\x16\n\x0e\x63odice_fiscale\x18\x01 \x01(\t\x12\x13\n\x0b\x66irst_value\x18\x02 \x01(\t\x12\x14\n\x0csecond_value\x18\x03 \x01(\t\x12\x0e\n\x06origin\x18\x04 \x01(\t\"7\n\x15RevokeGridCardRequest\x12\x0e\n\x06serial\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\";\n\x16RevokeGridCardResponse\x12!\n\x04\x63\x61rd\x18\x01 \x01(\x0b\x32\x13.otphsm.v1.GridCard*i\n\rGridCardState\x12\x1f\n\x1bGRID_CARD_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16GRID_CARD_STATE_ACTIVE\x10\x01\x12\x1b\n\x17GRID_CARD_STATE_REVOKED\x10\x02\x32\xe3\x02\n\x0fGridCardService\x12R\n\rIssueGridCard\x12\x1f.otphsm.v1.IssueGridCardRequest\x1a .otphsm.v1.IssueGridCardResponse\x12R\n\rGridChallenge\x12\x1f.otphsm.v1.GridChallengeRequest\x1a .otphsm.v1.GridChallengeResponse\x12Q\n\x10VerifyGridAnswer\x12\".otphsm.v1.VerifyGridAnswerRequest\x1a\x19.otphsm.v1.VerifyResponse\x12U\n\x0eRevokeGridCard\x12 .otphsm.v1.RevokeGridCardRequest\x1a!.otphsm.v1.RevokeGridCardResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14otphsm/v1/grid.proto\x12\totphsm.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x16otphsm/v1/common.proto\"\xcf\x01\n\x08GridCard\x12\x0e\n\x06serial\x18\x01 \x01(\t\x12\x16\n\x0e\x63odice_fiscale\x18\x02 \x01(\t\x12\'\n\x05state\x18\x03 \x01(\x0e\x32\x18.otphsm.v1.GridCardState\x12\r\n\x05\x63\x65lls\x18\x04 \x01(\r\x12\x13\n\x0b\x63\x65ll_digits\x18\x05 \x01(\r\x12\x12\n\ncreated_at\x18\x06 \x01(\x03\x12\x12\n\nrevoked_at\x18\x07 \x01(\x03\x12\x14\n\x0clocked_until\x18\x08 \x01(\x03\x12\x10\n\x08\x66\x61ilures\x18\t \x01(\r\"0\n\x14IssueGridCardRequest\x12\x18\n\x10\x61uthorisation_id\x18\x01 \x01(\t\"a\n\x15IssueGridCardResponse\x12!\n\x04\x63\x61rd\x18\x01 \x01(\x0b\x32\x13.otphsm.v1.GridCard\x12\x0b\n\x03pdf\x18\x02 \x01(\x0c\x12\x18\n\x10replaced_serials\x18\x03 \x03(\t\">\n\x14GridChallengeRequest\x12\x16\n\x0e\x63odice_fiscale\x18\x01 \x01(\t\x12\x0e\n\x06origin\x18\x02 \x01(\t\"d\n\x15GridChallengeResponse\x12\x0e\n\x06serial\x18\x01 \x01(\t\x12\x12\n\nfirst_cell\x18\x02 \x01(\r\x12\x13\n\x0bsecond_cell\x18\x03 \x01(\r\x12\x12\n\nexpires_at\x18\x04 \x01(\x03\"l\n\x17VerifyGridAnswerRequest\x12\x16\n\x0e\x63odice_fiscale\x18\x01 \x01(\t\x12\x13\n\x0b\x66irst_value\x18\x02 \x01(\t\x12\x14\n\x0csecond_value\x18\x03 \x01(\t\x12\x0e\n\x06origin\x18\x04 \x01(\t\"7\n\x15RevokeGridCardRequest\x12\x0e\n\x06serial\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\";\n\x16RevokeGridCardResponse\x12!\n\x04\x63\x61rd\x18\x01 \x01(\x0b\x32\x13.otphsm.v1.GridCard*i\n\rGridCardState\x12\x1f\n\x1bGRID_CARD_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16GRID_CARD_STATE_ACTIVE\x10\x01\x12\x1b\n\x17GRID_CARD_STATE_REVOKED\x10\x02\x32\xd2\x03\n\x0fGridCardService\x12R\n\rIssueGridCard\x12\x1f.otphsm.v1.IssueGridCardRequest\x1a .otphsm.v1.IssueGridCardResponse\x12v\n\rGridChallenge\x12\x1f.otphsm.v1.GridChallengeRequest\x1a .otphsm.v1.GridChallengeResponse\"\"\x82\xd3\xe4\x93\x02\x1c\"\x17/v1/gridCards:challenge:\x01*\x12r\n\x10VerifyGridAnswer\x12\".otphsm.v1.VerifyGridAnswerRequest\x1a\x19.otphsm.v1.VerifyResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x14/v1/gridCards:verify:\x01*\x12\x7f\n\x0eRevokeGridCard\x12 .otphsm.v1.RevokeGridCardRequest\x1a!.otphsm.v1.RevokeGridCardResponse\"(\x82\xd3\xe4\x93\x02\"\"\x1d/v1/gridCards/{serial}:revoke:\x01*BC\n\x11\x65xample.otphsm.v1P\x01Z,otphsm.example/api/gen/go/otphsm/v1;otphsmv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'otphsm.v1.grid_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
-  _globals['_GRIDCARDSTATE']._serialized_start=812
-  _globals['_GRIDCARDSTATE']._serialized_end=917
-  _globals['_GRIDCARD']._serialized_start=60
-  _globals['_GRIDCARD']._serialized_end=267
-  _globals['_ISSUEGRIDCARDREQUEST']._serialized_start=269
-  _globals['_ISSUEGRIDCARDREQUEST']._serialized_end=317
-  _globals['_ISSUEGRIDCARDRESPONSE']._serialized_start=319
-  _globals['_ISSUEGRIDCARDRESPONSE']._serialized_end=416
-  _globals['_GRIDCHALLENGEREQUEST']._serialized_start=418
-  _globals['_GRIDCHALLENGEREQUEST']._serialized_end=480
-  _globals['_GRIDCHALLENGERESPONSE']._serialized_start=482
-  _globals['_GRIDCHALLENGERESPONSE']._serialized_end=582
-  _globals['_VERIFYGRIDANSWERREQUEST']._serialized_start=584
-  _globals['_VERIFYGRIDANSWERREQUEST']._serialized_end=692
-  _globals['_REVOKEGRIDCARDREQUEST']._serialized_start=694
-  _globals['_REVOKEGRIDCARDREQUEST']._serialized_end=749
-  _globals['_REVOKEGRIDCARDRESPONSE']._serialized_start=751
-  _globals['_REVOKEGRIDCARDRESPONSE']._serialized_end=810
-  _globals['_GRIDCARDSERVICE']._serialized_start=920
-  _globals['_GRIDCARDSERVICE']._serialized_end=1275
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\021example.otphsm.v1P\001Z,otphsm.example/api/gen/go/otphsm/v1;otphsmv1'
+  _globals['_GRIDCARDSERVICE'].methods_by_name['GridChallenge']._loaded_options = None
+  _globals['_GRIDCARDSERVICE'].methods_by_name['GridChallenge']._serialized_options = b'\202\323\344\223\002\034\"\027/v1/gridCards:challenge:\001*'
+  _globals['_GRIDCARDSERVICE'].methods_by_name['VerifyGridAnswer']._loaded_options = None
+  _globals['_GRIDCARDSERVICE'].methods_by_name['VerifyGridAnswer']._serialized_options = b'\202\323\344\223\002\031\"\024/v1/gridCards:verify:\001*'
+  _globals['_GRIDCARDSERVICE'].methods_by_name['RevokeGridCard']._loaded_options = None
+  _globals['_GRIDCARDSERVICE'].methods_by_name['RevokeGridCard']._serialized_options = b'\202\323\344\223\002\"\"\035/v1/gridCards/{serial}:revoke:\001*'
+  _globals['_GRIDCARDSTATE']._serialized_start=842
+  _globals['_GRIDCARDSTATE']._serialized_end=947
+  _globals['_GRIDCARD']._serialized_start=90
+  _globals['_GRIDCARD']._serialized_end=297
+  _globals['_ISSUEGRIDCARDREQUEST']._serialized_start=299
+  _globals['_ISSUEGRIDCARDREQUEST']._serialized_end=347
+  _globals['_ISSUEGRIDCARDRESPONSE']._serialized_start=349
+  _globals['_ISSUEGRIDCARDRESPONSE']._serialized_end=446
+  _globals['_GRIDCHALLENGEREQUEST']._serialized_start=448
+  _globals['_GRIDCHALLENGEREQUEST']._serialized_end=510
+  _globals['_GRIDCHALLENGERESPONSE']._serialized_start=512
+  _globals['_GRIDCHALLENGERESPONSE']._serialized_end=612
+  _globals['_VERIFYGRIDANSWERREQUEST']._serialized_start=614
+  _globals['_VERIFYGRIDANSWERREQUEST']._serialized_end=722
+  _globals['_REVOKEGRIDCARDREQUEST']._serialized_start=724
+  _globals['_REVOKEGRIDCARDREQUEST']._serialized_end=779
+  _globals['_REVOKEGRIDCARDRESPONSE']._serialized_start=781
+  _globals['_REVOKEGRIDCARDRESPONSE']._serialized_end=840
+  _globals['_GRIDCARDSERVICE']._serialized_start=950
+  _globals['_GRIDCARDSERVICE']._serialized_end=1416
 # @@protoc_insertion_point(module_scope)

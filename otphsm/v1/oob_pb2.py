@@ -22,28 +22,34 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from otphsm.v1 import common_pb2 as otphsm_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13otphsm/v1/oob.proto\x12\totphsm.v1\x1a\x16otphsm/v1/common.proto\"^\n\x17RequestLoginCodeRequest\x12\x16\n\x0e\x63odice_fiscale\x18\x01 \x01(\t\x12+\n\x07\x63hannel\x18\x02 \x01(\x0e\x32\x1a.otphsm.v1.DeliveryChannel\"\x8b\x01\n\x18RequestLoginCodeResponse\x12\x12\n\nexpires_at\x18\x01 \x01(\x03\x12+\n\x07\x63hannel\x18\x02 \x01(\x0e\x32\x1a.otphsm.v1.DeliveryChannel\x12\x17\n\x0fprefix_required\x18\x03 \x01(\x08\x12\x15\n\rdevice_serial\x18\x04 \x01(\t\"N\n\x16VerifyLoginCodeRequest\x12\x16\n\x0e\x63odice_fiscale\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0e\n\x06origin\x18\x03 \x01(\t\">\n\x14SetCodePrefixRequest\x12\x16\n\x0e\x63odice_fiscale\x18\x01 \x01(\t\x12\x0e\n\x06prefix\x18\x02 \x01(\t\"+\n\x15SetCodePrefixResponse\x12\x12\n\nprefix_set\x18\x01 \x01(\x08*h\n\x0f\x44\x65liveryChannel\x12 \n\x1c\x44\x45LIVERY_CHANNEL_UNSPECIFIED\x10\x00\x12\x18\n\x14\x44\x45LIVERY_CHANNEL_SMS\x10\x01\x12\x19\n\x15\x44\x45LIVERY_CHANNEL_PUSH\x10\x02\x32\x8e\x02\n\nOobService\x12[\n\x10RequestLoginCode\x12\".otphsm.v1.RequestLoginCodeRequest\x1a#.otphsm.v1.RequestLoginCodeResponse\x12O\n\x0fVerifyLoginCode\x12!.otphsm.v1.VerifyLoginCodeRequest\x1a\x19.otphsm.v1.VerifyResponse\x12R\n\rSetCodePrefix\x12\x1f.otphsm.v1.SetCodePrefixRequest\x1a .otphsm.v1.SetCodePrefixResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13otphsm/v1/oob.proto\x12\totphsm.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x16otphsm/v1/common.proto\"^\n\x17RequestLoginCodeRequest\x12\x16\n\x0e\x63odice_fiscale\x18\x01 \x01(\t\x12+\n\x07\x63hannel\x18\x02 \x01(\x0e\x32\x1a.otphsm.v1.DeliveryChannel\"\x8b\x01\n\x18RequestLoginCodeResponse\x12\x12\n\nexpires_at\x18\x01 \x01(\x03\x12+\n\x07\x63hannel\x18\x02 \x01(\x0e\x32\x1a.otphsm.v1.DeliveryChannel\x12\x17\n\x0fprefix_required\x18\x03 \x01(\x08\x12\x15\n\rdevice_serial\x18\x04 \x01(\t\"N\n\x16VerifyLoginCodeRequest\x12\x16\n\x0e\x63odice_fiscale\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0e\n\x06origin\x18\x03 \x01(\t\">\n\x14SetCodePrefixRequest\x12\x16\n\x0e\x63odice_fiscale\x18\x01 \x01(\t\x12\x0e\n\x06prefix\x18\x02 \x01(\t\"+\n\x15SetCodePrefixResponse\x12\x12\n\nprefix_set\x18\x01 \x01(\x08*h\n\x0f\x44\x65liveryChannel\x12 \n\x1c\x44\x45LIVERY_CHANNEL_UNSPECIFIED\x10\x00\x12\x18\n\x14\x44\x45LIVERY_CHANNEL_SMS\x10\x01\x12\x19\n\x15\x44\x45LIVERY_CHANNEL_PUSH\x10\x02\x32\xd0\x02\n\nOobService\x12{\n\x10RequestLoginCode\x12\".otphsm.v1.RequestLoginCodeRequest\x1a#.otphsm.v1.RequestLoginCodeResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\"\x13/v1/loginCodes:send:\x01*\x12q\n\x0fVerifyLoginCode\x12!.otphsm.v1.VerifyLoginCodeRequest\x1a\x19.otphsm.v1.VerifyResponse\" \x82\xd3\xe4\x93\x02\x1a\"\x15/v1/loginCodes:verify:\x01*\x12R\n\rSetCodePrefix\x12\x1f.otphsm.v1.SetCodePrefixRequest\x1a .otphsm.v1.SetCodePrefixResponseBC\n\x11\x65xample.otphsm.v1P\x01Z,otphsm.example/api/gen/go/otphsm/v1;otphsmv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'otphsm.v1.oob_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
-  _globals['_DELIVERYCHANNEL']._serialized_start=485
-  _globals['_DELIVERYCHANNEL']._serialized_end=589
-  _globals['_REQUESTLOGINCODEREQUEST']._serialized_start=58
-  _globals['_REQUESTLOGINCODEREQUEST']._serialized_end=152
-  _globals['_REQUESTLOGINCODERESPONSE']._serialized_start=155
-  _globals['_REQUESTLOGINCODERESPONSE']._serialized_end=294
-  _globals['_VERIFYLOGINCODEREQUEST']._serialized_start=296
-  _globals['_VERIFYLOGINCODEREQUEST']._serialized_end=374
-  _globals['_SETCODEPREFIXREQUEST']._serialized_start=376
-  _globals['_SETCODEPREFIXREQUEST']._serialized_end=438
-  _globals['_SETCODEPREFIXRESPONSE']._serialized_start=440
-  _globals['_SETCODEPREFIXRESPONSE']._serialized_end=483
-  _globals['_OOBSERVICE']._serialized_start=592
-  _globals['_OOBSERVICE']._serialized_end=862
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\021example.otphsm.v1P\001Z,otphsm.example/api/gen/go/otphsm/v1;otphsmv1'
+  _globals['_OOBSERVICE'].methods_by_name['RequestLoginCode']._loaded_options = None
+  _globals['_OOBSERVICE'].methods_by_name['RequestLoginCode']._serialized_options = b'\202\323\344\223\002\030\"\023/v1/loginCodes:send:\001*'
+  _globals['_OOBSERVICE'].methods_by_name['VerifyLoginCode']._loaded_options = None
+  _globals['_OOBSERVICE'].methods_by_name['VerifyLoginCode']._serialized_options = b'\202\323\344\223\002\032\"\025/v1/loginCodes:verify:\001*'
+  _globals['_DELIVERYCHANNEL']._serialized_start=515
+  _globals['_DELIVERYCHANNEL']._serialized_end=619
+  _globals['_REQUESTLOGINCODEREQUEST']._serialized_start=88
+  _globals['_REQUESTLOGINCODEREQUEST']._serialized_end=182
+  _globals['_REQUESTLOGINCODERESPONSE']._serialized_start=185
+  _globals['_REQUESTLOGINCODERESPONSE']._serialized_end=324
+  _globals['_VERIFYLOGINCODEREQUEST']._serialized_start=326
+  _globals['_VERIFYLOGINCODEREQUEST']._serialized_end=404
+  _globals['_SETCODEPREFIXREQUEST']._serialized_start=406
+  _globals['_SETCODEPREFIXREQUEST']._serialized_end=468
+  _globals['_SETCODEPREFIXRESPONSE']._serialized_start=470
+  _globals['_SETCODEPREFIXRESPONSE']._serialized_end=513
+  _globals['_OOBSERVICE']._serialized_start=622
+  _globals['_OOBSERVICE']._serialized_end=958
 # @@protoc_insertion_point(module_scope)

@@ -22,22 +22,30 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from otphsm.v1 import common_pb2 as otphsm_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aotphsm/v1/validation.proto\x12\totphsm.v1\x1a\x16otphsm/v1/common.proto\"d\n\rVerifyRequest\x12\x10\n\x06serial\x18\x01 \x01(\tH\x00\x12\x18\n\x0e\x63odice_fiscale\x18\x02 \x01(\tH\x00\x12\x0c\n\x04\x63ode\x18\x03 \x01(\t\x12\x0e\n\x06origin\x18\x04 \x01(\tB\t\n\x07subject\"A\n\x11TestDeviceRequest\x12\x0e\n\x06serial\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0e\n\x06origin\x18\x03 \x01(\t\"X\n\rResyncRequest\x12\x0e\n\x06serial\x18\x01 \x01(\t\x12\x12\n\nfirst_code\x18\x02 \x01(\t\x12\x13\n\x0bsecond_code\x18\x03 \x01(\t\x12\x0e\n\x06origin\x18\x04 \x01(\t2\xd8\x01\n\x11ValidationService\x12=\n\x06Verify\x12\x18.otphsm.v1.VerifyRequest\x1a\x19.otphsm.v1.VerifyResponse\x12\x45\n\nTestDevice\x12\x1c.otphsm.v1.TestDeviceRequest\x1a\x19.otphsm.v1.VerifyResponse\x12=\n\x06Resync\x12\x18.otphsm.v1.ResyncRequest\x1a\x19.otphsm.v1.VerifyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aotphsm/v1/validation.proto\x12\totphsm.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x16otphsm/v1/common.proto\"d\n\rVerifyRequest\x12\x10\n\x06serial\x18\x01 \x01(\tH\x00\x12\x18\n\x0e\x63odice_fiscale\x18\x02 \x01(\tH\x00\x12\x0c\n\x04\x63ode\x18\x03 \x01(\t\x12\x0e\n\x06origin\x18\x04 \x01(\tB\t\n\x07subject\"A\n\x11TestDeviceRequest\x12\x0e\n\x06serial\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0e\n\x06origin\x18\x03 \x01(\t\"X\n\rResyncRequest\x12\x0e\n\x06serial\x18\x01 \x01(\t\x12\x12\n\nfirst_code\x18\x02 \x01(\t\x12\x13\n\x0bsecond_code\x18\x03 \x01(\t\x12\x0e\n\x06origin\x18\x04 \x01(\t2\xc1\x02\n\x11ValidationService\x12Z\n\x06Verify\x12\x18.otphsm.v1.VerifyRequest\x1a\x19.otphsm.v1.VerifyResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x10/v1/codes:verify:\x01*\x12j\n\nTestDevice\x12\x1c.otphsm.v1.TestDeviceRequest\x1a\x19.otphsm.v1.VerifyResponse\"#\x82\xd3\xe4\x93\x02\x1d\"\x18/v1/tokens/{serial}:test:\x01*\x12\x64\n\x06Resync\x12\x18.otphsm.v1.ResyncRequest\x1a\x19.otphsm.v1.VerifyResponse\"%\x82\xd3\xe4\x93\x02\x1f\"\x1a/v1/tokens/{serial}:resync:\x01*BC\n\x11\x65xample.otphsm.v1P\x01Z,otphsm.example/api/gen/go/otphsm/v1;otphsmv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'otphsm.v1.validation_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
-  _globals['_VERIFYREQUEST']._serialized_start=65
-  _globals['_VERIFYREQUEST']._serialized_end=165
-  _globals['_TESTDEVICEREQUEST']._serialized_start=167
-  _globals['_TESTDEVICEREQUEST']._serialized_end=232
-  _globals['_RESYNCREQUEST']._serialized_start=234
-  _globals['_RESYNCREQUEST']._serialized_end=322
-  _globals['_VALIDATIONSERVICE']._serialized_start=325
-  _globals['_VALIDATIONSERVICE']._serialized_end=541
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\021example.otphsm.v1P\001Z,otphsm.example/api/gen/go/otphsm/v1;otphsmv1'
+  _globals['_VALIDATIONSERVICE'].methods_by_name['Verify']._loaded_options = None
+  _globals['_VALIDATIONSERVICE'].methods_by_name['Verify']._serialized_options = b'\202\323\344\223\002\025\"\020/v1/codes:verify:\001*'
+  _globals['_VALIDATIONSERVICE'].methods_by_name['TestDevice']._loaded_options = None
+  _globals['_VALIDATIONSERVICE'].methods_by_name['TestDevice']._serialized_options = b'\202\323\344\223\002\035\"\030/v1/tokens/{serial}:test:\001*'
+  _globals['_VALIDATIONSERVICE'].methods_by_name['Resync']._loaded_options = None
+  _globals['_VALIDATIONSERVICE'].methods_by_name['Resync']._serialized_options = b'\202\323\344\223\002\037\"\032/v1/tokens/{serial}:resync:\001*'
+  _globals['_VERIFYREQUEST']._serialized_start=95
+  _globals['_VERIFYREQUEST']._serialized_end=195
+  _globals['_TESTDEVICEREQUEST']._serialized_start=197
+  _globals['_TESTDEVICEREQUEST']._serialized_end=262
+  _globals['_RESYNCREQUEST']._serialized_start=264
+  _globals['_RESYNCREQUEST']._serialized_end=352
+  _globals['_VALIDATIONSERVICE']._serialized_start=355
+  _globals['_VALIDATIONSERVICE']._serialized_end=676
 # @@protoc_insertion_point(module_scope)

@@ -118,14 +118,16 @@ class Live:
             status: int = health_pb2_grpc.HealthStub(channel).Check(request, timeout=5).status
             return status
 
-    def certificate_seen(self) -> x509.Certificate:
-        """The certificate the server presents to a new client (with a client certificate)."""
+    def certificate_seen(self, *, http: bool = False) -> x509.Certificate:
+        """The certificate the server presents to a new client (with a client certificate), on
+        the gRPC port or (`http`) the HTTP API's."""
         cert, key = client_files(self.pki.directory, "verifier")
         context = ssl.create_default_context(cafile=str(self.pki.ca))
         context.load_cert_chain(cert, key)
-        context.set_alpn_protocols(["h2"])
+        context.set_alpn_protocols(["http/1.1" if http else "h2"])
+        port = self.server.http_port if http else self.server.port
         with (
-            socket.create_connection(("127.0.0.1", self.server.port), timeout=5) as raw,
+            socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
             context.wrap_socket(raw, server_hostname="localhost") as tls,
         ):
             der = tls.getpeercert(binary_form=True)
@@ -178,6 +180,7 @@ def start_live(
             },
             card={"crl_check_seconds": POLL_SECONDS, **card_keys},
             metrics={"enabled": True, "port": 0},
+            http={"enabled": True, "port": 0},
         )
         server = start_serve(write_config(tmp_path / "otphsm.toml", raw), serve_softhsm)
         started.append(server)
@@ -267,6 +270,7 @@ def test_sighup_serves_a_new_tls_certificate_to_the_next_client(
     live = start_live()
     first = live.certificate_seen()
     assert first == x509.load_pem_x509_certificate(dev_pki.server_cert.read_bytes())
+    assert live.certificate_seen(http=True) == first
 
     ca_cert = x509.load_pem_x509_certificate(dev_pki.ca.read_bytes())
     ca_key = serialization.load_pem_private_key(dev_pki.ca_key.read_bytes(), None)
@@ -277,6 +281,7 @@ def test_sighup_serves_a_new_tls_certificate_to_the_next_client(
     os.kill(live.server.pid, signal.SIGHUP)
     wait_until(lambda: live.certificate_seen() == new, "the new certificate to be served")
     assert live.health(VALIDATION) == SERVING  # a real gRPC client over the new certificate
+    assert live.certificate_seen(http=True) == new  # the HTTP API's too
 
     live.tls[1].write_bytes(dev_pki.server_key.read_bytes())  # not the certificate's key
     os.kill(live.server.pid, signal.SIGHUP)
@@ -285,7 +290,7 @@ def test_sighup_serves_a_new_tls_certificate_to_the_next_client(
         "the mismatched key to be refused",
     )
     assert "server.tls_key is not the key of server.tls_cert" in live.server.log.read_text()
-    assert live.certificate_seen() == new
+    assert live.certificate_seen() == new and live.certificate_seen(http=True) == new
     assert live.server.process.poll() is None
 
 

@@ -40,6 +40,7 @@ def serve(request: pytest.FixtureRequest, tmp_path: Path, **ports: int) -> Serve
     raw["server"]["address"] = "127.0.0.1"
     raw["server"]["port"] = ports.get("grpc", 0)
     raw["metrics"] = {"enabled": True, "address": "127.0.0.1", "port": ports.get("metrics", 0)}
+    raw["http"] = {"enabled": "http" in ports, "address": "127.0.0.1", "port": ports.get("http", 0)}
     return start_serve(write_config(tmp_path / "otphsm.toml", raw), softhsm)
 
 
@@ -63,6 +64,12 @@ def test_a_metrics_port_in_use_names_metrics_port(
     request: pytest.FixtureRequest, tmp_path: Path, taken_port: int
 ) -> None:
     assert_refused_naming(serve(request, tmp_path, metrics=taken_port), "metrics.port")
+
+
+def test_an_http_port_in_use_names_http_port(
+    request: pytest.FixtureRequest, tmp_path: Path, taken_port: int
+) -> None:
+    assert_refused_naming(serve(request, tmp_path, http=taken_port), "http.port")
 
 
 def test_metrics_port_zero_picks_a_free_port_shown_at_start_up(

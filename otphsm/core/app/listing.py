@@ -84,7 +84,7 @@ def audit_entries(
 
 def _page_size(requested: int, default: int, maximum: int) -> int:
     if requested < 0:
-        raise InvalidInput("page_size is not negative")
+        raise InvalidInput("page_size is not negative", field="page_size")
     return min(requested or default, maximum)
 
 
@@ -108,15 +108,19 @@ def _read_token(page_token: str, filters: str) -> list[Any] | None:
     if not page_token:
         return None
     if len(page_token) > MAX_PAGE_TOKEN_LENGTH:
-        raise InvalidInput("page_token: not a token this service made")
+        raise InvalidInput("page_token: not a token this service made", field="page_token")
     try:
         padded = page_token + "=" * (-len(page_token) % 4)
         data = json.loads(base64.urlsafe_b64decode(padded.encode()))
         made_for, after = data["f"], data["a"]
     except (ValueError, TypeError, KeyError, binascii.Error):
-        raise InvalidInput("page_token: not a token this service made") from None
+        raise InvalidInput(
+            "page_token: not a token this service made", field="page_token"
+        ) from None
     if made_for != filters or not isinstance(after, list) or not after:
-        raise InvalidInput("page_token: made for other filters: keep the filters of page one")
+        raise InvalidInput(
+            "page_token: made for other filters: keep the filters of page one", field="page_token"
+        )
     if not isinstance(after[0], int) or not all(isinstance(v, int | str) for v in after):
-        raise InvalidInput("page_token: not a token this service made")
+        raise InvalidInput("page_token: not a token this service made", field="page_token")
     return after

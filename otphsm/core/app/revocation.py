@@ -18,7 +18,9 @@ MAX_REASON_LENGTH = 200
 def check_reason(reason: str) -> dict[str, str]:
     """An operator's reason for a state change, as audit details ({} when none is given)."""
     if len(reason) > MAX_REASON_LENGTH or not reason.isprintable():
-        raise InvalidInput(f"reason: at most {MAX_REASON_LENGTH} printable characters")
+        raise InvalidInput(
+            f"reason: at most {MAX_REASON_LENGTH} printable characters", field="reason"
+        )
     return {"reason": reason} if reason.strip() else {}
 
 

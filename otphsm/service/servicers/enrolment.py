@@ -78,7 +78,7 @@ class EnrolmentServicer(enrolment_pb2_grpc.EnrolmentServiceServicer):
     ) -> Iterator[pb.CardEvent]:
         kiosk.check_reader_name(request.reader)
         if request.max_seconds > MAX_WATCH_SECONDS:
-            raise InvalidInput(f"max_seconds is at most {MAX_WATCH_SECONDS}")
+            raise InvalidInput(f"max_seconds is at most {MAX_WATCH_SECONDS}", field="max_seconds")
         if self._readers is None:
             raise kiosk.NoLocalReaders("this server has no card readers (card.readers = none)")
         stop = threading.Event()

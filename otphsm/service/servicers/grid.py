@@ -71,7 +71,10 @@ class GridCardServicer(grid_pb2_grpc.GridCardServiceServicer):
     ) -> common_pb2.VerifyResponse:
         for value in (request.first_value, request.second_value):
             if len(value) > MAX_VALUE_LENGTH:
-                raise InvalidInput(f"a cell value is at most {MAX_VALUE_LENGTH} characters")
+                raise InvalidInput(
+                    f"a cell value is at most {MAX_VALUE_LENGTH} characters",
+                    field="first_value" if value is request.first_value else "second_value",
+                )
         outcome = grid.verify_grid_answer(
             self._app,
             current_actor(),

@@ -35,7 +35,7 @@ class OobServicer(oob_pb2_grpc.OobServiceServicer):
     ) -> pb.RequestLoginCodeResponse:
         channel = _CHANNELS.get(request.channel)
         if channel is None:
-            raise InvalidInput("channel: not a known value")
+            raise InvalidInput("channel: not a known value", field="channel")
         sent = login.request_login_code(
             self._app, current_actor(), convert.codice_fiscale(request.codice_fiscale), channel
         )
@@ -50,7 +50,7 @@ class OobServicer(oob_pb2_grpc.OobServiceServicer):
         self, request: pb.VerifyLoginCodeRequest, context: grpc.ServicerContext
     ) -> common_pb2.VerifyResponse:
         if len(request.code) > MAX_CODE_LENGTH:
-            raise InvalidInput(f"code is at most {MAX_CODE_LENGTH} characters")
+            raise InvalidInput(f"code is at most {MAX_CODE_LENGTH} characters", field="code")
         outcome = login.verify_login_code(
             self._app,
             current_actor(),

@@ -31,7 +31,7 @@ class ValidationServicer(validation_pb2_grpc.ValidationServiceServicer):
                 self._app, current_actor(), cf, request.code, request.origin
             )
         else:
-            raise InvalidInput("set serial or codice_fiscale")
+            raise InvalidInput("set serial or codice_fiscale", field="serial")
         return convert.verify_response(outcome)
 
     def TestDevice(

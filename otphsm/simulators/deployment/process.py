@@ -24,7 +24,8 @@ from otphsm.simulators.hsm.softhsm import SoftHsm
 START_TIMEOUT = 60.0
 STOP_WAIT = 15.0
 SERVING = "serving"
-"""The `msg` of the record a server logs once it listens; its `port` field is the bound port."""
+"""The `msg` of the record a server logs once it listens; its `port` field is the bound port
+(and `http_port` the HTTP/JSON API's, when [http] is enabled)."""
 
 
 class ServerStartError(ConfigurationError):
@@ -54,6 +55,15 @@ class ServerProcess:
         if self._port is None:
             raise ServerStartError(f"{self.name} is not serving yet")
         return self._port
+
+    @property
+    def http_port(self) -> int:
+        """The HTTP/JSON API's bound port (the server must be serving, with [http] enabled)."""
+        serving = [r for r in self.records if r.get("msg") == SERVING]
+        port = serving[0].get("http_port") if serving else None
+        if not isinstance(port, int):
+            raise ServerStartError(f"{self.name} serves no HTTP/JSON API")
+        return port
 
     @property
     def target(self) -> str:
