@@ -20,6 +20,7 @@ from otphsm.service.assembly import assemble
 from otphsm.service.config import load_config
 from otphsm.service.devpki import DevPki, client_files
 from otphsm.simulators.deployment import ServerProcess, start_serve, write_config
+from otphsm.store.urls import sqlite_url
 from otphsm.v1 import (
     common_pb2,
     device_pb2,
@@ -100,9 +101,8 @@ def http_deployment(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[
     (counter 0 used), his phone number recorded."""
     softhsm = request.getfixturevalue("serve_softhsm")
     pki: DevPki = request.getfixturevalue("dev_pki")
-    raw = service_config(
-        tmp_path, softhsm, pki, request.getfixturevalue("card_ca_files"), f"sqlite://{tmp_path}/db"
-    )
+    card_ca = request.getfixturevalue("card_ca_files")
+    raw = service_config(tmp_path, softhsm, pki, card_ca, sqlite_url(tmp_path / "db"))
     raw["metrics"]["enabled"] = False
     raw["http"] = {"enabled": True, "port": 0}
     config = write_config(tmp_path / "serve.toml", raw)
