@@ -14,16 +14,18 @@ from typing import Any
 
 import pytest
 from support.app_fixtures import PORTAL
-from support.fault_support import add_hotp_tokens
+from support.fault_support import CITIZEN, add_hotp_tokens
 from support.lockout_store import reserve
 
-from otphsm.core.app import validation
+from otphsm.core.app import grid, validation
 from otphsm.core.app.context import App
 from otphsm.core.clock import ManualClock
 from otphsm.core.errors import NotFound
-from otphsm.core.lockout import RESERVATION_SECONDS, token_subject
+from otphsm.core.lockout import RESERVATION_SECONDS, grid_subject, token_subject
+from otphsm.core.records import GridCard, GridCardState
 from otphsm.core.tokens import Token
 from otphsm.core.verification import VerifyResult
+from otphsm.store.errors import StoreUnavailable
 
 pytestmark = pytest.mark.softhsm
 
@@ -171,3 +173,45 @@ def test_attempts_of_crashed_requests_stop_counting_after_a_minute(app: App) -> 
     assert verify(fob.serial, fob.code(0), STRANGER)(app) is OK
     standing = app.store.origin_standing(token_subject(fob.serial), STRANGER)
     assert standing.in_flight == 0 and standing.attempts.version == 0  # purged, not counted
+
+
+class _AuditDown:
+    """The store, with the audit log failing (the database gone for that write)."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+
+    def append_audit(self, *args: Any, **kwargs: Any) -> None:
+        raise StoreUnavailable("the database is unavailable")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+def test_a_resync_that_fails_on_its_audit_leaves_no_attempt_in_flight(app: App) -> None:
+    """A resync accepted, then an error before its outcome is settled (the audit write
+    failing): the attempt is released, not left to crowd the origin's gate for a minute."""
+    (fob,) = add_hotp_tokens(app, 1)
+    failing = replace(app, store=_AuditDown(app.store))
+    with pytest.raises(StoreUnavailable):
+        validation.resync_serial(failing, PORTAL, fob.serial, fob.code(5), fob.code(6), STRANGER)
+    standing = app.store.origin_standing(token_subject(fob.serial), STRANGER)
+    assert (standing.in_flight, standing.budget_in_flight) == (0, 0)
+
+
+def test_a_grid_answer_that_fails_on_its_audit_leaves_no_attempt_in_flight(app: App) -> None:
+    """The third wrong answer without an origin locks the card; its audit write failing
+    releases the attempt instead of leaving it on the unknown origins' budget for a minute."""
+    key = app.hsm.generate_seed(grid.KEY_ALGORITHM)
+    card = GridCard("GRID-00000001", CITIZEN, key, 20, 3, GridCardState.ACTIVE, app.now())
+    app.store.insert_grid_card(card)
+    failing = replace(app, store=_AuditDown(app.store))
+    for attempt in range(3):
+        grid.grid_challenge(app, PORTAL, CITIZEN)
+        if attempt < 2:
+            assert grid.verify_grid_answer(app, PORTAL, CITIZEN, "000", "000").result is WRONG
+            continue
+        with pytest.raises(StoreUnavailable):
+            grid.verify_grid_answer(failing, PORTAL, CITIZEN, "000", "000")
+    standing = app.store.origin_standing(grid_subject(CITIZEN), "")
+    assert (standing.in_flight, standing.budget_in_flight) == (0, 0)

@@ -217,9 +217,9 @@ def _check_by_serial(
         verdict = decide_and_store(
             app, actor, serial, lambda token, fn: check(token, fn, counted), via
         )
+    started = lockout.report(app, actor, gate, verdict.result)  # settled before anything fails
     if on_ok is not None and verdict.result is VerifyResult.OK:
         on_ok(verdict)
-    started = lockout.report(app, actor, gate, verdict.result)
     return VerifyOutcome(verdict.result, serial, verdict.retry_after or started)
 
 
