@@ -14,7 +14,7 @@ from support.app_fixtures import OPERATOR, PHONE_GATEWAY, PORTAL
 from support.fault_support import CITIZEN, add_hotp_tokens
 
 from otphsm.core.app import grid, lifecycle, login, validation
-from otphsm.core.app.context import App
+from otphsm.core.app.context import Actor, App, Role
 from otphsm.core.app.login import Channel
 from otphsm.core.clock import ManualClock
 from otphsm.core.errors import FailedPrecondition, InvalidInput
@@ -252,3 +252,27 @@ def test_a_strangers_wrong_answer_does_not_end_the_owners_grid_challenge(app: Ap
     assert answer(app, values, HOME, right=False) is WRONG  # the owner's own miss ends it
     with pytest.raises(FailedPrecondition):
         grid.verify_grid_answer(app, PORTAL, CITIZEN, "000", "000", HOME)
+
+
+FORUM = Actor("CN=forum,OU=verifier", Role.VERIFIER)
+"""Another relying party, whose origins (its own device ids, say) are its own."""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="origins are not scoped by relying party: an origin the owner used at one relying "
+    "party is the same origin at every other (a design decision: scoping them forgets the "
+    "known origins stored so far)",
+)
+def test_a_stranger_at_another_relying_party_cannot_lock_the_owners_known_origin(
+    app: App,
+) -> None:
+    """The owner logs in through the portal from its device id "device-42"; a stranger at
+    another relying party presenting the same string (that relying party's ids are not the
+    portal's) fails three times: the owner's device at the portal must not be locked."""
+    (fob,) = add_hotp_tokens(app, 1)
+    assert validation.verify_serial(app, PORTAL, fob.serial, fob.code(0), "device-42").result is OK
+    stranger = functools.partial(validation.verify_serial, app, FORUM, fob.serial)
+    wrong = [stranger(fob.wrong_code(1), "device-42") for _ in range(3)]
+    assert [w.result for w in wrong] == [WRONG] * 3
+    assert validation.verify_serial(app, PORTAL, fob.serial, fob.code(1), "device-42").result is OK
