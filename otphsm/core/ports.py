@@ -276,7 +276,8 @@ class Store(Protocol):
 
     def clear_origin_lockout(self, subjects: Sequence[str]) -> None:
         """One transaction: every origin's failure counter and the budget of each subject go
-        (an operator's unlock); known origins stay."""
+        (an operator's unlock); known origins and attempts in flight stay. Serialised per
+        subject with the other lockout writers: a failure being counted is waited for."""
         ...
 
     # Security Cards

@@ -348,7 +348,11 @@ class SqlStore:
 
     def clear_origin_lockout(self, subjects: Sequence[str]) -> None:
         def clear(tx: Transaction) -> None:
-            for subject in subjects:  # the budget row first, as every lockout writer
+            # The budget row locked first, as every lockout writer does: locked, not only
+            # deleted, so that a failure being counted on a subject without a budget row (its
+            # row inserted, not committed yet) is waited for. Subjects in one order.
+            for subject in sorted(set(subjects)):
+                tx.execute(sql.LOCK_ORIGIN_BUDGET, (subject,))
                 tx.execute(sql.CLEAR_ORIGIN_BUDGET, (subject,))
                 tx.execute(sql.CLEAR_ORIGIN_ATTEMPTS, (subject,))
 

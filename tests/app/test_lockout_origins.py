@@ -6,6 +6,8 @@ budget; without an origin the record's own counter locks as before."""
 from __future__ import annotations
 
 import functools
+import hmac
+import os
 import re
 from dataclasses import replace
 
@@ -14,13 +16,15 @@ from support.app_fixtures import OPERATOR, PHONE_GATEWAY, PORTAL
 from support.fault_support import CITIZEN, add_hotp_tokens
 
 from otphsm.core.app import grid, lifecycle, login, validation
-from otphsm.core.app.context import App
+from otphsm.core.app.context import Actor, App, Role
 from otphsm.core.app.login import Channel
 from otphsm.core.clock import ManualClock
 from otphsm.core.errors import FailedPrecondition, InvalidInput
 from otphsm.core.grid_card import all_cells
 from otphsm.core.lockout import citizen_subject, grid_subject, login_code_subject, token_subject
+from otphsm.core.otp import HashAlgorithm, hotp
 from otphsm.core.records import Citizen, GridCard, GridCardState
+from otphsm.core.tokens import OtpMode, OtpParameters, Token, TokenKind, TokenState
 from otphsm.core.verification import Attempts, VerifyResult
 from otphsm.simulators.sms.inbox import read_sms_messages
 
@@ -252,3 +256,60 @@ def test_a_strangers_wrong_answer_does_not_end_the_owners_grid_challenge(app: Ap
     assert answer(app, values, HOME, right=False) is WRONG  # the owner's own miss ends it
     with pytest.raises(FailedPrecondition):
         grid.verify_grid_answer(app, PORTAL, CITIZEN, "000", "000", HOME)
+
+
+FORUM = Actor("CN=forum,OU=verifier", Role.VERIFIER)
+"""Another relying party, whose origins (its own device ids, say) are its own."""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="origins are not scoped by relying party: an origin the owner used at one relying "
+    "party is the same origin at every other (a design decision: scoping them forgets the "
+    "known origins stored so far)",
+)
+def test_a_stranger_at_another_relying_party_cannot_lock_the_owners_known_origin(
+    app: App,
+) -> None:
+    """The owner logs in through the portal from its device id "device-42"; a stranger at
+    another relying party presenting the same string (that relying party's ids are not the
+    portal's) fails three times: the owner's device at the portal must not be locked."""
+    (fob,) = add_hotp_tokens(app, 1)
+    assert validation.verify_serial(app, PORTAL, fob.serial, fob.code(0), "device-42").result is OK
+    stranger = functools.partial(validation.verify_serial, app, FORUM, fob.serial)
+    wrong = [stranger(fob.wrong_code(1), "device-42") for _ in range(3)]
+    assert [w.result for w in wrong] == [WRONG] * 3
+    assert validation.verify_serial(app, PORTAL, fob.serial, fob.code(1), "device-42").result is OK
+
+
+def test_a_login_by_codice_fiscale_takes_the_code_of_any_token_whatever_its_digits(
+    app: App,
+) -> None:
+    """A citizen with a 6-digit fob and an 8-digit token logs in by codice fiscale with
+    either's code; a code of a length none of them takes is refused before it is looked at
+    (nothing counted), a wrong one counts one failure."""
+    (six,) = add_hotp_tokens(app, 1)
+    secret = os.urandom(20)
+    app.store.insert_token(
+        Token(
+            serial="EIGHT-0001",
+            codice_fiscale=CITIZEN,
+            kind=TokenKind.PHYSICAL,
+            params=OtpParameters(mode=OtpMode.HOTP, digits=8),
+            seed=app.hsm.import_seed(secret, HashAlgorithm.SHA1),
+            state=TokenState.ACTIVE,
+            created_at=app.now(),
+            activated_at=app.now(),
+        )
+    )
+    eight = hotp(lambda message: hmac.new(secret, message, "sha1").digest(), 0, 8)
+    by_cf = functools.partial(validation.verify_citizen, app, PORTAL, CITIZEN)
+    first = by_cf(six.code(0), HOME)
+    assert (first.result, first.serial) == (OK, six.serial)
+    accepted = by_cf(eight, HOME)
+    assert (accepted.result, accepted.serial) == (OK, "EIGHT-0001")
+    with pytest.raises(InvalidInput, match="code"):
+        by_cf("1234567", STRANGER)
+    assert by_cf(six.wrong_code(1), STRANGER).result is WRONG
+    standing = app.store.origin_standing(citizen_subject(CITIZEN), STRANGER)
+    assert standing.attempts.attempts.failures == 1

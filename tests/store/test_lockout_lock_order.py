@@ -103,3 +103,73 @@ def test_an_unlock_racing_a_counted_failure_waits_instead_of_deadlocking(
     assert (paused.runs, watched.runs, counted) == (1, 1, [True])  # none run again
     standing = operator.origin_standing(SUBJECT, "o")
     assert standing.attempts.version == 0 and standing.budget_events == ()  # the unlock last
+
+
+class _PausedAfterReading(_PausedAfterFirstStatement):
+    """A transaction paused once it has read the standing (its last read: the reservations)."""
+
+    def execute(self, statement: str, params: Sequence[object] = ()) -> int:
+        return int(self._tx.execute(statement, params))
+
+    def fetch_all(self, statement: str, params: Sequence[object] = ()) -> Any:
+        rows = self._tx.fetch_all(statement, params)
+        if "origin_reservations" in statement and not self._started.is_set():
+            self._started.set()
+            time.sleep(PAUSE_SECONDS)
+        return rows
+
+
+def test_an_unlock_racing_a_failure_on_a_subject_without_budget_row_waits_for_it(
+    postgres_store_url: str, open_test_store: Callable[[str], SqlStore]
+) -> None:
+    """The subject has no budget row (no unknown origin failed lately: a known origin's
+    failures charge none), so an unlock that only deletes finds no row to wait on: it must
+    still wait for a failure being counted instead of deleting the counter under it (the
+    failure would be lost, its reservation left, and the caller answered with an error)."""
+    operator, counting = open_test_store(postgres_store_url), open_test_store(postgres_store_url)
+    budget = RateLimit(SUBJECT, 100, DAY)
+    fail(operator, SUBJECT, "o", Attempts(1), None, NOW)
+    assert operator.origin_standing(SUBJECT, "o").budget_events == ()
+    reservation = reserve(counting, SUBJECT, "o", NOW)
+    engine = counting._engine
+    started = threading.Event()
+    errors: list[BaseException] = []
+
+    class _Paused:
+        def run(self, work: Callable[[Any], Any], *, write: bool) -> Any:
+            return engine.run(
+                lambda tx: work(_PausedAfterReading(tx, started, errors, True)), write=write
+            )
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(engine, name)
+
+    counting._engine = _Paused()  # type: ignore[assignment]
+    counted: list[bool] = []
+
+    def count(standing: Standing) -> Failure:
+        seen = standing.attempts
+        return Failure(
+            OriginAttempts(SUBJECT, "o", Attempts(seen.attempts.failures + 1), NOW, seen.version),
+            False,
+            NOW,
+        )
+
+    def settle() -> None:
+        try:
+            failure = counting.settle_origin_attempt(SUBJECT, "o", reservation, budget, count)
+        except BaseException as exc:
+            errors.append(exc)
+            raise
+        counted.append(failure is not None)
+
+    failure = threading.Thread(target=settle)
+    failure.start()
+    assert started.wait(timeout=10)
+    unlock = threading.Thread(target=lambda: operator.clear_origin_lockout([SUBJECT]))
+    unlock.start()
+    failure.join(timeout=30)
+    unlock.join(timeout=30)
+    assert (errors, counted) == ([], [True])
+    standing = operator.origin_standing(SUBJECT, "o", NOW - 60)
+    assert standing.attempts.version == 0 and standing.in_flight == 0  # the unlock last

@@ -212,10 +212,15 @@ def replay_all(
 
 
 def serve_configs(
-    request: Any, tmp_path: Path, store_url: str, names: tuple[str, ...]
+    request: Any,
+    tmp_path: Path,
+    store_url: str,
+    names: tuple[str, ...],
+    verification: dict[str, int] | None = None,
 ) -> list[Path]:
     """One config file per replica: PostgreSQL, the run's SoftHSM token, port 0, no rate limit
-    (the load sends many codes from one caller), no metrics endpoint."""
+    (the load sends many codes from one caller), no metrics endpoint; `verification`: keys of
+    the `[verification]` section to set."""
     from support.service_fixtures import service_config
 
     configs = []
@@ -230,6 +235,8 @@ def serve_configs(
         raw["server"]["max_workers"] = 8
         raw["metrics"]["enabled"] = False
         raw["ratelimit"] = {"enabled": False}
+        if verification:
+            raw["verification"] = dict(verification)
         configs.append(write_config(tmp_path / f"replica-{name}.toml", raw))
     return configs
 

@@ -170,11 +170,12 @@ def verify_grid_answer(
     with lockout.cancelled_on_error(app, gate):
         card = _write(app, lambda: _active_card(app, codice_fiscale), answer)
     verdict = verdicts[-1]
+    # settled before anything else may fail, so the attempt is never left in flight
+    started = lockout.report(app, actor, gate, verdict.result, counted=(VerifyResult.WRONG_CODE,))
     if verdict.result is VerifyResult.WRONG_CODE and verdict.retry_after:
         app.audit(
             actor, "grid_card_locked", card.serial, until=card.locked_until, level=card.lock_level
         )
-    started = lockout.report(app, actor, gate, verdict.result, counted=(VerifyResult.WRONG_CODE,))
     return VerifyOutcome(verdict.result, card.serial, verdict.retry_after or started)
 
 

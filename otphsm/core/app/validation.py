@@ -13,12 +13,19 @@ from otphsm.core.app.context import Actor, App
 from otphsm.core.app.revocation import audit_revoked, revoked
 from otphsm.core.app.writes import LOST_RACE, LostRace, with_retries
 from otphsm.core.codice_fiscale import validate as validate_codice_fiscale
-from otphsm.core.errors import NotFound
+from otphsm.core.errors import InvalidInput, NotFound
 from otphsm.core.lockout import citizen_subject, token_subject
 from otphsm.core.otp import HmacFn
 from otphsm.core.ports import Conflict
 from otphsm.core.tokens import Token, TokenKind, TokenState, check_serial
-from otphsm.core.verification import Verdict, VerifyOutcome, VerifyResult, resync, verify
+from otphsm.core.verification import (
+    Verdict,
+    VerifyOutcome,
+    VerifyResult,
+    check_code_shape,
+    resync,
+    verify,
+)
 
 PROOF_OF_POSSESSION = "proof_of_possession"
 """The unit of work's name, and so its write points' prefix (`App.transaction`)."""
@@ -93,6 +100,7 @@ def verify_citizen(
     tokens = [t for t in app.store.tokens_of(cf) if t.state is TokenState.ACTIVE]
     if not tokens:
         raise NotFound("the citizen has no active token")
+    tokens = _taking(tokens, code)
     gate = lockout.open_gate(app, citizen_subject(cf), origin, own_record=False)
     wait = lockout.check(app, gate)
     if wait:
@@ -114,6 +122,17 @@ def verify_citizen(
     token, verdict = min(verdicts, key=lambda pair: _RESULT_PRIORITY.index(pair[1].result))
     started = lockout.report(app, actor, gate, verdict.result)
     return VerifyOutcome(verdict.result, token.serial, started)
+
+
+def _taking(tokens: list[Token], code: str) -> list[Token]:
+    """The tokens whose codes have as many digits as `code` (a citizen's tokens may differ);
+    a code that none of them takes is refused before the lockout's gate: nothing looked at."""
+    check_code_shape(code)
+    taking = [token for token in tokens if token.params.digits == len(code)]
+    if not taking:
+        lengths = " or ".join(str(d) for d in sorted({t.params.digits for t in tokens}))
+        raise InvalidInput(f"code: the citizen's tokens take codes of {lengths} digits")
+    return taking
 
 
 def check_device(app: App, actor: Actor, serial: str, code: str, origin: str = "") -> VerifyOutcome:
@@ -217,9 +236,9 @@ def _check_by_serial(
         verdict = decide_and_store(
             app, actor, serial, lambda token, fn: check(token, fn, counted), via
         )
+    started = lockout.report(app, actor, gate, verdict.result)  # settled before anything fails
     if on_ok is not None and verdict.result is VerifyResult.OK:
         on_ok(verdict)
-    started = lockout.report(app, actor, gate, verdict.result)
     return VerifyOutcome(verdict.result, serial, verdict.retry_after or started)
 
 
