@@ -85,6 +85,9 @@ class Standing:
     """This origin's attempts on the subject let through and not settled yet."""
     budget_in_flight: int = 0
     """Unknown origins' attempts on the subject let through and not settled yet."""
+    in_flight_ids: frozenset[str] = frozenset()
+    """The reservations in flight on the subject (any origin): when this changes, attempts
+    are settling."""
 
 
 def is_known(standing: Standing, now: int, policy: VerificationPolicy) -> bool:

@@ -333,7 +333,8 @@ LOCK_ORIGIN_BUDGET = (
 )
 SET_ORIGIN_BUDGET_EVENTS = "UPDATE origin_budgets SET events = ? WHERE subject = ?"
 RESERVATIONS_IN_FLIGHT = (
-    "SELECT origin, charges_budget FROM origin_reservations WHERE subject = ? AND created_at >= ?"
+    "SELECT id, origin, charges_budget FROM origin_reservations "
+    "WHERE subject = ? AND created_at >= ?"
 )
 INSERT_RESERVATION = ORIGIN_RESERVATIONS.insert
 DELETE_RESERVATION = "DELETE FROM origin_reservations WHERE subject = ? AND id = ?"

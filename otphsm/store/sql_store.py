@@ -553,9 +553,10 @@ def _standing(tx: Transaction, subject: str, origin: str, reserved_since: int) -
     budget = tx.fetch_one(sql.ORIGIN_BUDGET_EVENTS, (subject,))
     events = tuple(rate_events(budget[0])) if budget else ()
     reserved = tx.fetch_all(sql.RESERVATIONS_IN_FLIGHT, (subject, reserved_since))
-    mine = sum(1 for other, _charges in reserved if other == origin)
-    charging = sum(1 for _other, charges in reserved if charges)
-    return Standing(attempts, int(seen[0]) if seen else None, events, mine, charging)
+    mine = sum(1 for _id, other, _charges in reserved if other == origin)
+    charging = sum(1 for _id, _other, charges in reserved if charges)
+    ids = frozenset(str(row[0]) for row in reserved)
+    return Standing(attempts, int(seen[0]) if seen else None, events, mine, charging, ids)
 
 
 def _charge_budget(tx: Transaction, subject: str, budget: RateLimit, now: int) -> None:

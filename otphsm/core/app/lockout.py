@@ -5,7 +5,8 @@ together cannot all pass it. The outcome settles the reservation: a failure is c
 (on the origin's counter, or on the record's own, and on the unknown origins' budget); a
 success makes the origin known; a replay or a refusal by state counts nowhere.
 
-A call refused only because of attempts in flight asks again every 20 ms for up to 1 s:
+A call refused only because of attempts in flight asks again every 20 ms while they keep
+settling (up to 1 s without one settling, 10 s in all):
 copies of a valid code arriving together get REPLAYED, not LOCKED, while a burst of guesses
 still gets no more codes looked at than the counter and budget allow.
 
@@ -26,9 +27,12 @@ from otphsm.core.records import RateLimit
 from otphsm.core.tokens import Token
 from otphsm.core.verification import VerifyResult
 
-IN_FLIGHT_CHECKS = 50
 IN_FLIGHT_PAUSE_SECONDS = 0.02
-"""A call refused only by attempts in flight reads again up to 50 times, 20 ms apart."""
+IN_FLIGHT_IDLE_PAUSES = 50
+"""A call refused only by attempts in flight reads again every 20 ms while they keep settling,
+and gives up after 50 reads (1 s) in which none settled ..."""
+IN_FLIGHT_MAX_PAUSES = 500
+"""... or 500 reads (10 s) in all."""
 
 COUNTED = (VerifyResult.WRONG_CODE, VerifyResult.EXPIRED)
 """What counts as a failure. REPLAYED (the owner's code again), LOCKED and refusals by state
@@ -70,7 +74,8 @@ def check(app: App, gate: Gate) -> int:
             standing, gate.now, policy, own_counter=gate.own_counter, reservation_id=reservation_id
         )
 
-    pauses = 0
+    idle = pauses = 0
+    seen: frozenset[str] = frozenset()
     while True:
         decision = app.store.reserve_origin_attempt(
             gate.subject, gate.origin, since, gate.now, admit
@@ -80,23 +85,29 @@ def check(app: App, gate: Gate) -> int:
             return 0
         if not decision.in_flight:
             return decision.wait
-        while pauses < IN_FLIGHT_CHECKS:  # 1 s in all, however many times it gets crowded
-            pauses += 1
+        while idle < IN_FLIGHT_IDLE_PAUSES and pauses < IN_FLIGHT_MAX_PAUSES:
+            idle, pauses = idle + 1, pauses + 1
             app.clock.sleep(IN_FLIGHT_PAUSE_SECONDS)
-            if not _crowded(app, gate, since):
-                break
+            crowding = _crowding(app, gate, since)
+            if crowding is None:
+                break  # room now: ask for it
+            if crowding != seen:  # some settled, others took their place: worth waiting
+                idle, seen = 0, crowding
         else:
             return decision.wait
 
 
-def _crowded(app: App, gate: Gate, since: int) -> bool:
-    """Whether attempts in flight still stand in the gate's way (one read, no write); False
-    too if a settled failure refuses: asking again then gets the real wait."""
+def _crowding(app: App, gate: Gate, since: int) -> frozenset[str] | None:
+    """The reservations in flight on the subject while they stand in the gate's way (one read,
+    no write); None when they no longer do, or a settled failure refuses (asking again then
+    gets the real wait)."""
     policy = app.policy.verification
     standing = app.store.origin_standing(gate.subject, gate.origin, since)
     if lockout.refusal(standing, gate.now, policy, own_counter=gate.own_counter):
-        return False
-    return lockout.crowded(standing, gate.now, policy, own_counter=gate.own_counter)
+        return None
+    if not lockout.crowded(standing, gate.now, policy, own_counter=gate.own_counter):
+        return None
+    return standing.in_flight_ids
 
 
 def peek(app: App, gate: Gate) -> int:
