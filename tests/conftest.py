@@ -22,6 +22,7 @@ pytest_plugins = [
     "support.store_fixtures",
     "support.service_fixtures",
     "support.factor_fixtures",
+    "support.radius_support",
 ]
 
 

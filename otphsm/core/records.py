@@ -1,6 +1,6 @@
 """The persisted records besides tokens: citizens, challenges, authorisations, activations,
-out-of-band codes, rate limits, Security Cards, RADIUS challenge states and audit entries. Plain data; secrets appear
-only as HSM-keyed MACs (or, for a card's key, wrapped by the HSM)."""
+out-of-band codes, rate limits, Security Cards, RADIUS challenge states and audit entries.
+Plain data; secrets appear only as HSM-keyed MACs (or, for a card's key, wrapped by the HSM)."""
 
 from __future__ import annotations
 

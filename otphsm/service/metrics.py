@@ -52,6 +52,20 @@ class Metrics:
             ("component",),
             registry=r,
         )
+        self.radius_requests = Counter(
+            "otphsm_radius_requests",
+            "RADIUS Access-Requests answered, by answer (accept, reject, challenge, cached).",
+            ("answer",),
+            registry=r,
+        )
+        self.radius_dropped = Counter(
+            "otphsm_radius_dropped",
+            "RADIUS packets dropped unanswered, by reason (malformed, unknown_client, "
+            "no_message_authenticator, bad_message_authenticator, not_access_request, "
+            "in_progress, error).",
+            ("reason",),
+            registry=r,
+        )
         self._http: WSGIServer | None = None
         self._thread: threading.Thread | None = None
 

@@ -25,6 +25,7 @@ from otphsm.service.health import HealthMonitor
 from otphsm.service.interceptor import ServiceInterceptor
 from otphsm.service.logs import configure_logging
 from otphsm.service.metrics import Metrics
+from otphsm.service.radius import RadiusServer
 from otphsm.service.ratelimit import FailureRateLimiter
 from otphsm.service.rpcs import SERVICE_NAMES
 from otphsm.service.servicers import (
@@ -56,6 +57,7 @@ class RunningServer:
     metrics: Metrics
     enrolment: EnrolmentServicer
     metrics_port: int | None = None
+    radius: RadiusServer | None = None
     _stopped: bool = field(default=False, repr=False)
 
     def stop(self, grace_seconds: float) -> None:
@@ -67,6 +69,8 @@ class RunningServer:
         log.info("shutting down", extra={"fields": {"grace_seconds": grace_seconds}})
         self.health.stop()
         self.enrolment.close()
+        if self.radius is not None:
+            self.radius.stop(grace_seconds)
         self.server.stop(grace_seconds).wait()
         self.metrics.close()
         self.assembly.close()
@@ -120,11 +124,14 @@ def start_server(
         metrics=metrics,
     )
     port = bind(server, section)
+    radius = RadiusServer(config.radius, app, metrics) if config.radius.enabled else None
     metrics_port = None
     if config.metrics.enabled:
         metrics_port = metrics.serve_http(config.metrics.address, config.metrics.port)
     monitor.start()
     server.start()
+    if radius is not None:
+        radius.start()
     log.info(
         "serving",
         extra={
@@ -133,10 +140,11 @@ def start_server(
                 "port": port,
                 "tls": not section.insecure,
                 "metrics_port": metrics_port,
+                "radius_port": radius.port if radius is not None else None,
             }
         },
     )
-    return RunningServer(server, port, assembly, monitor, metrics, enrolment, metrics_port)
+    return RunningServer(server, port, assembly, monitor, metrics, enrolment, metrics_port, radius)
 
 
 def new_grpc_server(
