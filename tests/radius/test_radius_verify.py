@@ -90,3 +90,15 @@ def test_requests_without_or_with_a_forged_message_authenticator_are_dropped(
     reasons = deployment.log_text()
     assert '"reason": "no_message_authenticator"' in reasons
     assert '"reason": "bad_message_authenticator"' in reasons
+
+
+def test_sigterm_stops_the_radius_front_end_with_the_server(start_radius: StartRadius) -> None:
+    deployment = start_radius(tokens=1)
+    (fob,) = deployment.tokens
+    server = deployment.servers[0]
+    assert radclient(deployment.port, {"User-Name": fob.serial, "User-Password": fob.code(0)}).code
+    server.stop()  # SIGTERM, as an operator's service manager sends it
+    assert server.process.returncode == 0
+    assert [r["msg"] for r in server.records][-1] == "stopped"
+    gone = radclient(deployment.port, {"User-Name": fob.serial, "User-Password": fob.code(1)})
+    assert gone.code is None
