@@ -1,5 +1,6 @@
 """The load generator: separate processes (multiprocessing, spawn), each with its own channel per
-target and several client threads calling ValidationService.Verify over mTLS.
+target and several client threads calling ValidationService.Verify over mTLS — or, with
+`protocol="radius"`, each thread a NAS sending Access-Requests (`radius_client.py`).
 
 Closed loop (`rate=None`): every thread sends its next request as soon as the last answered —
 the peak rate. Open loop (`rate=R`): requests are due at a fixed schedule and each latency is
@@ -18,6 +19,7 @@ import multiprocessing
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,13 @@ class LoadSpec:
     rate: float | None = None
     """Requests per second for this process (open loop); None: as fast as answered."""
     start_at: float = 0.0
+    protocol: str = "grpc"
+    """"grpc" (targets are host:port of the gRPC server) or "radius" (of the RADIUS port)."""
+    radius_secret: str = ""
+
+
+Call = Callable[[str, str], str]
+"""(serial, code) → the outcome's name."""
 
 
 @dataclass
@@ -92,8 +101,19 @@ def wrong_code(secret: bytes, counter: int) -> str:
     return f"{candidate:06d}"
 
 
+def _grpc_call(stub: validation_pb2_grpc.ValidationServiceStub) -> Call:
+    def call(serial: str, code: str) -> str:
+        try:
+            answer = stub.Verify(validation_pb2.VerifyRequest(serial=serial, code=code), timeout=30)
+            return common_pb2.VerifyResult.Name(answer.result)
+        except grpc.RpcError as error:
+            return f"rpc:{error.code().name}"
+
+    return call
+
+
 def _client_thread(
-    stub: validation_pb2_grpc.ValidationServiceStub,
+    call: Call,
     spec: LoadSpec,
     tokens: list[list[Any]],
     begin: float,
@@ -127,11 +147,7 @@ def _client_thread(
         else:
             code = wrong.get(serial) or wrong.setdefault(serial, wrong_code(secret, counter))
         started = time.perf_counter()
-        try:
-            answer = stub.Verify(validation_pb2.VerifyRequest(serial=serial, code=code), timeout=30)
-            outcome = common_pb2.VerifyResult.Name(answer.result)
-        except grpc.RpcError as error:
-            outcome = f"rpc:{error.code().name}"
+        outcome = call(serial, code)
         finished = time.perf_counter()
         sent += 1
         answered += 1
@@ -147,12 +163,26 @@ def _client_thread(
 
 
 def _worker(spec: LoadSpec, queue: Any) -> None:
-    ca, cert, key = (Path(p).read_bytes() for p in spec.tls)
-    credentials = grpc.ssl_channel_credentials(ca, key, cert)
-    channels = [grpc.secure_channel(target, credentials) for target in spec.targets]
-    for channel in channels:
-        grpc.channel_ready_future(channel).result(timeout=30)
-    stubs = [validation_pb2_grpc.ValidationServiceStub(c) for c in channels]
+    channels: list[grpc.Channel] = []
+    closers: list[Callable[[], None]] = []
+    if spec.protocol == "radius":
+        from radius_client import RadiusCaller
+
+        nases = [
+            RadiusCaller(spec.targets[i % len(spec.targets)], spec.radius_secret)
+            for i in range(spec.threads)
+        ]
+        calls: list[Call] = list(nases)
+        closers = [nas.close for nas in nases]
+    else:
+        ca, cert, key = (Path(p).read_bytes() for p in spec.tls)
+        credentials = grpc.ssl_channel_credentials(ca, key, cert)
+        channels = [grpc.secure_channel(target, credentials) for target in spec.targets]
+        for channel in channels:
+            grpc.channel_ready_future(channel).result(timeout=30)
+        stubs = [validation_pb2_grpc.ValidationServiceStub(c) for c in channels]
+        calls = [_grpc_call(stubs[i % len(stubs)]) for i in range(spec.threads)]
+        closers = [channel.close for channel in channels]
     owned: list[list[list[Any]]] = [[] for _ in range(spec.threads)]
     for i, token in enumerate(spec.tokens):
         owned[i % spec.threads].append(list(token))
@@ -164,7 +194,7 @@ def _worker(spec: LoadSpec, queue: Any) -> None:
     threads = [
         threading.Thread(
             target=_client_thread,
-            args=(stubs[i % len(stubs)], spec, owned[i], begin, per_thread, out, lock),
+            args=(calls[i], spec, owned[i], begin, per_thread, out, lock),
         )
         for i in range(spec.threads)
         if owned[i]
@@ -174,8 +204,8 @@ def _worker(spec: LoadSpec, queue: Any) -> None:
     for thread in threads:
         thread.join()
     out.counters = {t[0]: t[2] for part in owned for t in part}
-    for channel in channels:
-        channel.close()
+    for close in closers:
+        close()
     queue.put(out)
 
 
@@ -190,6 +220,8 @@ def run_load(
     warmup: float,
     duration: float,
     rate: float | None = None,
+    protocol: str = "grpc",
+    radius_secret: str = "",
 ) -> LoadResult:
     """Spread `tokens` over `processes` x `threads` clients; the merged result."""
     context = multiprocessing.get_context("spawn")
@@ -206,6 +238,8 @@ def run_load(
             duration=duration,
             rate=rate / processes if rate else None,
             start_at=start_at,
+            protocol=protocol,
+            radius_secret=radius_secret,
         )
         for p in range(processes)
     ]
