@@ -31,6 +31,9 @@ class Dialect:
     """Makes a multi-statement read see one snapshot (SQLite's read transactions already do)."""
     table_exists: str
     """One row if the table named by the parameter exists where unqualified names resolve."""
+    relaxed_commit: str | None = None
+    """Taken first in a transaction whose loss in a database crash is harmless (a cache): its
+    commit does not wait for the disk."""
 
     def render(self, statement: str) -> str:
         if self.placeholder == "?":
@@ -74,6 +77,7 @@ POSTGRES = Dialect(
     audit_lock="LOCK TABLE audit_log IN EXCLUSIVE MODE",
     consistent_read="SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY",
     table_exists="SELECT 1 WHERE to_regclass(?) IS NOT NULL",
+    relaxed_commit="SET LOCAL synchronous_commit = off",
 )
 
 

@@ -1,7 +1,12 @@
 """The RADIUS front end's shared state (migration 8): challenge states waiting for their
 answer, and the recent answers a retransmitted request gets again (RFC 5080 §2.2.2). Both are
 short-lived rows, purged once expired; replicas share them, so a NAS failing over to another
-replica can answer a challenge, and its retransmission is not verified a second time."""
+replica can answer a challenge, and its retransmission is not verified a second time.
+
+The answers are a cache written twice per request: their commits do not wait for the disk
+(`Dialect.relaxed_commit`). A database crash may lose the last ones: a retransmission of such
+a request is then verified again and answered REPLAYED (the code was used), never accepted
+twice."""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from typing import Any, Protocol, TypeVar
 
 from otphsm.core.records import RadiusChallengeKind, RadiusState
 from otphsm.store import sql
-from otphsm.store.sql import Transaction
+from otphsm.store.sql import Dialect, Transaction
 
 T = TypeVar("T")
 
@@ -38,8 +43,11 @@ def take_state(engine: _Engine, state: bytes, client: str, now: int) -> RadiusSt
     return _state(row)
 
 
-def claim_answer(engine: _Engine, key: str, now: int, expires_at: int) -> tuple[bool, bytes | None]:
+def claim_answer(
+    engine: _Engine, dialect: Dialect, key: str, now: int, expires_at: int
+) -> tuple[bool, bytes | None]:
     def claim(tx: Transaction) -> tuple[bool, bytes | None]:
+        _relax(tx, dialect)
         tx.execute(sql.DROP_EXPIRED_RADIUS_ANSWER, (key, now))
         if tx.execute(sql.CLAIM_RADIUS_ANSWER, (key, expires_at)) == 1:
             return True, None
@@ -49,8 +57,17 @@ def claim_answer(engine: _Engine, key: str, now: int, expires_at: int) -> tuple[
     return engine.run(claim, write=True)
 
 
-def save_answer(engine: _Engine, key: str, answer: bytes) -> None:
-    engine.run(lambda tx: tx.execute(sql.SAVE_RADIUS_ANSWER, (answer, key)), write=True)
+def save_answer(engine: _Engine, dialect: Dialect, key: str, answer: bytes) -> None:
+    def save(tx: Transaction) -> None:
+        _relax(tx, dialect)
+        tx.execute(sql.SAVE_RADIUS_ANSWER, (answer, key))
+
+    engine.run(save, write=True)
+
+
+def _relax(tx: Transaction, dialect: Dialect) -> None:
+    if dialect.relaxed_commit:
+        tx.execute(dialect.relaxed_commit)
 
 
 def drop_answer(engine: _Engine, key: str) -> None:
