@@ -1,8 +1,9 @@
 """RADIUS against a real `otphsm serve`, with radclient (freeradius-utils) as the NAS: a code
 of the citizen's token accepted by codice fiscale and by serial, a wrong one rejected in plain
 words that echo nothing typed, three wrong codes from one Calling-Station-Id locking that
-device out while another device still logs in, the personal part required by a NAS, and
-requests without a Message-Authenticator or with a forged one dropped unanswered."""
+device out while another device still logs in, a NAS's own budget of failed checks, the
+personal part required by a NAS, requests from an undeclared address, without a
+Message-Authenticator or with a forged one dropped unanswered, and a graceful stop."""
 
 from __future__ import annotations
 
@@ -55,6 +56,29 @@ def test_three_wrong_codes_lock_out_the_calling_station_not_the_citizen(
     assert deployment.failures(fob.serial) == (1, 0)
     actions = [(e.action, e.actor) for e in deployment.app.store.audit_entries()]
     assert ("origin_locked", "radius:nas") in actions
+
+
+def test_a_nas_past_its_failed_check_budget_is_refused_before_any_code_is_looked_at(
+    start_radius: StartRadius,
+) -> None:
+    deployment = start_radius(tokens=1, burst=2, failures_per_second=0.01)
+    (fob,) = deployment.tokens
+    for device in ("dev-a", "dev-b"):
+        wrong = {"User-Name": fob.serial, "User-Password": fob.wrong_code(0)}
+        assert radclient(deployment.port, {**wrong, "Calling-Station-Id": device}).code
+    refused = radclient(deployment.port, {"User-Name": fob.serial, "User-Password": fob.code(0)})
+    assert refused.code == "Access-Reject"
+    assert refused.message.startswith("Too many failed attempts from this access server")
+    assert deployment.failures(fob.serial) == (0, 0)  # the right code was not even checked
+
+
+def test_an_undeclared_source_address_gets_no_answer(start_radius: StartRadius) -> None:
+    deployment = start_radius(tokens=1, addresses=["192.0.2.1"])
+    (fob,) = deployment.tokens
+    request = {"User-Name": fob.serial, "User-Password": fob.code(0)}
+    assert radclient(deployment.port, request, timeout=1).code is None
+    assert deployment.failures(fob.serial) == (0, 0)
+    assert '"reason": "unknown_client"' in deployment.log_text()
 
 
 def test_a_nas_may_require_the_personal_part_before_every_code(start_radius: StartRadius) -> None:

@@ -24,7 +24,13 @@ from otphsm.core.app import grid, login, validation
 from otphsm.core.app.context import Actor, App, Role
 from otphsm.core.app.login import PREFIX_LENGTH, Channel
 from otphsm.core.codice_fiscale import validate as validate_codice_fiscale
-from otphsm.core.errors import FailedPrecondition, InvalidInput, NotFound, RateLimited
+from otphsm.core.errors import (
+    FailedPrecondition,
+    InvalidInput,
+    NotFound,
+    OtpHsmError,
+    RateLimited,
+)
 from otphsm.core.records import RadiusChallengeKind, RadiusState
 from otphsm.core.verification import VerifyOutcome, VerifyResult
 from otphsm.service.config import OobChallenge, RadiusClientSection
@@ -67,11 +73,14 @@ def answer(app: App, client: Client, request: AccessRequest) -> Answer:
     try:
         client.limiter.admit_caller(actor.name)
     except RateLimited as refused:
-        return _reject(f"Too many failed attempts from this access server: {_wait(refused)}")
+        return _reject(
+            f"Too many failed attempts from this access server: "
+            f"try again in {refused.retry_after} seconds."
+        )
     try:
         result, outcome = _dispatch(app, client, request)
-    except RateLimited as refused:
-        return _reject(f"Too many requests: {_wait(refused)}")
+    except RateLimited as refused:  # a quota, not a failed check
+        return _reject(_refusal(refused))
     except (InvalidInput, NotFound, FailedPrecondition) as refused:
         client.limiter.charge(actor.name)
         return _reject(_refusal(refused))
@@ -200,19 +209,22 @@ def _codice_fiscale(user_name: str) -> str | None:
         return None
 
 
-def _refusal(error: Exception) -> str:
-    """Plain words for a refused request: the kind of problem, never the value."""
-    if isinstance(error, NotFound):
-        return "Unknown user, or no active token: ask your help desk."
-    if isinstance(error, FailedPrecondition):
-        if error.retry_after:
-            return f"Too many failures: try again in {error.retry_after} seconds."
-        return "This login is not possible now: ask your help desk."
-    return "The request is not valid: check the user name and the code."
+_REFUSALS: tuple[tuple[type[OtpHsmError], str], ...] = (
+    (NotFound, "Unknown user, or no active token: ask your help desk."),
+    (FailedPrecondition, "This login is not possible now: ask your help desk."),
+    (RateLimited, "Too many requests."),
+    (InvalidInput, "The request is not valid: check the user name and the code."),
+)
+"""Core's categories of refusal → Access-Reject's Reply-Message (first match wins): the kind of
+problem in plain words, never a value; a refusal with a wait says the wait instead."""
 
 
-def _wait(error: RateLimited) -> str:
-    return f"try again in {error.retry_after} seconds."
+def _refusal(error: OtpHsmError) -> str:
+    wait = getattr(error, "retry_after", 0)
+    if wait:  # a lock (FailedPrecondition) or a quota (RateLimited) running
+        kind = "requests" if isinstance(error, RateLimited) else "failures"
+        return f"Too many {kind}: try again in {wait} seconds."
+    return next(text for kind, text in _REFUSALS if isinstance(error, kind))
 
 
 def _reject(message: str) -> Answer:
