@@ -122,9 +122,11 @@ def _challenge(app: App, client: Client, request: AccessRequest, codice_fiscale:
     if asked is not None:
         first, second = asked.cells
         state = _keep(app, client, codice_fiscale, RadiusChallengeKind.GRID, asked.expires_at)
+        part = "your personal part, then " if client.section.require_prefix else ""
         return Answer(
             AnswerKind.CHALLENGE,
-            f"Security Card: type the values of cells {first} and {second}, separated by a space.",
+            f"Security Card: type {part}the values of cells {first} and {second}, "
+            "separated by a space.",
             state,
         )
     channel = {OobChallenge.SMS: Channel.SMS, OobChallenge.PUSH: Channel.PUSH}.get(
