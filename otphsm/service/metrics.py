@@ -62,7 +62,7 @@ class Metrics:
             "otphsm_radius_dropped",
             "RADIUS packets dropped unanswered, by reason (malformed, unknown_client, "
             "no_message_authenticator, bad_message_authenticator, not_access_request, "
-            "in_progress, error).",
+            "in_progress, overloaded, error).",
             ("reason",),
             registry=r,
         )

@@ -95,7 +95,7 @@ def _dispatch(
     if not request.pap:
         return _reject("Only PAP is supported: send the code as the password."), None
     if request.state is not None:
-        return _answer_challenge(app, client, request)
+        return _answer_challenge(app, client, request, request.state)
     codice_fiscale = _codice_fiscale(request.user_name)
     if not request.password:
         if codice_fiscale is None:
@@ -142,10 +142,9 @@ def _challenge(app: App, client: Client, request: AccessRequest, codice_fiscale:
 
 
 def _answer_challenge(
-    app: App, client: Client, request: AccessRequest
+    app: App, client: Client, request: AccessRequest, state: bytes
 ) -> tuple[Answer, VerifyOutcome | None]:
-    assert request.state is not None
-    pending = app.store.take_radius_state(request.state, client.section.name, app.now())
+    pending = app.store.take_radius_state(state, client.section.name, app.now())
     codice_fiscale = _codice_fiscale(request.user_name)
     if pending is None or pending.codice_fiscale != codice_fiscale:
         return _reject("The challenge has expired or is unknown: log in again."), None

@@ -34,6 +34,8 @@ class Drop(enum.StrEnum):
     BAD_MESSAGE_AUTHENTICATOR = "bad_message_authenticator"
     IN_PROGRESS = "in_progress"
     """A retransmission of a request still being handled: the first copy will answer."""
+    OVERLOADED = "overloaded"
+    """Too many datagrams waiting for a worker."""
     ERROR = "error"
     """The request could not be handled (the store or the HSM failed): the NAS retries."""
 

@@ -29,6 +29,10 @@ from otphsm.service.ratelimit import FailureRateLimiter
 log = logging.getLogger("otphsm.radius")
 
 PURGE_EVERY_SECONDS = 30.0
+BACKLOG_PER_WORKER = 64
+"""Datagrams waiting for a worker, at most (per worker); past that they are dropped
+("overloaded"), so a flood from a declared address (UDP sources are easy to forge) cannot
+grow the queue without bound. The NAS retransmits."""
 POLL_SECONDS = 0.2
 """How often the reading thread looks whether it should stop."""
 
@@ -58,6 +62,7 @@ class RadiusServer:
         self._socket.settimeout(POLL_SECONDS)
         self.port: int = self._socket.getsockname()[1]
         self._pool = ThreadPoolExecutor(section.workers, thread_name_prefix="radius")
+        self._backlog = threading.BoundedSemaphore(section.workers * BACKLOG_PER_WORKER)
         self._stopping = threading.Event()
         self._reader = threading.Thread(target=self._read, name="radius-reader", daemon=True)
         self._next_purge = 0.0
@@ -94,6 +99,9 @@ class RadiusServer:
             if client is None:
                 self._dropped(Drop.UNKNOWN_CLIENT, source)
                 continue
+            if not self._backlog.acquire(blocking=False):
+                self._dropped(Drop.OVERLOADED, source, client.section.name)
+                continue
             try:
                 self._pool.submit(self._handle, client, data, source)
             except RuntimeError:  # the pool is shutting down
@@ -101,6 +109,12 @@ class RadiusServer:
             self._purge_now_and_then()
 
     def _handle(self, client: handler.Client, data: bytes, source: tuple[str, int]) -> None:
+        try:
+            self._answer(client, data, source)
+        finally:
+            self._backlog.release()
+
+    def _answer(self, client: handler.Client, data: bytes, source: tuple[str, int]) -> None:
         try:
             request = packets.decode(data, client.secret, self._dictionary, source[0])
         except Dropped as dropped:
@@ -145,7 +159,8 @@ class RadiusServer:
 
     def _dropped(self, reason: Drop, source: tuple[str, int], client: str = "") -> None:
         self._metrics.radius_dropped.labels(reason.value).inc()
-        level = logging.DEBUG if reason in (Drop.MALFORMED, Drop.IN_PROGRESS) else logging.WARNING
+        quiet = (Drop.MALFORMED, Drop.IN_PROGRESS, Drop.OVERLOADED)  # floods: the metric counts
+        level = logging.DEBUG if reason in quiet else logging.WARNING
         log.log(
             level,
             "radius packet dropped",
