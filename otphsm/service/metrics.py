@@ -54,7 +54,7 @@ class Metrics:
         )
         self.radius_requests = Counter(
             "otphsm_radius_requests",
-            "RADIUS Access-Requests answered, by answer (accept, reject, challenge, cached).",
+            "RADIUS requests answered, by answer (accept, reject, challenge, cached, status).",
             ("answer",),
             registry=r,
         )
@@ -62,7 +62,7 @@ class Metrics:
             "otphsm_radius_dropped",
             "RADIUS packets dropped unanswered, by reason (malformed, unknown_client, "
             "no_message_authenticator, bad_message_authenticator, not_access_request, "
-            "in_progress, overloaded, error).",
+            "unhealthy, in_progress, overloaded, error).",
             ("reason",),
             registry=r,
         )

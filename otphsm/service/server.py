@@ -124,7 +124,9 @@ def start_server(
         metrics=metrics,
     )
     port = bind(server, section)
-    radius = RadiusServer(config.radius, app, metrics) if config.radius.enabled else None
+    radius = None
+    if config.radius.enabled:
+        radius = RadiusServer(config.radius, app, metrics, healthy=lambda: not monitor.failing)
     metrics_port = None
     if config.metrics.enabled:
         metrics_port = metrics.serve_http(config.metrics.address, config.metrics.port)

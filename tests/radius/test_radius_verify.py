@@ -7,6 +7,8 @@ Message-Authenticator or with a forged one dropped unanswered, and a graceful st
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 from support.fault_support import CITIZEN
 from support.radius_support import SECRET, StartRadius, radclient
@@ -126,3 +128,18 @@ def test_sigterm_stops_the_radius_front_end_with_the_server(start_radius: StartR
     assert [r["msg"] for r in server.records][-1] == "stopped"
     gone = radclient(deployment.port, {"User-Name": fob.serial, "User-Password": fob.code(1)})
     assert gone.code is None
+
+
+def test_status_server_says_the_server_is_up(start_radius: StartRadius) -> None:
+    deployment = start_radius(tokens=0)
+    run = subprocess.run(
+        ["radclient", "-x", "-r", "1", "-t", "3", f"127.0.0.1:{deployment.port}", "status", SECRET],
+        input="Message-Authenticator = 0x00\n",
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "Received Access-Accept" in run.stdout
+    assert 'Reply-Message = "otphsm is up."' in run.stdout

@@ -66,6 +66,14 @@ def test_the_origin_falls_back_to_the_nas_port_then_to_the_source() -> None:
     assert decode(request(User_Name="FOB-0001")).password == ""  # none sent
 
 
+def test_a_signed_status_server_is_read_as_such() -> None:
+    status = request(code=radius.StatusServer)
+    assert decode(status).status_server
+    assert dropped(request(code=radius.StatusServer, signed=False).RequestPacket()) is (
+        Drop.NO_MESSAGE_AUTHENTICATOR
+    )
+
+
 def test_chap_is_read_as_not_pap() -> None:
     assert not decode(request(User_Name="FOB-0001", CHAP_Password=b"\x01" + b"x" * 16)).pap
 
@@ -91,8 +99,9 @@ def test_unsigned_forged_and_non_access_requests_are_dropped() -> None:
     assert dropped(signed, secret=b"another-secret-of-the-same-size!!!") is (
         Drop.BAD_MESSAGE_AUTHENTICATOR
     )
-    status = request(code=radius.StatusServer, User_Name="FOB-0001")
-    assert dropped(status.RequestPacket()) is Drop.NOT_ACCESS_REQUEST
+    accounting = bytearray(signed)
+    accounting[0] = radius.AccountingRequest
+    assert dropped(bytes(accounting)) is Drop.NOT_ACCESS_REQUEST
     twice = request(User_Name="FOB-0001")
     twice.AddAttribute("User-Name", "FOB-0002")
     assert dropped(twice.RequestPacket()) is Drop.MALFORMED

@@ -2,8 +2,9 @@
 unanswered), and an answer encoded with its Message-Authenticator.
 
 Dropped, never answered (RFC 2865 §3, and Blast-RADIUS, CVE-2024-3596): anything that does not
-decode, a packet that is not an Access-Request, one without a Message-Authenticator or with a
-wrong one (the shared secret is the only thing that proves who sent it)."""
+decode, a packet that is neither an Access-Request nor a Status-Server (RFC 5997: a NAS asking
+whether this server is up), one without a Message-Authenticator or with a wrong one (the
+shared secret is the only thing that proves who sent it)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,9 @@ class Drop(enum.StrEnum):
     NOT_ACCESS_REQUEST = "not_access_request"
     NO_MESSAGE_AUTHENTICATOR = "no_message_authenticator"
     BAD_MESSAGE_AUTHENTICATOR = "bad_message_authenticator"
+    UNHEALTHY = "unhealthy"
+    """A Status-Server while the HSM or the store fails its health check: no answer, so the
+    NAS fails over."""
     IN_PROGRESS = "in_progress"
     """A retransmission of a request still being handled: the first copy will answer."""
     OVERLOADED = "overloaded"
@@ -73,6 +77,8 @@ class AccessRequest:
     origin: str
     """The end user's device: Calling-Station-Id, else NAS-IP-Address:NAS-Port, else the
     NAS's own address."""
+    status_server: bool = False
+    """A Status-Server (RFC 5997), nothing else read: answered Access-Accept while healthy."""
 
     @property
     def identifier(self) -> int:
@@ -97,7 +103,7 @@ def decode(data: bytes, secret: bytes, dictionary: Dictionary, source: str) -> A
         packet = radius.AuthPacket(packet=data, secret=secret, dict=dictionary)
     except Exception:  # pyrad raises PacketError, struct.error, KeyError, ... on bad input
         raise Dropped(Drop.MALFORMED) from None
-    if packet.code != radius.AccessRequest:
+    if packet.code not in (radius.AccessRequest, radius.StatusServer):
         raise Dropped(Drop.NOT_ACCESS_REQUEST)
     authenticators = _raw(packet, 80)
     if not authenticators:
@@ -106,6 +112,8 @@ def decode(data: bytes, secret: bytes, dictionary: Dictionary, source: str) -> A
         raise Dropped(Drop.MALFORMED)
     if not packet.verify_message_authenticator():
         raise Dropped(Drop.BAD_MESSAGE_AUTHENTICATOR)
+    if packet.code == radius.StatusServer:
+        return AccessRequest(packet, "", "", False, None, source, status_server=True)
     try:
         return _request(packet, source)
     except Exception:  # an attribute that does not decode, repeated or missing

@@ -1,11 +1,12 @@
 """The RADIUS server: one UDP socket, a thread reading it, a pool of workers answering.
 
-Per datagram: a source that is not a declared NAS is dropped; the packet is decoded and
-checked (`packets.decode`: dropped if malformed or not proven by its Message-Authenticator);
-then the request is claimed in the store by (source address, port, identifier, request
-authenticator). A retransmission finds its claim there, on whichever replica it reaches:
-it gets the answer kept with the claim, and is never verified a second time (RFC 5080
-§2.2.2); while the first copy is still being handled it is dropped (that one answers).
+Per datagram: a source that is not a declared NAS is dropped; the packet is decoded and checked
+(`packets.decode`: dropped if malformed or not proven by its Message-Authenticator); a
+Status-Server is answered Access-Accept while the health checks pass (else not at all, so the
+NAS fails over), never cached; an Access-Request is claimed in the store by (source address,
+port, identifier, request authenticator). A retransmission finds its claim there, on whichever
+replica it reaches: it gets the answer kept with the claim, and is never verified a second time
+(RFC 5080 §2.2.2); while the first copy is still being handled it is dropped (that one answers).
 Expired claims and challenge states are purged now and then.
 """
 
@@ -17,6 +18,7 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from otphsm.core.app.context import App
@@ -40,8 +42,16 @@ POLL_SECONDS = 0.2
 class RadiusServer:
     """Bound at construction (`port` is the bound port); `start`, then `stop`."""
 
-    def __init__(self, section: RadiusSection, app: App, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        section: RadiusSection,
+        app: App,
+        metrics: Metrics,
+        healthy: Callable[[], bool] = lambda: True,
+    ) -> None:
+        """`healthy`: whether the HSM and the store passed their last health check."""
         self._section = section
+        self._healthy = healthy
         self._app = app
         self._metrics = metrics
         self._dictionary = packets.load_dictionary()
@@ -120,6 +130,9 @@ class RadiusServer:
         except Dropped as dropped:
             self._dropped(dropped.reason, source, client.section.name)
             return
+        if request.status_server:
+            self._status(request, client, source)
+            return
         key = f"{source[0]}|{source[1]}|{request.identifier}|{request.authenticator.hex()}"
         store = self._app.store
         now = self._app.now()
@@ -152,6 +165,16 @@ class RadiusServer:
             extra={"fields": {"client": client.section.name, "answer": answer.kind.name}},
         )
         self._send(raw, source)
+
+    def _status(
+        self, request: packets.AccessRequest, client: handler.Client, source: tuple[str, int]
+    ) -> None:
+        if not self._healthy():
+            self._dropped(Drop.UNHEALTHY, source, client.section.name)
+            return
+        answer = packets.Answer(packets.AnswerKind.ACCEPT, "otphsm is up.")
+        self._metrics.radius_requests.labels("status").inc()
+        self._send(packets.encode(request, answer), source)
 
     def _send(self, raw: bytes, source: tuple[str, int]) -> None:
         with contextlib.suppress(OSError):  # closed while stopping, or the NAS is gone
