@@ -58,14 +58,16 @@ def radclient(
     secret: str = SECRET,
     message_authenticator: bool = True,
     timeout: float = RADCLIENT_TIMEOUT,
+    command: str = "auth",
 ) -> Reply:
-    """One Access-Request by radclient (no retry); `attributes` as radclient reads them
-    (strings quoted by this function, `0x...` values left as they are)."""
+    """One Access-Request by radclient (no retry; `command="status"`: a Status-Server);
+    `attributes` as radclient reads them (strings quoted by this function, `0x...` values
+    left as they are)."""
     pairs = [f"{k} = {v if v.startswith('0x') else quote(v)}" for k, v in attributes.items()]
     if message_authenticator:
         pairs.append("Message-Authenticator = 0x00")  # radclient computes it
     run = subprocess.run(
-        ["radclient", "-x", "-r", "1", "-t", str(timeout), f"127.0.0.1:{port}", "auth", secret],
+        ["radclient", "-x", "-r", "1", "-t", str(timeout), f"127.0.0.1:{port}", command, secret],
         input=", ".join(pairs) + "\n",
         capture_output=True,
         text=True,
