@@ -15,7 +15,7 @@ test-fast: setup
 
 # One tier alone: make test-unit, test-card, test-hsm, test-store, test-app, test-service,
 # test-faults, test-cli (the folders under tests/).
-TIERS := unit card hsm store app service faults cli
+TIERS := unit card hsm store app service faults cli radius
 TIER_TARGETS := $(addprefix test-,$(TIERS))
 .PHONY: $(TIER_TARGETS)
 

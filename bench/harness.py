@@ -26,6 +26,7 @@ from otphsm.simulators.deployment import (
     Deployment,
     ServerProcess,
     create_deployment,
+    radius_section,
     with_sections,
 )
 from otphsm.simulators.hsm.softhsm import SoftHsm
@@ -38,9 +39,12 @@ HUGE = 1_000_000_000
 too (the load is one caller): every wrong code then costs its whole window of HMACs and a
 write (the worst case), instead of a cheap LOCKED or RESOURCE_EXHAUSTED."""
 BENCH_SECTIONS: dict[str, dict[str, Any]] = {
-    "verification": {"lock_after_failures": HUGE},
+    "verification": {"lock_after_failures": HUGE, "unknown_origin_failures": HUGE},
     "ratelimit": {"enabled": False},
 }
+RADIUS_SECRET = "otphsm-bench-radius-shared-secret"
+"""The benchmark NAS's shared secret (the NAS sends from 127.0.0.1; its origin is that
+address, whose counter and the unknown origins' budget are as large as the lockout's)."""
 
 
 def cpu_seconds(server: ServerProcess) -> float:
@@ -78,6 +82,12 @@ class BenchEnv:
     def client_tls(self, role: str) -> tuple[str, str, str]:
         ca, cert, key = self.deployment.client_tls(role)
         return str(ca), str(cert), str(key)
+
+    def radius_section(self) -> dict[str, Any]:
+        """[radius] for one NAS at 127.0.0.1 whose failed checks are not limited."""
+        secret = self.root / "radius.secret"
+        secret.write_text(RADIUS_SECRET + "\n", encoding="utf-8")
+        return radius_section(secret, failures_per_second=float(HUGE), burst=HUGE)
 
     def serve(self, name: str, store_url: str, **sections: dict[str, Any]) -> ServerProcess:
         server = self.deployment.serve(name, store_url, **with_sections(BENCH_SECTIONS, sections))

@@ -1,6 +1,8 @@
 """The load generator: separate processes (multiprocessing, spawn), each with its own channel per
-target and several client threads calling ValidationService.Verify over mTLS: over gRPC, or
-over the HTTP/JSON API (`POST /v1/codes:verify`, one keep-alive HTTPS connection per thread).
+target and several client threads calling ValidationService.Verify over mTLS: over gRPC, over
+the HTTP/JSON API (`protocol="http"`: `POST /v1/codes:verify`, one keep-alive HTTPS connection per
+thread), or over RADIUS (`protocol="radius"`: each thread a NAS sending Access-Requests,
+`radius_client.py`).
 
 Closed loop (`rate=None`): every thread sends its next request as soon as the last answered —
 the peak rate. Open loop (`rate=R`): requests are due at a fixed schedule and each latency is
@@ -52,8 +54,14 @@ class LoadSpec:
     rate: float | None = None
     """Requests per second for this process (open loop); None: as fast as answered."""
     start_at: float = 0.0
-    transport: str = "grpc"
-    """"grpc", or "http": the targets are then the servers' HTTP/JSON API addresses."""
+    protocol: str = "grpc"
+    """"grpc" (targets are host:port of the gRPC server), "http" (of the HTTP/JSON API) or
+    "radius" (of the RADIUS port)."""
+    radius_secret: str = ""
+
+
+Call = Callable[[str, str], str]
+"""(serial, code) → the result's name (VERIFY_RESULT_OK, ...) or "rpc:CODE" / "http:STATUS"."""
 
 
 @dataclass
@@ -99,27 +107,23 @@ def wrong_code(secret: bytes, counter: int) -> str:
     return f"{candidate:06d}"
 
 
-Verify = Callable[[str, str], str]
-"""(serial, code) → the result's name (VERIFY_RESULT_OK, ...) or "rpc:CODE" / "http:STATUS"."""
-
-
-def _grpc_verify(stub: validation_pb2_grpc.ValidationServiceStub) -> Verify:
-    def verify(serial: str, code: str) -> str:
+def _grpc_call(stub: validation_pb2_grpc.ValidationServiceStub) -> Call:
+    def call(serial: str, code: str) -> str:
         try:
             answer = stub.Verify(validation_pb2.VerifyRequest(serial=serial, code=code), timeout=30)
         except grpc.RpcError as error:
             return f"rpc:{error.code().name}"
         return common_pb2.VerifyResult.Name(answer.result)
 
-    return verify
+    return call
 
 
-def _http_verify(target: str, tls: ssl.SSLContext) -> Verify:
+def _http_call(target: str, tls: ssl.SSLContext) -> Call:
     host, _, port = target.rpartition(":")
     connection = http.client.HTTPSConnection(host, int(port), context=tls, timeout=30)
     headers = {"Content-Type": "application/json"}
 
-    def verify(serial: str, code: str) -> str:
+    def call(serial: str, code: str) -> str:
         body = json.dumps({"serial": serial, "code": code})
         connection.request("POST", "/v1/codes:verify", body, headers)
         answer = connection.getresponse()
@@ -128,11 +132,11 @@ def _http_verify(target: str, tls: ssl.SSLContext) -> Verify:
             return f"http:{answer.status}"
         return str(json.loads(data)["result"])
 
-    return verify
+    return call
 
 
 def _client_thread(
-    verify: Verify,
+    call: Call,
     spec: LoadSpec,
     tokens: list[list[Any]],
     begin: float,
@@ -166,7 +170,7 @@ def _client_thread(
         else:
             code = wrong.get(serial) or wrong.setdefault(serial, wrong_code(secret, counter))
         started = time.perf_counter()
-        outcome = verify(serial, code)
+        outcome = call(serial, code)
         finished = time.perf_counter()
         sent += 1
         answered += 1
@@ -182,21 +186,30 @@ def _client_thread(
 
 
 def _worker(spec: LoadSpec, queue: Any) -> None:
-    ca, cert, key = (Path(p).read_bytes() for p in spec.tls)
     channels: list[grpc.Channel] = []
-    if spec.transport == "http":
+    closers: list[Callable[[], None]] = []
+    if spec.protocol == "radius":
+        from radius_client import RadiusCaller
+
+        nases = [
+            RadiusCaller(spec.targets[i % len(spec.targets)], spec.radius_secret)
+            for i in range(spec.threads)
+        ]
+        calls: list[Call] = list(nases)
+        closers = [nas.close for nas in nases]
+    elif spec.protocol == "http":
         tls = ssl.create_default_context(cafile=spec.tls[0])
         tls.load_cert_chain(spec.tls[1], spec.tls[2])
-        verifiers = [
-            _http_verify(spec.targets[i % len(spec.targets)], tls) for i in range(spec.threads)
-        ]
+        calls = [_http_call(spec.targets[i % len(spec.targets)], tls) for i in range(spec.threads)]
     else:
+        ca, cert, key = (Path(p).read_bytes() for p in spec.tls)
         credentials = grpc.ssl_channel_credentials(ca, key, cert)
         channels = [grpc.secure_channel(target, credentials) for target in spec.targets]
         for channel in channels:
             grpc.channel_ready_future(channel).result(timeout=30)
         stubs = [validation_pb2_grpc.ValidationServiceStub(c) for c in channels]
-        verifiers = [_grpc_verify(stubs[i % len(stubs)]) for i in range(spec.threads)]
+        calls = [_grpc_call(stubs[i % len(stubs)]) for i in range(spec.threads)]
+        closers = [channel.close for channel in channels]
     owned: list[list[list[Any]]] = [[] for _ in range(spec.threads)]
     for i, token in enumerate(spec.tokens):
         owned[i % spec.threads].append(list(token))
@@ -208,7 +221,7 @@ def _worker(spec: LoadSpec, queue: Any) -> None:
     threads = [
         threading.Thread(
             target=_client_thread,
-            args=(verifiers[i], spec, owned[i], begin, per_thread, out, lock),
+            args=(calls[i], spec, owned[i], begin, per_thread, out, lock),
         )
         for i in range(spec.threads)
         if owned[i]
@@ -218,8 +231,8 @@ def _worker(spec: LoadSpec, queue: Any) -> None:
     for thread in threads:
         thread.join()
     out.counters = {t[0]: t[2] for part in owned for t in part}
-    for channel in channels:
-        channel.close()
+    for close in closers:
+        close()
     queue.put(out)
 
 
@@ -234,7 +247,8 @@ def run_load(
     warmup: float,
     duration: float,
     rate: float | None = None,
-    transport: str = "grpc",
+    protocol: str = "grpc",
+    radius_secret: str = "",
 ) -> LoadResult:
     """Spread `tokens` over `processes` x `threads` clients; the merged result."""
     context = multiprocessing.get_context("spawn")
@@ -251,7 +265,8 @@ def run_load(
             duration=duration,
             rate=rate / processes if rate else None,
             start_at=start_at,
-            transport=transport,
+            protocol=protocol,
+            radius_secret=radius_secret,
         )
         for p in range(processes)
     ]

@@ -7,6 +7,8 @@ serve` on SQLite and on PostgreSQL, the do-nothing servicer), then measures:
 - Verify over gRPC with mTLS from a load generator in separate processes: peak rate (closed
   loop), then p50/p99 at half that rate (open loop), valid and wrong codes, SQLite and
   PostgreSQL, at each fleet size, beside the do-nothing servicer measured in the same run;
+  the same over RADIUS (PAP Access-Requests by serial to the same servers: rows
+  "sqlite/radius" and "postgresql/radius");
 - Verify over the HTTP/JSON API (mTLS, keep-alive), valid codes, beside gRPC in the same run;
 - two `otphsm serve` replicas sharing PostgreSQL and the SoftHSM token, vs one;
 - one card-authorised enrolment + secure activation through pcscd.
@@ -31,7 +33,7 @@ import bench_hsm
 import report
 from enrol_flow import measure_enrolment
 from fleet import Fleet, grow
-from harness import BenchEnv, ServerProcess, bench_env, cpu_seconds
+from harness import RADIUS_SECRET, BenchEnv, ServerProcess, bench_env, cpu_seconds
 from load import LoadResult, run_load
 
 from otphsm.hsm import open_vault
@@ -67,9 +69,10 @@ class Bench:
         api = {"http": {"enabled": True, "port": 0}}
         self.noop = env.noop("noop", **server)
         self.noop_intercepted = env.noop("noop-interceptor", interceptor=True, **server)
+        radius = {"radius": {**env.radius_section(), "workers": args.workers}}
         self.stores = {
-            "sqlite": env.serve("sqlite", env.sqlite_url, **server, **api),
-            "postgresql": env.serve("postgresql", env.pg_url, **server, **api),
+            "sqlite": env.serve("sqlite", env.sqlite_url, **server, **api, **radius),
+            "postgresql": env.serve("postgresql", env.pg_url, **server, **api, **radius),
         }
 
     def load(
@@ -77,16 +80,19 @@ class Bench:
         servers: list[ServerProcess],
         kind: str,
         rate: float | None = None,
-        transport: str = "grpc",
+        protocol: str = "grpc",
     ) -> tuple[LoadResult, float]:
         """One run; the servers' CPU time per answered request (µs)."""
         database = servers[0].name.split("-")[0]  # replicas share their database's counters
         before = sum(cpu_seconds(s) for s in servers)
-        addresses = [
-            f"localhost:{s.http_port}" if transport == "http" else s.target for s in servers
-        ]
+        if protocol == "radius":
+            targets = [f"127.0.0.1:{s.radius_port}" for s in servers]
+        elif protocol == "http":
+            targets = [f"localhost:{s.http_port}" for s in servers]
+        else:
+            targets = [s.target for s in servers]
         result = run_load(
-            addresses,
+            targets,
             self.tls,
             kind,
             self.fleet.tokens_for(database),
@@ -95,7 +101,8 @@ class Bench:
             warmup=self.plan["warmup"],
             duration=self.plan["duration"],
             rate=rate,
-            transport=transport,
+            protocol=protocol,
+            radius_secret=RADIUS_SECRET,
         )
         cpu = sum(cpu_seconds(s) for s in servers) - before
         baseline = servers[0] in (self.noop, self.noop_intercepted)
@@ -108,10 +115,10 @@ class Bench:
         return result, cpu / max(1, result.answered) * 1e6
 
     def peak_and_half(
-        self, servers: list[ServerProcess], kind: str, transport: str = "grpc"
+        self, servers: list[ServerProcess], kind: str, protocol: str = "grpc"
     ) -> tuple[LoadResult, LoadResult, float]:
-        peak, cpu = self.load(servers, kind, transport=transport)
-        half, _ = self.load(servers, kind, rate=peak.rate / 2, transport=transport)
+        peak, cpu = self.load(servers, kind, protocol=protocol)
+        half, _ = self.load(servers, kind, rate=peak.rate / 2, protocol=protocol)
         return peak, half, cpu
 
     def verify_at(self, size: int) -> None:
@@ -133,12 +140,17 @@ class Bench:
                 f"{size:>9,} {label:<22} {peak.rate:8,.0f}/s  p99@½ {p99:.2f} ms  cpu {cpu:,.0f} µs"
             )
         noop, intercepted = baselines[False], baselines[True]
-        for name, server in self.stores.items():
+        runs = [
+            (name, server, protocol)
+            for protocol in ("grpc", "radius")
+            for name, server in self.stores.items()
+        ]
+        for name, server, protocol in runs:
             for kind in ("valid", "wrong"):
-                peak, half, cpu = self.peak_and_half([server], kind)
+                peak, half, cpu = self.peak_and_half([server], kind, protocol)
                 row = {
                     "tokens": size,
-                    "server": name,
+                    "server": name if protocol == "grpc" else f"{name}/{protocol}",
                     "codes": kind,
                     "peak_rps": peak.rate,
                     "vs_noop": peak.rate / noop["peak_rps"],
@@ -153,7 +165,7 @@ class Bench:
                 }
                 self.results["verify"].append(row)
                 self.say(
-                    f"{size:>9,} {name:<10} {kind:<5} {peak.rate:8,.0f}/s "
+                    f"{size:>9,} {row['server']:<17} {kind:<5} {peak.rate:8,.0f}/s "
                     f"({row['vs_noop']:.0%})  p50 {row['peak_p50_ms']:.2f} ms  "
                     f"p99@½ {row['half_p99_ms']:.2f} ms  cpu {cpu:,.0f} µs"
                 )
@@ -166,7 +178,7 @@ class Bench:
             if r["tokens"] == size and r["codes"] == "valid"
         }
         for name, server in self.stores.items():
-            peak, half, cpu = self.peak_and_half([server], "valid", transport="http")
+            peak, half, cpu = self.peak_and_half([server], "valid", protocol="http")
             over_grpc = grpc_rows[name]["peak_rps"] if name in grpc_rows else float("nan")
             row = {
                 "tokens": size,

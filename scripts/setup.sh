@@ -5,7 +5,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(softhsm2 opencryptoki opensc pcscd libpcsclite-dev vsmartcard-vpcd oathtool p11-kit gcc python3-dev python3-venv postgresql postgresql-client poppler-utils systemd curl)
-APT_NO_RECOMMENDS=(pcsc-tools zbar-tools)
+APT_NO_RECOMMENDS=(pcsc-tools zbar-tools freeradius-utils)  # freeradius-utils: radclient, the RADIUS tests' independent client
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 problems=()
@@ -92,6 +92,7 @@ for tool in softhsm2-util pcscd opensc-tool pkcs15-tool pkcs11-tool oathtool zba
 done
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || problems+=("PostgreSQL's server programs (initdb, pg_ctl) are missing: the crash-and-restart test will skip (and fail in CI)")
 [ -f /usr/lib/softhsm/libsofthsm2.so ] || problems+=("/usr/lib/softhsm/libsofthsm2.so is missing (package softhsm2)")
+command -v radclient >/dev/null || problems+=("radclient is missing (package freeradius-utils): the RADIUS tests will fail")
 
 if [ ${#problems[@]} -gt 0 ]; then
     echo "setup: done, with problems:"

@@ -24,6 +24,7 @@ pytest_plugins = [
     "support.factor_fixtures",
     "support.http_fixtures",
     "support.api_package",
+    "support.radius_support",
 ]
 
 

@@ -1,8 +1,10 @@
 """A TOML file, then environment overrides, into one frozen dataclass per section, validated.
 
 The caller names its sections: `{section name: dataclass}`. A section's keys are its fields of
-these types: str, int, float, bool, tuple[str, ...] (a TOML list of strings) and any StrEnum
-(one of its values); fields of other types (a nested policy) are not keys. Beside a field may be
+these types: str, int, float, bool, tuple[str, ...] (a TOML list of strings), any StrEnum
+(one of its values) and a tuple of a dataclass (a TOML array of tables, `[[section.key]]`, each
+built and checked as a section of its own, without environment overrides); fields of other
+types (a nested policy) are not keys. Beside a field may be
 declared bounds (`Annotated[int, at_least(1)]`, see `otphsm.core.bounds`) or that it is a path
 (`FilePath`, `FilePaths`: relative to the file's directory, defaults too, never to the cwd).
 
@@ -89,6 +91,10 @@ def build_section(
     values: dict[str, Any] = {}
     for key, spec in keys.items():
         where = f"{name}.{key}"
+        if (item_kind := _table_kind(spec.kind)) is not None:
+            if key in table:
+                values[key] = _tables(table[key], item_kind, where, base)
+            continue
         if key in table:
             values[key] = _typed(table[key], spec.kind, where)
         env_key = f"{ENV_PREFIX}{name}_{key}".upper()
@@ -128,9 +134,19 @@ def _keys(cls: type[Any]) -> dict[str, _Key]:
 
 
 def _is_key_type(kind: Any) -> bool:
-    if kind in (str, int, float, bool, tuple[str, ...]):
+    if kind in (str, int, float, bool, tuple[str, ...]) or _table_kind(kind) is not None:
         return True
     return isinstance(kind, type) and issubclass(kind, enum.StrEnum)
+
+
+def _table_kind(kind: Any) -> type[Any] | None:
+    """X for tuple[X, ...] where X is a dataclass (an array of tables); else None."""
+    if get_origin(kind) is not tuple:
+        return None
+    args = get_args(kind)
+    if len(args) == 2 and args[1] is Ellipsis and dataclasses.is_dataclass(args[0]):
+        return args[0] if isinstance(args[0], type) else None
+    return None
 
 
 def _typed(value: Any, kind: Any, where: str) -> Any:
@@ -154,6 +170,15 @@ def _typed(value: Any, kind: Any, where: str) -> Any:
         _require(ok, f"{where} must be a list of strings")
         return tuple(value)
     return _choice(value, kind, where)
+
+
+def _tables(value: Any, kind: type[S], where: str, base: Path) -> tuple[S, ...]:
+    ok = isinstance(value, list) and all(isinstance(item, dict) for item in value)
+    _require(ok, f"{where} must be an array of tables ([[{where}]])")
+    return tuple(
+        build_section(f"{where}[{index}]", kind, item, base=base, env={})
+        for index, item in enumerate(value)
+    )
 
 
 def _from_env(text: str, kind: Any, where: str) -> Any:

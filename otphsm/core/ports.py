@@ -19,6 +19,7 @@ from otphsm.core.records import (
     GridCard,
     OobCode,
     OobPurpose,
+    RadiusState,
     RateLimit,
 )
 from otphsm.core.seeds import EcdhSeed, SeedHolder, SeedRef, StoredSeed
@@ -294,6 +295,34 @@ class Store(Protocol):
         ...
 
     def update_grid_card(self, card: GridCard) -> bool: ...
+
+    # RADIUS front end (shared by replicas)
+    def insert_radius_state(self, state: RadiusState) -> None:
+        """Keep a challenge's State until it is answered or expires."""
+        ...
+
+    def take_radius_state(self, state: bytes, client: str, now: int) -> RadiusState | None:
+        """Remove and return the state `client` was given, unless unknown or expired (None):
+        an answer uses it up, whatever the answer was."""
+        ...
+
+    def claim_radius_answer(
+        self, request_key: str, now: int, expires_at: int
+    ) -> tuple[bool, bytes | None]:
+        """(True, None): the request is new and now claimed until `expires_at`; (False, answer):
+        it was seen before, with its answer, or None while the first copy is being handled.
+        One transaction, so of two replicas receiving copies at once one claims it."""
+        ...
+
+    def save_radius_answer(self, request_key: str, answer: bytes) -> None: ...
+
+    def drop_radius_answer(self, request_key: str) -> None:
+        """Forget a claim whose handling failed, so a retransmission is handled afresh."""
+        ...
+
+    def purge_radius(self, now: int) -> int:
+        """Delete expired states and answers; how many rows."""
+        ...
 
     # audit
     def seeds_wrapped_under(

@@ -1,6 +1,6 @@
 """The persisted records besides tokens: citizens, challenges, authorisations, activations,
-out-of-band codes, rate limits, Security Cards and audit entries. Plain data; secrets appear
-only as HSM-keyed MACs (or, for a card's key, wrapped by the HSM)."""
+out-of-band codes, rate limits, Security Cards, RADIUS challenge states and audit entries.
+Plain data; secrets appear only as HSM-keyed MACs (or, for a card's key, wrapped by the HSM)."""
 
 from __future__ import annotations
 
@@ -140,6 +140,27 @@ class GridCard:
     lock_level: int = 0
     locked_until: int = 0
     version: int = 0
+
+
+class RadiusChallengeKind(enum.StrEnum):
+    GRID = "grid"
+    """Two cells of the citizen's Security Card were asked."""
+    LOGIN_CODE = "login_code"
+    """An out-of-band login code was sent (SMS or push)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RadiusState:
+    """A RADIUS Access-Challenge waiting for its answer: kept in the store, so the answer may
+    reach any replica. `state` is the State attribute's value (HSM randomness), single use."""
+
+    state: bytes
+    client: str
+    """The name of the NAS that was challenged: only it may answer."""
+    codice_fiscale: str
+    kind: RadiusChallengeKind
+    created_at: int
+    expires_at: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,12 +25,17 @@ fields are each section's `__post_init__`. The HSM PIN is never part of any repr
     [ratelimit]  enabled, failures_per_second, burst (failed code checks per caller)
     [http]     enabled (false), address, port, max_connections: the HTTP/JSON API beside
                gRPC, with the [server] TLS files
+    [radius]   enabled (false), address, port, workers, answer_cache_seconds, and one
+               [[radius.clients]] table per NAS: name, addresses, secret_file,
+               failures_per_second, burst, require_prefix, oob_challenge (off | sms | push)
+               (see `otphsm.service.radius`; a NAS's keys have no environment overrides)
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -233,6 +238,90 @@ class RateLimitSection:
     """Failed code checks a caller may make at once after a quiet spell."""
 
 
+class OobChallenge(enum.StrEnum):
+    OFF = "off"
+    """An empty password is refused."""
+    SMS = "sms"
+    """An empty password sends a login code by SMS and answers Access-Challenge."""
+    PUSH = "push"
+    """The same, the code pushed to the citizen's token app."""
+
+
+MIN_RADIUS_SECRET = 16
+"""Bytes: a short shared secret can be guessed offline from one captured exchange."""
+
+
+@dataclass(frozen=True)
+class RadiusClientSection:
+    """A NAS (VPN concentrator, Wi-Fi controller, pam_radius host) allowed to ask."""
+
+    name: str = ""
+    """The caller's name in the audit log (`radius:NAME`) and its failed-check budget's."""
+    addresses: tuple[str, ...] = ()
+    """Source IP addresses the NAS sends from; packets from any other address are dropped."""
+    secret_file: FilePath = ""
+    """A file holding the shared secret (at least 16 bytes; surrounding whitespace ignored)."""
+    failures_per_second: Annotated[float, above(0)] = 10.0
+    """Failed code checks this NAS may sustain, per second (then Access-Reject, unchecked)."""
+    burst: Annotated[int, at_least(1)] = 100
+    """Failed code checks this NAS may make at once after a quiet spell."""
+    require_prefix: bool = False
+    """Every code is typed after the citizen's 4-character personal part."""
+    oob_challenge: OobChallenge = OobChallenge.OFF
+    """What an empty password does for a citizen without a Security Card."""
+
+    def __post_init__(self) -> None:
+        _require(bool(self.name), "radius.clients[].name must be set")
+        _require(bool(self.addresses), f"radius client {self.name}: addresses must be set")
+        for address in self.addresses:
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise ConfigurationError(
+                    f"radius client {self.name}: addresses must be IP addresses"
+                ) from None
+        _require(bool(self.secret_file), f"radius client {self.name}: secret_file must be set")
+
+    def secret(self) -> bytes:
+        try:
+            secret = Path(self.secret_file).read_bytes().strip()
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot read radius client {self.name}'s secret_file: {exc.strerror}"
+            ) from None
+        _require(
+            len(secret) >= MIN_RADIUS_SECRET,
+            f"radius client {self.name}: the secret must be at least {MIN_RADIUS_SECRET} bytes",
+        )
+        return secret
+
+
+@dataclass(frozen=True)
+class RadiusSection:
+    """The RADIUS front end (`otphsm.service.radius`): off unless enabled."""
+
+    enabled: bool = False
+    address: str = "127.0.0.1"
+    port: Port = 1812
+    workers: Annotated[int, at_least(1)] = 8
+    """Requests handled at once."""
+    answer_cache_seconds: Annotated[int, between(1, 300)] = 30
+    """How long an answer is kept for a retransmission of its request (RFC 5080 §2.2.2)."""
+    clients: tuple[RadiusClientSection, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.enabled:
+            return
+        _require(bool(self.clients), "radius.clients must declare at least one NAS")
+        names = [client.name for client in self.clients]
+        _require(len(set(names)) == len(names), "radius.clients: names must differ")
+        addresses = [a for client in self.clients for a in client.addresses]
+        _require(
+            len(set(addresses)) == len(addresses),
+            "radius.clients: an address belongs to one NAS only",
+        )
+
+
 @dataclass(frozen=True)
 class ServiceConfig:
     server: ServerSection
@@ -244,6 +333,7 @@ class ServiceConfig:
     metrics: MetricsSection = field(default_factory=MetricsSection)
     ratelimit: RateLimitSection = field(default_factory=RateLimitSection)
     http: HttpSection = field(default_factory=HttpSection)
+    radius: RadiusSection = field(default_factory=RadiusSection)
 
 
 SECTIONS: dict[str, type[Any]] = {
@@ -257,6 +347,7 @@ SECTIONS: dict[str, type[Any]] = {
     "metrics": MetricsSection,
     "ratelimit": RateLimitSection,
     "http": HttpSection,
+    "radius": RadiusSection,
 }
 
 

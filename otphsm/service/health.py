@@ -53,6 +53,14 @@ class HealthMonitor:
         """Component → why, for the components whose last probe failed."""
         return dict(self._failing)
 
+    def serving(self, service: str) -> bool:
+        """Whether no failing component takes `service` down (a scoped probe takes down only
+        the services it names)."""
+        return not any(self._takes_down(name, service) for name in self._failing)
+
+    def _takes_down(self, component: str, service: str) -> bool:
+        return component not in self._scope or service in self._scope[component]
+
     def check_now(self) -> bool:
         failing: dict[str, str] = {}
         for name, probe in self._probes.items():
@@ -101,5 +109,5 @@ class HealthMonitor:
             log.info("component usable again", extra={"fields": {"component": name}})
         self._failing = failing
         for service in self._services:
-            down = any(name not in self._scope or service in self._scope[name] for name in failing)
+            down = any(self._takes_down(name, service) for name in failing)
             self.servicer.set(service, NOT_SERVING if down else SERVING)

@@ -61,6 +61,20 @@ class Metrics:
             ("issuer",),
             registry=r,
         )
+        self.radius_requests = Counter(
+            "otphsm_radius_requests",
+            "RADIUS requests answered, by answer (accept, reject, challenge, cached, status).",
+            ("answer",),
+            registry=r,
+        )
+        self.radius_dropped = Counter(
+            "otphsm_radius_dropped",
+            "RADIUS packets dropped unanswered, by reason (malformed, unknown_client, "
+            "no_message_authenticator, bad_message_authenticator, not_access_request, "
+            "unhealthy, in_progress, overloaded, error).",
+            ("reason",),
+            registry=r,
+        )
         self._http: WSGIServer | None = None
         self._thread: threading.Thread | None = None
 

@@ -18,6 +18,7 @@ KEYS = {
     "metrics.port": "[metrics] port (or OTPHSM_METRICS_PORT; 0 picks a free one), "
     "or set [metrics] enabled = false",
     "http.port": "[http] port (or OTPHSM_HTTP_PORT), or set [http] enabled = false",
+    "radius.port": "[radius] port (or OTPHSM_RADIUS_PORT), or set [radius] enabled = false",
 }
 
 

@@ -88,6 +88,10 @@ class FailureRateLimiter:
         """Raise `RateLimited` if `caller` may not check a code now."""
         if not self._enabled or not _checks_code(method):
             return
+        self.admit_caller(caller)
+
+    def admit_caller(self, caller: str) -> None:
+        """Raise `RateLimited` if `caller`'s bucket is empty (a code check of any front end)."""
         now = self._now_ms()
         with self._lock:
             remembered = self._refused_until.get(caller, 0)
@@ -108,6 +112,12 @@ class FailureRateLimiter:
         if not self._enabled or spec is None or not spec.checks_code:
             return
         if spec.checks.accepted(response):
+            return
+        self.charge(caller)
+
+    def charge(self, caller: str) -> None:
+        """Charge `caller` one failed code check."""
+        if not self._enabled:
             return
         now = self._now_ms()
         try:

@@ -143,3 +143,5 @@ SERVICE_NAMES: tuple[str, ...] = tuple(dict.fromkeys(method.split("/")[1] for me
 
 ENROLMENT_SERVICE = f"{PACKAGE}.EnrolmentService"
 """Reported NOT_SERVING alone by the health service while a trusted CA has no current CRL."""
+VALIDATION_SERVICE = f"{PACKAGE}.ValidationService"
+"""What the RADIUS front end serves: it is up while this is."""

@@ -105,6 +105,13 @@ NOTES: dict[str, str] = {
     "http.address": "its address",
     "http.port": "its port",
     "http.max_connections": "connections served at once (a thread each)",
+    "radius.enabled": "answer RADIUS Access-Requests (VPNs, firewalls, Wi-Fi, pam_radius)",
+    "radius.address": "its address",
+    "radius.port": "its UDP port",
+    "radius.workers": "requests handled at once",
+    "radius.answer_cache_seconds": "how long an answer is kept for a NAS's retransmission",
+    "radius.clients": "one [[radius.clients]] table per NAS: name, addresses, secret_file, "
+    "failures_per_second, burst, require_prefix, oob_challenge (see README, RADIUS)",
     "ratelimit.enabled": "limit failed code checks per caller",
     "ratelimit.failures_per_second": "sustained",
     "ratelimit.burst": "at once after a quiet spell",

@@ -32,8 +32,9 @@ from otphsm.service.interceptor import ServiceInterceptor
 from otphsm.service.logs import configure_logging
 from otphsm.service.metrics import Metrics
 from otphsm.service.ports import cannot_listen, in_use, port_taken
+from otphsm.service.radius import RadiusServer
 from otphsm.service.ratelimit import FailureRateLimiter
-from otphsm.service.rpcs import ENROLMENT_SERVICE, SERVICE_NAMES
+from otphsm.service.rpcs import ENROLMENT_SERVICE, SERVICE_NAMES, VALIDATION_SERVICE
 from otphsm.service.servicers import (
     AdminServicer,
     DeviceServicer,
@@ -68,6 +69,7 @@ class RunningServer:
     crl_refresher: CrlRefresher
     metrics_port: int | None = None
     http: HttpServer | None = None
+    radius: RadiusServer | None = None
     _stopped: bool = field(default=False, repr=False)
 
     def reload(self) -> None:
@@ -97,6 +99,8 @@ class RunningServer:
         self.enrolment.close()
         if self.http is not None:
             self.http.stop()
+        if self.radius is not None:
+            self.radius.stop(grace_seconds)
         self.server.stop(grace_seconds).wait()
         self.metrics.close()
         self.assembly.close()
@@ -154,6 +158,17 @@ def start_server(
     tls = None if section.insecure else ServerTls(section)
     port = bind(server, section, tls)
     refresher = CrlRefresher(assembly.crls, config.card)
+    radius = None
+    if config.radius.enabled:
+        try:
+            radius = RadiusServer(
+                config.radius, app, metrics, healthy=lambda: monitor.serving(VALIDATION_SERVICE)
+            )
+        except OSError as exc:
+            server.stop(None)
+            if exc.errno == errno.EADDRINUSE:
+                raise port_taken("radius.port") from None
+            raise cannot_listen("radius.port") from None
     metrics_port = None
     if config.metrics.enabled:
         try:
@@ -172,6 +187,8 @@ def start_server(
     monitor.start()
     refresher.start()
     server.start()
+    if radius is not None:
+        radius.start()
     log.info(
         "serving",
         extra={
@@ -182,11 +199,22 @@ def start_server(
                 "metrics_port": metrics_port,
                 "store": describe_store_url(config.store.url),
                 "http_port": http.port if http is not None else None,
+                "radius_port": radius.port if radius is not None else None,
             }
         },
     )
     return RunningServer(
-        server, port, assembly, monitor, metrics, enrolment, tls, refresher, metrics_port, http
+        server,
+        port,
+        assembly,
+        monitor,
+        metrics,
+        enrolment,
+        tls,
+        refresher,
+        metrics_port,
+        http,
+        radius,
     )
 
 

@@ -259,6 +259,33 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        8,
+        "RADIUS challenge states and recent answers, shared by replicas",
+        (
+            # An Access-Challenge waiting for its answer (single use, expiring).
+            """
+            CREATE TABLE radius_states (
+                state {blob} PRIMARY KEY,
+                client {text} NOT NULL,
+                codice_fiscale {text} NOT NULL,
+                kind {text} NOT NULL,
+                created_at {bigint} NOT NULL,
+                expires_at {bigint} NOT NULL
+            )""",
+            # The answer to a request, by (NAS address, port, identifier, authenticator), so a
+            # retransmission gets it again without a second verification (RFC 5080 §2.2.2),
+            # on any replica; `answer` is NULL while the first copy is being handled.
+            """
+            CREATE TABLE radius_answers (
+                request_key {text} PRIMARY KEY,
+                answer {blob},
+                expires_at {bigint} NOT NULL
+            )""",
+            "CREATE INDEX radius_answers_expiry ON radius_answers (expires_at)",
+            "CREATE INDEX radius_states_expiry ON radius_states (expires_at)",
+        ),
+    ),
 )
 
 FIRST_MIGRATION = MIGRATIONS[0].version

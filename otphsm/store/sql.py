@@ -31,6 +31,9 @@ class Dialect:
     """Makes a multi-statement read see one snapshot (SQLite's read transactions already do)."""
     table_exists: str
     """One row if the table named by the parameter exists where unqualified names resolve."""
+    relaxed_commit: str | None = None
+    """Taken first in a transaction whose loss in a database crash is harmless (a cache): its
+    commit does not wait for the disk."""
 
     def render(self, statement: str) -> str:
         if self.placeholder == "?":
@@ -74,6 +77,7 @@ POSTGRES = Dialect(
     audit_lock="LOCK TABLE audit_log IN EXCLUSIVE MODE",
     consistent_read="SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY",
     table_exists="SELECT 1 WHERE to_regclass(?) IS NOT NULL",
+    relaxed_commit="SET LOCAL synchronous_commit = off",
 )
 
 
@@ -343,3 +347,23 @@ CLEAR_ORIGIN_ATTEMPTS = "DELETE FROM origin_attempts WHERE subject = ?"
 CLEAR_ORIGIN_BUDGET = "DELETE FROM origin_budgets WHERE subject = ?"
 DROP_EMPTY_ORIGIN_BUDGET = "DELETE FROM origin_budgets WHERE subject = ? AND events = ''"
 """After a writer's LOCK_ORIGIN_BUDGET: no row left behind for a subject with no events."""
+
+# RADIUS (migration 8): challenge states and recent answers, shared by replicas.
+INSERT_RADIUS_STATE = (
+    "INSERT INTO radius_states (state, client, codice_fiscale, kind, created_at, expires_at) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+TAKE_RADIUS_STATE = (
+    "DELETE FROM radius_states WHERE state = ? AND client = ? "
+    "RETURNING state, client, codice_fiscale, kind, created_at, expires_at"
+)
+DROP_EXPIRED_RADIUS_ANSWER = "DELETE FROM radius_answers WHERE request_key = ? AND expires_at <= ?"
+CLAIM_RADIUS_ANSWER = (
+    "INSERT INTO radius_answers (request_key, answer, expires_at) VALUES (?, NULL, ?) "
+    "ON CONFLICT (request_key) DO NOTHING"
+)
+RADIUS_ANSWER = "SELECT answer FROM radius_answers WHERE request_key = ?"
+SAVE_RADIUS_ANSWER = "UPDATE radius_answers SET answer = ? WHERE request_key = ?"
+DROP_RADIUS_ANSWER = "DELETE FROM radius_answers WHERE request_key = ?"
+PURGE_RADIUS_ANSWERS = "DELETE FROM radius_answers WHERE expires_at <= ?"
+PURGE_RADIUS_STATES = "DELETE FROM radius_states WHERE expires_at <= ?"

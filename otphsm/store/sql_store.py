@@ -24,11 +24,12 @@ from otphsm.core.records import (
     GridCard,
     OobCode,
     OobPurpose,
+    RadiusState,
     RateLimit,
 )
 from otphsm.core.seeds import SeedHolder, SeedRef, SeedStorage, StoredSeed
 from otphsm.core.tokens import PageAfter, Token, TokenQuery
-from otphsm.store import sql, sql_listing, sql_rewrap
+from otphsm.store import sql, sql_listing, sql_radius, sql_rewrap
 from otphsm.store.errors import StoreUnavailable
 from otphsm.store.rows import Row
 from otphsm.store.rows_grid import rate_events, rate_events_text
@@ -379,6 +380,28 @@ class SqlStore:
 
     def update_grid_card(self, card: GridCard) -> bool:
         return self._versioned_update(sql.GRID_CARDS, card)
+
+    # RADIUS (see `otphsm.store.sql_radius`)
+    def insert_radius_state(self, state: RadiusState) -> None:
+        sql_radius.insert_state(self._outside_unit_of_work(), state)
+
+    def take_radius_state(self, state: bytes, client: str, now: int) -> RadiusState | None:
+        return sql_radius.take_state(self._outside_unit_of_work(), state, client, now)
+
+    def claim_radius_answer(
+        self, request_key: str, now: int, expires_at: int
+    ) -> tuple[bool, bytes | None]:
+        engine = self._outside_unit_of_work()
+        return sql_radius.claim_answer(engine, self.dialect, request_key, now, expires_at)
+
+    def save_radius_answer(self, request_key: str, answer: bytes) -> None:
+        sql_radius.save_answer(self._outside_unit_of_work(), self.dialect, request_key, answer)
+
+    def drop_radius_answer(self, request_key: str) -> None:
+        sql_radius.drop_answer(self._outside_unit_of_work(), request_key)
+
+    def purge_radius(self, now: int) -> int:
+        return sql_radius.purge(self._outside_unit_of_work(), now)
 
     # KEK rotation
     def seeds_wrapped_under(

@@ -66,6 +66,7 @@ def test_migrate_twice_is_a_no_op(store: SqlStore) -> None:
         (5, "which KEK wraps each stored seed (KEK rotation)"),
         (6, "failed-check buckets per caller, shared by replicas"),
         (7, "lockout attempts in flight, apart from the failures counted"),
+        (8, "RADIUS challenge states and recent answers, shared by replicas"),
     ]
     assert store.snapshot() == before
 

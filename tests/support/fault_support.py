@@ -42,7 +42,9 @@ class HotpToken:
         return next(f"{n:06d}" for n in range(10**6) if f"{n:06d}" not in taken)
 
 
-def add_hotp_tokens(app: App, count: int, prefix: str = "FLT") -> list[HotpToken]:
+def add_hotp_tokens(
+    app: App, count: int, prefix: str = "FLT", kind: TokenKind = TokenKind.PHYSICAL
+) -> list[HotpToken]:
     """Active HOTP tokens with real wrapped seeds the test knows, for one citizen."""
     tokens = []
     for index in range(count):
@@ -53,7 +55,7 @@ def add_hotp_tokens(app: App, count: int, prefix: str = "FLT") -> list[HotpToken
             Token(
                 serial=serial,
                 codice_fiscale=CITIZEN,
-                kind=TokenKind.PHYSICAL,
+                kind=kind,
                 params=OtpParameters(mode=OtpMode.HOTP),
                 seed=seed,
                 state=TokenState.ACTIVE,

@@ -17,7 +17,7 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from otphsm.core.app import lockout
+from otphsm.core.app import lockout, login
 from otphsm.core.app.context import Actor, App
 from otphsm.core.app.enrolment import consume_authorisation
 from otphsm.core.app.revocation import check_reason
@@ -138,19 +138,30 @@ def grid_challenge(app: App, actor: Actor, codice_fiscale: str, origin: str = ""
 
 
 def verify_grid_answer(
-    app: App, actor: Actor, codice_fiscale: str, first: str, second: str, origin: str = ""
+    app: App,
+    actor: Actor,
+    codice_fiscale: str,
+    first: str,
+    second: str,
+    origin: str = "",
+    personal_part: str | None = None,
 ) -> VerifyOutcome:
     """OK, WRONG_CODE (counted; the third in a row locks: the card without an origin, the
     origin with one; from an origin the owner has not logged in from it leaves the challenge
     pending), LOCKED (with retry_after) or EXPIRED (the challenge timed out: ask for a
     new one). Answering with no pending challenge (never asked, or already answered) is
-    refused as FailedPrecondition."""
+    refused as FailedPrecondition. `personal_part`: as for `validation.verify_citizen`."""
     check_answer_shape(first)
     check_answer_shape(second)
     gate = _gate(app, codice_fiscale, origin)
     wait = lockout.check(app, gate)
     if wait:
         return VerifyOutcome(VerifyResult.LOCKED, _active_card(app, codice_fiscale).serial, wait)
+    with lockout.cancelled_on_error(app, gate):
+        cf = validate_codice_fiscale(codice_fiscale).code
+        refused = login.wrong_personal_part(app, actor, gate, cf, personal_part)
+    if refused is not None:
+        return refused
     verdicts: list[GridVerdict] = []
 
     def answer(card: GridCard) -> GridCard:

@@ -148,6 +148,34 @@ def verify_login_code(
     return VerifyOutcome(checked.result, "", checked.retry_after or started)
 
 
+def wrong_personal_part(
+    app: App, actor: Actor, gate: lockout.Gate, codice_fiscale: str, personal_part: str | None
+) -> VerifyOutcome | None:
+    """For a front end that asks for the personal part in front of every code (a RADIUS NAS):
+    None if `personal_part` is None or is the citizen's; else the outcome WRONG_CODE, counted
+    on the gate's origin (one is required), the code itself never looked at. A citizen who
+    chose no personal part has none to type: every try is wrong."""
+    if personal_part is None:
+        return None
+    if gate.own_counter or not gate.origin:
+        raise InvalidInput("origin: required with a personal part")
+    citizen = app.store.get_citizen(codice_fiscale)
+    normalised = personal_part.upper() if personal_part.isascii() else ""
+    right = (
+        citizen is not None
+        and citizen.code_prefix_mac is not None
+        and len(normalised) == PREFIX_LENGTH
+        and set(normalised) <= PREFIX_ALPHABET
+        and app.hsm.keyed_digest_matches(
+            _prefix_mac_input(citizen.codice_fiscale, normalised), citizen.code_prefix_mac
+        )
+    )
+    if right:
+        return None
+    started = lockout.report(app, actor, gate, VerifyResult.WRONG_CODE)
+    return VerifyOutcome(VerifyResult.WRONG_CODE, "", started)
+
+
 def check_prefix(prefix: str) -> str:
     """The personal part, upper case; `InvalidInput` unless it is 4 of A-Z, a-z and 0-9."""
     normalised = prefix.upper() if prefix.isascii() else ""

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from otphsm.core.app import lockout
 from otphsm.core.app.context import Actor, App
+from otphsm.core.app.login import wrong_personal_part
 from otphsm.core.app.revocation import audit_revoked, revoked
 from otphsm.core.app.writes import LOST_RACE, LostRace, with_retries
 from otphsm.core.codice_fiscale import validate as validate_codice_fiscale
@@ -74,21 +75,35 @@ def decide_and_store(app: App, actor: Actor, serial: str, decide: Decide, via: s
 
 
 def verify_serial(
-    app: App, actor: Actor, serial: str, code: str, origin: str = ""
+    app: App,
+    actor: Actor,
+    serial: str,
+    code: str,
+    origin: str = "",
+    personal_part: str | None = None,
 ) -> VerifyOutcome:
     """Without an origin the token's own counter locks (3 failures → 60 s, doubling); with
-    one, the origin's own counter does and the token's is left alone."""
+    one, the origin's own counter does and the token's is left alone. `personal_part`: the
+    owner's personal part typed before the code (`login.wrong_personal_part`; needs an
+    origin)."""
     now = app.clock.now()
     policy = app.policy.verification
 
     def check(token: Token, fn: HmacFn, own_counter: bool) -> Verdict:
         return verify(token, code, now, fn, policy, own_counter=own_counter)
 
-    return _check_by_serial(app, actor, serial, origin, check, "verify")
+    return _check_by_serial(
+        app, actor, serial, origin, check, "verify", personal_part=personal_part
+    )
 
 
 def verify_citizen(
-    app: App, actor: Actor, codice_fiscale: str, code: str, origin: str = ""
+    app: App,
+    actor: Actor,
+    codice_fiscale: str,
+    code: str,
+    origin: str = "",
+    personal_part: str | None = None,
 ) -> VerifyOutcome:
     """Login by codice fiscale + code: any of the citizen's active tokens may accept it.
 
@@ -105,6 +120,10 @@ def verify_citizen(
     wait = lockout.check(app, gate)
     if wait:
         return VerifyOutcome(VerifyResult.LOCKED, "", wait)
+    with lockout.cancelled_on_error(app, gate):
+        refused = wrong_personal_part(app, actor, gate, cf, personal_part)
+    if refused is not None:
+        return refused
     now = app.clock.now()
     policy = app.policy.verification
 
@@ -223,6 +242,7 @@ def _check_by_serial(
     via: str,
     *,
     on_ok: Callable[[Verdict], None] | None = None,
+    personal_part: str | None = None,
 ) -> VerifyOutcome:
     """A code checked on one token through the lockout gate (`check` gets whether the
     token's own counter counts), stored by `decide_and_store`, its outcome reported."""
@@ -231,6 +251,14 @@ def _check_by_serial(
     wait = lockout.check(app, gate)
     if wait:
         return VerifyOutcome(VerifyResult.LOCKED, serial, wait)
+    if personal_part is not None:
+        with lockout.cancelled_on_error(app, gate):
+            token = app.store.get_token(serial)
+            if token is None:
+                raise NotFound("serial: no token with that serial")
+            refused = wrong_personal_part(app, actor, gate, token.codice_fiscale, personal_part)
+        if refused is not None:
+            return VerifyOutcome(refused.result, serial, refused.retry_after)
     counted = gate.own_counter
     with lockout.cancelled_on_error(app, gate):
         verdict = decide_and_store(

@@ -9,6 +9,7 @@ Nothing else starts `otphsm serve`.
 from otphsm.simulators.deployment.config import (
     CardTrust,
     ConfigMapping,
+    radius_section,
     serve_config,
     with_sections,
     write_config,
@@ -43,6 +44,7 @@ __all__ = [
     "create_deployment",
     "insert_card",
     "provisioned_softhsm",
+    "radius_section",
     "serve_config",
     "server_env",
     "start_pcscd",

@@ -64,6 +64,13 @@ def serve_config(
     return with_sections(base, sections)
 
 
+def radius_section(secret_file: Path, **client: Any) -> dict[str, Any]:
+    """A [radius] section on loopback, port 0, with one NAS "nas" sending from 127.0.0.1;
+    `client` adds to or replaces the NAS's keys (`require_prefix=True`, ...)."""
+    nas = {"name": "nas", "addresses": [LOOPBACK], "secret_file": str(secret_file), **client}
+    return {"enabled": True, "address": LOOPBACK, "port": 0, "clients": [nas]}
+
+
 def with_sections(
     raw: Mapping[str, Mapping[str, Any]], sections: Mapping[str, Any]
 ) -> ConfigMapping:
@@ -75,18 +82,36 @@ def with_sections(
 
 
 def write_config(path: Path, raw: Mapping[str, Mapping[str, Any]]) -> Path:
-    """Write a config mapping as TOML (flat sections of strings, numbers, booleans and lists
-    of them); mode 0600 from the start when it holds a PIN."""
+    """Write a config mapping as TOML (sections of strings, numbers, booleans and lists of
+    them, and lists of such tables: `[[section.key]]`); mode 0600 from the start when it holds
+    a PIN."""
     lines: list[str] = []
     for section, values in raw.items():
+        tables = {key: value for key, value in values.items() if _is_tables(value)}
         lines.append(f"[{section}]")
-        lines.extend(f"{key} = {_toml_value(section, key, value)}" for key, value in values.items())
+        lines.extend(
+            f"{key} = {_toml_value(section, key, value)}"
+            for key, value in values.items()
+            if key not in tables
+        )
+        for key, items in tables.items():  # after the section's own keys, as TOML needs
+            for item in items:
+                lines.append(f"[[{section}.{key}]]")
+                lines.extend(f"{k} = {_toml_value(section, key, v)}" for k, v in item.items())
     secret = any(_is_pin(key) and value for values in raw.values() for key, value in values.items())
     path.unlink(missing_ok=True)  # a new file gets the mode below; an old one would keep its own
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if secret else 0o644)
     with os.fdopen(descriptor, "w", encoding="utf-8") as out:
         out.write("\n".join(lines) + "\n")
     return path
+
+
+def _is_tables(value: Any) -> bool:
+    return (
+        isinstance(value, list | tuple)
+        and bool(value)
+        and all(isinstance(item, Mapping) for item in value)
+    )
 
 
 def _is_pin(key: str) -> bool:

@@ -41,6 +41,7 @@ class ServerProcess:
         self.log = log
         self._offset = log.stat().st_size if log.exists() else 0  # a restart appends
         self._port: int | None = None
+        self._serving: dict[str, Any] | None = None
         with log.open("ab") as out:
             self.process = subprocess.Popen(
                 self.argv, env=dict(env), stdin=subprocess.DEVNULL, stdout=out, stderr=out
@@ -74,12 +75,20 @@ class ServerProcess:
         """This process's log records (read afresh at each use, so they follow the log)."""
         return LogRecords(self.log, self._offset)
 
+    @property
+    def radius_port(self) -> int:
+        """The RADIUS front end's bound port (`[radius]` enabled), once serving."""
+        if self._serving is None or self._serving.get("radius_port") is None:
+            raise ServerStartError(f"{self.name} serves no RADIUS")
+        return int(self._serving["radius_port"])
+
     def wait_serving(self, timeout: float = START_TIMEOUT) -> int:
         """Block until the "serving" record is logged; its port."""
         deadline = time.monotonic() + timeout
         while self._port is None:
             serving = [r for r in self.records if r.get("msg") == SERVING]
             if serving:
+                self._serving = serving[0]
                 self._port = int(serving[0]["port"])
             elif (code := self.process.poll()) is not None:
                 raise ServerStartError(f"{self.name} exited with {code}: {self.log_tail()}")
