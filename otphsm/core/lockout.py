@@ -42,6 +42,13 @@ def check_origin(origin: str) -> str:
     return origin
 
 
+def origin_key(caller: str, origin: str) -> str:
+    """How an origin is stored: per relying party (the same address or device id seen by two
+    relying parties is two origins, so a stranger at one cannot pass for, or lock, the owner's
+    device known at another); "" for none."""
+    return f"{caller}\t{origin}" if origin else ""  # an origin holds no tab (printable)
+
+
 def token_subject(serial: str) -> str:
     return f"token:{serial}"
 

@@ -12,7 +12,7 @@ import re
 from dataclasses import replace
 
 import pytest
-from support.app_fixtures import OPERATOR, PHONE_GATEWAY, PORTAL
+from support.app_fixtures import OPERATOR, PHONE_GATEWAY, PORTAL, at_portal
 from support.fault_support import CITIZEN, add_hotp_tokens
 
 from otphsm.core.app import grid, lifecycle, login, validation
@@ -93,7 +93,7 @@ def test_a_login_by_codice_fiscale_counts_one_failure_and_touches_no_token(app: 
         for _ in range(2):
             missed = validation.verify_citizen(app, PORTAL, CITIZEN, fob.wrong_code(0), origin)
             assert missed.result is WRONG
-        standing = app.store.origin_standing(citizen_subject(CITIZEN), origin)
+        standing = app.store.origin_standing(citizen_subject(CITIZEN), at_portal(origin))
         assert standing.attempts.attempts.failures == 2  # one per attempt, not per token
     assert [app.store.get_token(t.serial) for t in (fob, other)] == before
     assert len(app.store.origin_standing(citizen_subject(CITIZEN), "").budget_events) == 4
@@ -103,9 +103,9 @@ def test_a_login_by_codice_fiscale_counts_one_failure_and_touches_no_token(app: 
     replayed = validation.verify_citizen(app, PORTAL, CITIZEN, other.code(0), STRANGER)
     assert (replayed.result, replayed.serial) == (VerifyResult.REPLAYED, other.serial)
     # the replay counted nowhere: the stranger's origin still has its two failures
-    assert app.store.origin_standing(citizen_subject(CITIZEN), STRANGER).attempts.attempts == (
-        Attempts(2, 0, 0)
-    )
+    assert app.store.origin_standing(
+        citizen_subject(CITIZEN), at_portal(STRANGER)
+    ).attempts.attempts == (Attempts(2, 0, 0))
 
 
 def test_an_operators_unlock_releases_every_origin_of_the_token_and_citizen(app: App) -> None:
@@ -169,7 +169,7 @@ def test_login_codes_lock_the_strangers_origin_not_the_code(app: App) -> None:
     stored = app.store.current_oob_code(CITIZEN, login._PURPOSE)
     assert stored is not None and (stored.failures, stored.locked_until) == (0, 0)
     assert login.verify_login_code(app, PORTAL, CITIZEN, code, HOME).ok
-    standing = app.store.origin_standing(login_code_subject(CITIZEN), STRANGER)
+    standing = app.store.origin_standing(login_code_subject(CITIZEN), at_portal(STRANGER))
     assert len(standing.budget_events) == 3
 
 
@@ -211,7 +211,7 @@ def test_grid_answers_lock_the_strangers_origin_not_the_card(app: App) -> None:
     card = app.store.get_grid_card("GRID-00000001")
     assert card is not None and (card.failures, card.locked_until) == (0, 0)
     assert answer(app, values, HOME, right=True) is OK
-    standing = app.store.origin_standing(grid_subject(CITIZEN), STRANGER)
+    standing = app.store.origin_standing(grid_subject(CITIZEN), at_portal(STRANGER))
     assert standing.attempts.attempts.lock_level == 1
 
 
@@ -249,7 +249,7 @@ def test_a_strangers_wrong_answer_does_not_end_the_owners_grid_challenge(app: Ap
     assert grid.grid_challenge(app, PORTAL, CITIZEN, STRANGER).cells == (first, second)
     wrong = grid.verify_grid_answer(app, PORTAL, CITIZEN, "000", "000", STRANGER)
     assert wrong.result is WRONG  # counted on the stranger's origin
-    standing = app.store.origin_standing(grid_subject(CITIZEN), STRANGER)
+    standing = app.store.origin_standing(grid_subject(CITIZEN), at_portal(STRANGER))
     assert standing.attempts.attempts.failures == 1 and len(standing.budget_events) == 1
     right = (values[first - 1], values[second - 1])
     assert grid.verify_grid_answer(app, PORTAL, CITIZEN, *right, HOME).result is OK
@@ -262,12 +262,6 @@ FORUM = Actor("CN=forum,OU=verifier", Role.VERIFIER)
 """Another relying party, whose origins (its own device ids, say) are its own."""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="origins are not scoped by relying party: an origin the owner used at one relying "
-    "party is the same origin at every other (a design decision: scoping them forgets the "
-    "known origins stored so far)",
-)
 def test_a_stranger_at_another_relying_party_cannot_lock_the_owners_known_origin(
     app: App,
 ) -> None:
@@ -311,5 +305,5 @@ def test_a_login_by_codice_fiscale_takes_the_code_of_any_token_whatever_its_digi
     with pytest.raises(InvalidInput, match="code"):
         by_cf("1234567", STRANGER)
     assert by_cf(six.wrong_code(1), STRANGER).result is WRONG
-    standing = app.store.origin_standing(citizen_subject(CITIZEN), STRANGER)
+    standing = app.store.origin_standing(citizen_subject(CITIZEN), at_portal(STRANGER))
     assert standing.attempts.attempts.failures == 1

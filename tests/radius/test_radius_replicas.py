@@ -23,7 +23,7 @@ from support.radius_support import (
 
 from otphsm.core.app.context import Actor, Role
 from otphsm.core.app.grid import issue_grid_card
-from otphsm.core.lockout import citizen_subject
+from otphsm.core.lockout import citizen_subject, origin_key
 
 pytestmark = [pytest.mark.softhsm, pytest.mark.postgres, pytest.mark.timeout(240)]
 
@@ -59,7 +59,9 @@ def test_a_retransmission_is_answered_from_cache_on_either_replica(
     rejected = nas.ask(b, wrong)
     assert rejected is not None and answer_code(rejected) == REJECT
     assert nas.ask(a, wrong) == rejected
-    standing = deployment.app.store.origin_standing(citizen_subject(CITIZEN), "dev-1")
+    standing = deployment.app.store.origin_standing(
+        citizen_subject(CITIZEN), origin_key("radius:nas", "dev-1")
+    )
     assert standing.attempts.attempts.failures == 1  # one failure, not two
 
 

@@ -18,6 +18,7 @@ from otphsm.core.app.context import Actor, App, Role
 from otphsm.core.app.enrolment import CardEvidence
 from otphsm.core.certificates import TrustStore
 from otphsm.core.clock import ManualClock
+from otphsm.core.lockout import origin_key
 from otphsm.core.otp import totp
 from otphsm.gateways.sms_outbox import OutboxSmsGateway
 from otphsm.simulators.card.cns_card import CnsCard
@@ -30,6 +31,13 @@ STATION = Actor("CN=station-01,OU=enroller", Role.ENROLLER)
 PORTAL = Actor("CN=portal,OU=verifier", Role.VERIFIER)
 PHONE_GATEWAY = Actor("CN=app-gateway,OU=device", Role.DEVICE)
 OPERATOR = Actor("CN=operator,OU=admin", Role.ADMIN)
+
+
+def at_portal(origin: str) -> str:
+    """An origin as the lockout stores it when PORTAL sent it (`lockout.origin_key`)."""
+    return origin_key(PORTAL.name, origin)
+
+
 APP_START = CARD_NOW + dt.timedelta(days=1, hours=2, seconds=10)
 
 

@@ -111,7 +111,7 @@ def grid_challenge(app: App, actor: Actor, codice_fiscale: str, origin: str = ""
     """The two cells to ask: the pending challenge while it lasts, else a new pair (never the
     previous one). Refused while the card is locked (without an origin) or the origin is (with
     one, see `core/app/lockout.py`)."""
-    gate = _gate(app, codice_fiscale, origin)
+    gate = _gate(app, actor, codice_fiscale, origin)
     wait = lockout.peek(app, gate)
     if wait:
         raise FailedPrecondition(
@@ -153,7 +153,7 @@ def verify_grid_answer(
     refused as FailedPrecondition. `personal_part`: as for `validation.verify_citizen`."""
     check_answer_shape(first)
     check_answer_shape(second)
-    gate = _gate(app, codice_fiscale, origin)
+    gate = _gate(app, actor, codice_fiscale, origin)
     wait = lockout.check(app, gate)
     if wait:
         return VerifyOutcome(VerifyResult.LOCKED, _active_card(app, codice_fiscale).serial, wait)
@@ -217,9 +217,9 @@ def revoke_grid_card(app: App, actor: Actor, serial: str, reason: str = "") -> G
     return revoked
 
 
-def _gate(app: App, codice_fiscale: str, origin: str) -> lockout.Gate:
+def _gate(app: App, actor: Actor, codice_fiscale: str, origin: str) -> lockout.Gate:
     subject = grid_subject(validate_codice_fiscale(codice_fiscale).code)
-    return lockout.open_gate(app, subject, origin, own_record=True)
+    return lockout.open_gate(app, actor, subject, origin, own_record=True)
 
 
 def _active_card(app: App, codice_fiscale: str) -> GridCard:

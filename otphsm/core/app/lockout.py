@@ -43,21 +43,25 @@ do not."""
 class Gate:
     subject: str
     origin: str
+    """The origin as stored: the caller's (`lockout.origin_key`); "" for none."""
     own_counter: bool
     """A request without an origin on a record with a counter of its own (a token by serial,
     a login code, a Security Card): that counter is its origin's, as before origins."""
     now: int
+    told: str = ""
+    """The origin as the caller sent it (for the audit)."""
     reservation: Reservation | None = None
     """The attempt let through by `check`, until `report` or `cancel` settles it."""
     known: bool = False
     """The origin had logged in on the subject, as read by `check`."""
 
 
-def open_gate(app: App, subject: str, origin: str, *, own_record: bool) -> Gate:
+def open_gate(app: App, actor: Actor, subject: str, origin: str, *, own_record: bool) -> Gate:
     """`own_record`: the subject has a record with its own failure counter, used for requests
-    without an origin."""
+    without an origin. The origin counts as the caller's (`actor`): see `lockout.origin_key`."""
     lockout.check_origin(origin)
-    return Gate(subject, origin, own_record and not origin, app.now())
+    key = lockout.origin_key(actor.name, origin)
+    return Gate(subject, key, own_record and not origin, app.now(), origin)
 
 
 def check(app: App, gate: Gate) -> int:
@@ -158,7 +162,7 @@ def report(
         actor,
         "origin_locked",
         gate.subject,
-        origin=gate.origin or None,
+        origin=gate.told or None,
         until=counter.locked_until,
         level=counter.lock_level,
     )

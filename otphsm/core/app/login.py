@@ -109,7 +109,7 @@ def verify_login_code(
     REPLAYED: the latest code was already used; EXPIRED: it has expired (ask for a new one)."""
     citizen = _citizen(app, codice_fiscale)
     cf = citizen.codice_fiscale
-    gate = lockout.open_gate(app, login_code_subject(cf), origin, own_record=True)
+    gate = lockout.open_gate(app, actor, login_code_subject(cf), origin, own_record=True)
     wait = lockout.check(app, gate)
     if wait:
         return VerifyOutcome(VerifyResult.LOCKED, "", wait)

@@ -116,7 +116,7 @@ def verify_citizen(
     if not tokens:
         raise NotFound("the citizen has no active token")
     tokens = _taking(tokens, code)
-    gate = lockout.open_gate(app, citizen_subject(cf), origin, own_record=False)
+    gate = lockout.open_gate(app, actor, citizen_subject(cf), origin, own_record=False)
     wait = lockout.check(app, gate)
     if wait:
         return VerifyOutcome(VerifyResult.LOCKED, "", wait)
@@ -190,7 +190,7 @@ def prove_possession(app: App, actor: Actor, serial: str, code: str) -> VerifyOu
             audit_revoked(work, actor, old.serial, via=f"replaced_by:{serial}")
         return verdict
 
-    gate = lockout.open_gate(app, token_subject(serial), "", own_record=True)
+    gate = lockout.open_gate(app, actor, token_subject(serial), "", own_record=True)
     wait = lockout.check(app, gate)
     if wait:
         return VerifyOutcome(VerifyResult.LOCKED, serial, wait)
@@ -247,7 +247,7 @@ def _check_by_serial(
     """A code checked on one token through the lockout gate (`check` gets whether the
     token's own counter counts), stored by `decide_and_store`, its outcome reported."""
     check_serial(serial)
-    gate = lockout.open_gate(app, token_subject(serial), origin, own_record=True)
+    gate = lockout.open_gate(app, actor, token_subject(serial), origin, own_record=True)
     wait = lockout.check(app, gate)
     if wait:
         return VerifyOutcome(VerifyResult.LOCKED, serial, wait)
