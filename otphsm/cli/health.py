@@ -5,9 +5,9 @@ Kubernetes exec probes (Kubernetes' own gRPC probe cannot present a client certi
 
 Exit 0 when the service answers SERVING, 1 when it answers anything else, 5 when it cannot be
 reached (the table in `otphsm.cli.ui`). With `--live` (a liveness probe) any answer exits 0:
-a server that reports its HSM or database down is running and must not be restarted for it. The health service is open to every client the
-server's CA admitted, whatever its role: any client certificate will do; `--pki DIR` reads
-the verifier's.
+a server that reports its HSM or database down is running and must not be restarted for it.
+The health service is open to every client the server's CA admitted, whatever its role: any
+client certificate will do; `--pki DIR` reads the verifier's.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -54,7 +55,7 @@ DEV_IMAGE = "localhost/otphsm-dev:latest"
 
 def require_podman() -> None:
     for tool in ("podman", "debootstrap", "runc", "git"):
-        if subprocess.run(["sh", "-c", f"command -v {tool}"], capture_output=True).returncode:
+        if not shutil.which(tool):
             pytest.skip(f"{tool} is not installed: make deploy-tools")
     if not (REPO / ".venv" / "bin" / "podman-compose").exists():
         pytest.skip("podman-compose is not in .venv: make deploy-tools")
