@@ -40,11 +40,16 @@ def register(tree: CommandTree) -> None:
 
 
 def _health(args: argparse.Namespace) -> int:
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_health.v1 import health_pb2
 
     with connect(args) as client:
-        stub = health_pb2_grpc.HealthStub(client.channel)
-        answer = client.call(stub.Check, health_pb2.HealthCheckRequest(service=args.service))
+        check = client.channel.unary_unary(
+            "/grpc.health.v1.Health/Check",
+            request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+            response_deserializer=health_pb2.HealthCheckResponse.FromString,
+        )
+        request = health_pb2.HealthCheckRequest(service=args.service)
+        answer: health_pb2.HealthCheckResponse = client.call(check, request)
     status = health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
     print(f"{args.service or 'server'}: {status}")
     serving = answer.status == health_pb2.HealthCheckResponse.SERVING
