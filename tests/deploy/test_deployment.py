@@ -83,10 +83,10 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
 
 def test_the_image_has_the_server_and_nothing_more(built: Built) -> None:
     podman = built.podman
-    config = podman.inspect(IMAGE)["Config"]
-    assert config["User"] == "otphsm"
-    assert config["StopSignal"] in ("SIGTERM", "15")
-    assert config["Healthcheck"]["Test"][:3] == ["CMD", "otphsm", "health"]
+    image = podman.inspect(IMAGE)
+    assert image["Config"]["User"] == "otphsm"
+    assert image["Config"]["StopSignal"] in ("SIGTERM", "15")
+    assert image["Healthcheck"]["Test"][:3] == ["CMD", "otphsm", "health"]  # --format docker
     absent = (
         "import importlib.util as u, shutil, sys; "
         "found = [m for m in ('smartcard', 'pytest', 'hypothesis', 'mypy', 'pkcs11', 'psycopg') "
