@@ -42,8 +42,17 @@ replace "configMap: {name: otphsm-card-trust}" "hostPath: {path: $state/card-ca,
 replace "claimName: otphsm-softhsm" "claimName: otphsm_state"
 replace "otphsm-postgres:5432" "postgres:5432"
 
+# podman keeps a ConfigMap in a volume of its name after `kube down`: removed, so that the
+# next play mounts the ConfigMap as otphsm.yaml has it now.
 case "$action" in
-    up) podman kube play --replace --network otphsm_default "$played" ;;
-    down) podman kube down "$played" ;;
+    up)
+        podman kube down "$played" >/dev/null 2>&1 || true
+        podman volume rm --force otphsm-config >/dev/null
+        podman kube play --network otphsm_default "$played"
+        ;;
+    down)
+        podman kube down "$played"
+        podman volume rm --force otphsm-config >/dev/null
+        ;;
     *) echo "play.sh: up or down, not $action" >&2; exit 2 ;;
 esac
