@@ -4,12 +4,13 @@ two `otphsm serve` replicas), a token enrolled through a replica with the simula
 the host's private pcscd, codes verified on both replicas, one replica stopped by the
 runtime's own stop, then otphsm.yaml's Pod spec with one replica under `podman kube play`.
 
-Not run by `make test` (tests/conftest.py deselects it unless `-m` names it): `make test-deploy`.
-It needs root, podman, debootstrap and runc (`make deploy-tools`); the local base image
-(localhost/debian:bookworm) and podman's layer cache are kept between runs, the otphsm
-images are built from the clone every run. The clone is of HEAD: commit before running it. Podman 4.3 runs no probe on a schedule (no
-systemd here): the health check and probe commands are run by hand (`podman healthcheck
-run`, `podman exec`), preStop is not exercised (see deploy/README.md).
+Not run by `make test` (tests/conftest.py deselects it unless `-m` names it): `make
+test-deploy`. It needs root, podman, debootstrap and runc (`make deploy-tools`); the local
+base image (localhost/debian:bookworm) and podman's layer cache are kept between runs, the
+otphsm images are built from the clone every run. The clone is of HEAD: commit first.
+Podman 4.3 runs no probe on a schedule (no systemd here): the health check and the probes'
+commands are run by hand (`podman healthcheck run`, `podman exec`); preStop is not
+exercised (see deploy/README.md).
 """
 
 from __future__ import annotations
