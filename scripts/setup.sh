@@ -87,6 +87,23 @@ if ! command -v pg_isready >/dev/null || ! pg_isready -q -h "$PG_HOST" -t 2; the
     problems+=("PostgreSQL is not reachable on $PG_HOST:5432: the PostgreSQL tests will skip (and fail in CI); set OTPHSM_TEST_PG_DSN to point at one")
 fi
 
+# The container tools, only for the deployment targets and tests (make image, test-deploy, …:
+# OTPHSM_DEPLOY_TOOLS=1): podman with debootstrap (the local base image) and runc (crun fails
+# on cgroups in hybrid mode), and podman-compose 1.6 from PyPI in the venv (Debian's 1.0.3
+# ignores stop_grace_period and the depends_on conditions).
+if [ "${OTPHSM_DEPLOY_TOOLS:-}" = 1 ]; then
+    mapfile -t need < <(missing_packages podman debootstrap runc)
+    if [ ${#need[@]} -gt 0 ]; then
+        echo "setup: installing Debian packages: ${need[*]}"
+        apt_install "${need[@]}" >/dev/null || problems+=("could not install ${need[*]}: apt-get install ${need[*]}")
+        rm -f .setup-apt-updated
+    fi
+    if [ ! -x "$VENV/bin/podman-compose" ]; then
+        echo "setup: installing podman-compose into $VENV"
+        "$VENV/bin/python" -m pip install -q 'podman-compose>=1.6,<2' || problems+=("could not install podman-compose: pip install 'podman-compose>=1.6'")
+    fi
+fi
+
 for tool in softhsm2-util pcscd opensc-tool pkcs15-tool pkcs11-tool oathtool zbarimg; do
     command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || problems+=("$tool is not installed: the tests that need it will skip (and fail in CI)")
 done

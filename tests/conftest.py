@@ -28,6 +28,17 @@ pytest_plugins = [
 ]
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The deployment tests (containers, minutes) run only when `-m` names them
+    (`make test-deploy`), never as part of `make test`."""
+    if "deploy" in (config.getoption("markexpr") or ""):
+        return
+    deploy = [item for item in items if item.get_closest_marker("deploy")]
+    if deploy:
+        config.hook.pytest_deselected(items=deploy)
+        items[:] = [item for item in items if not item.get_closest_marker("deploy")]
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]

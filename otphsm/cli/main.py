@@ -22,6 +22,7 @@ from otphsm.core.errors import OtpHsmError
 # citizen's app, the relying party's, then the simulators, the demo and the benchmark.
 COMMAND_MODULES = (
     "otphsm.cli.service",
+    "otphsm.cli.health",
     "otphsm.cli.hsm_keys",
     "otphsm.cli.inventory",
     "otphsm.cli.admin_ops",
