@@ -8,8 +8,9 @@ import errno
 import logging
 import signal
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -160,24 +161,14 @@ def start_server(
     refresher = CrlRefresher(assembly.crls, config.card)
     radius = None
     if config.radius.enabled:
-        try:
+        with _listening(server, "radius.port"):
             radius = RadiusServer(
                 config.radius, app, metrics, healthy=lambda: monitor.serving(VALIDATION_SERVICE)
             )
-        except OSError as exc:
-            server.stop(None)
-            if exc.errno == errno.EADDRINUSE:
-                raise port_taken("radius.port") from None
-            raise cannot_listen("radius.port") from None
     metrics_port = None
     if config.metrics.enabled:
-        try:
+        with _listening(server, "metrics.port"):
             metrics_port = metrics.serve_http(config.metrics.address, config.metrics.port)
-        except OSError as exc:
-            server.stop(None)
-            if exc.errno == errno.EADDRINUSE:
-                raise port_taken("metrics.port") from None
-            raise cannot_listen("metrics.port") from None
     http = None
     if config.http.enabled:
         if in_use(config.http.address, config.http.port):
@@ -216,6 +207,19 @@ def start_server(
         http,
         radius,
     )
+
+
+@contextmanager
+def _listening(server: grpc.Server, key: str) -> Iterator[None]:
+    """A listener opened in the block: a port in use, or an address it cannot listen on, ends
+    the start-up with one line naming `key` (the gRPC server, bound already, is stopped)."""
+    try:
+        yield
+    except OSError as exc:
+        server.stop(None)
+        if exc.errno == errno.EADDRINUSE:
+            raise port_taken(key) from None
+        raise cannot_listen(key) from None
 
 
 def new_grpc_server(
