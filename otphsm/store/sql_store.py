@@ -13,7 +13,14 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol, TypeVar
 
-from otphsm.core.lockout import Failure, OriginAttempts, Refusal, Reservation, Standing
+from otphsm.core.lockout import (
+    Failure,
+    OriginAttempts,
+    Refusal,
+    Reservation,
+    Standing,
+    Success,
+)
 from otphsm.core.ports import Conflict
 from otphsm.core.records import (
     Activation,
@@ -147,6 +154,18 @@ class SqlStore:
 
     def update_token(self, token: Token) -> bool:
         return self._versioned_update(sql.TOKENS, token)
+
+    def update_token_succeeded(self, token: Token, success: Success) -> bool:
+        # The token's row is locked before the subject's budget row, as an unlock does
+        # (`lifecycle`: the token, then `clear_origin_lockout`): no deadlock between them.
+        def write(tx: Transaction) -> bool:
+            params = sql.TOKENS.versioned_update_params(token)
+            if tx.execute(sql.TOKENS.versioned_update, params) != 1:
+                return False  # nothing written: the transaction commits nothing
+            _succeeded(tx, success)
+            return True
+
+        return self._outside_unit_of_work().run(write, write=True)
 
     def list_tokens(self, query: TokenQuery, after: PageAfter | None, limit: int) -> list[Token]:
         statement, params = sql_listing.tokens(query, after, limit)
@@ -336,16 +355,8 @@ class SqlStore:
         forget_before: int,
         reservation_id: str | None = None,
     ) -> None:
-        def remember(tx: Transaction) -> None:
-            tx.execute(sql.LOCK_ORIGIN_BUDGET, (subject,))
-            if reservation_id is not None:
-                tx.execute(sql.DELETE_RESERVATION, (subject, reservation_id))
-            tx.execute(sql.DROP_EMPTY_ORIGIN_BUDGET, (subject,))
-            tx.execute(sql.REMEMBER_ORIGIN, (subject, origin, now))
-            tx.execute(sql.DELETE_ORIGIN_ATTEMPTS, (subject, origin))
-            tx.execute(sql.FORGET_KNOWN_ORIGINS, (subject, forget_before))
-
-        self._outside_unit_of_work().run(remember, write=True)
+        success = Success(subject, origin, reservation_id, now, forget_before)
+        self._outside_unit_of_work().run(lambda tx: _succeeded(tx, success), write=True)
 
     def clear_origin_lockout(self, subjects: Sequence[str]) -> None:
         def clear(tx: Transaction) -> None:
@@ -580,6 +591,18 @@ def _standing(tx: Transaction, subject: str, origin: str, reserved_since: int) -
     charging = sum(1 for _id, _other, charges in reserved if charges)
     ids = frozenset(str(row[0]) for row in reserved)
     return Standing(attempts, int(seen[0]) if seen else None, events, mine, charging, ids)
+
+
+def _succeeded(tx: Transaction, success: Success) -> None:
+    subject, origin = success.subject, success.origin
+    tx.execute(sql.LOCK_ORIGIN_BUDGET, (subject,))  # first, as every lockout writer
+    if success.reservation_id is not None:
+        tx.execute(sql.DELETE_RESERVATION, (subject, success.reservation_id))
+    tx.execute(sql.DROP_EMPTY_ORIGIN_BUDGET, (subject,))
+    if origin:
+        tx.execute(sql.REMEMBER_ORIGIN, (subject, origin, success.now))
+        tx.execute(sql.DELETE_ORIGIN_ATTEMPTS, (subject, origin))
+        tx.execute(sql.FORGET_KNOWN_ORIGINS, (subject, success.forget_before))
 
 
 def _charge_budget(tx: Transaction, subject: str, budget: RateLimit, now: int) -> None:
