@@ -9,11 +9,10 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 
 from support.lockout_store import fail, reserve
 from support.store_fixtures import race
-from dataclasses import replace
-
 from support.store_records import NOW, citizen, token
 
 from otphsm.core.lockout import Failure, OriginAttempts, Refusal, Standing, Success

@@ -71,7 +71,7 @@ def check(app: App, gate: Gate) -> int:
     the attempt is reserved until `report` settles it. Each try is one transaction,
     serialised per subject."""
     policy = app.policy.verification
-    reservation_id = app.new_id("r")
+    reservation_id = app.handle_id("r")  # never sent to a caller
     since = gate.now - lockout.RESERVATION_SECONDS
 
     def admit(standing: Standing) -> Reservation | Refusal:
