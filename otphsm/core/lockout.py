@@ -205,6 +205,21 @@ def failure(
     return Failure(updated, charge, now, seconds)
 
 
+@dataclass(frozen=True, slots=True)
+class Success:
+    """What a success writes in the lockout, so the store can write it with the token that
+    accepted the code (one commit): the reservation deleted and, for an origin, the origin
+    known on the subject (its counter deleted, origins last seen before `forget_before`
+    forgotten)."""
+
+    subject: str
+    origin: str
+    """"" for none: only the reservation goes."""
+    reservation_id: str | None
+    now: int
+    forget_before: int
+
+
 def forget_before(now: int, policy: VerificationPolicy) -> int:
     """Known origins last seen before this are forgotten (their rows deleted)."""
     return now - policy.known_origin_days * DAY_SECONDS

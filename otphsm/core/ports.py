@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 from otphsm.core.certificates import TrustStore
 from otphsm.core.clock import Clock
-from otphsm.core.lockout import Failure, Refusal, Reservation, Standing
+from otphsm.core.lockout import Failure, Refusal, Reservation, Standing, Success
 from otphsm.core.otp import HashAlgorithm
 from otphsm.core.records import (
     Activation,
@@ -154,6 +154,13 @@ class Store(Protocol):
     def tokens_of(self, codice_fiscale: str) -> list[Token]: ...
 
     def update_token(self, token: Token) -> bool: ...
+
+    def update_token_succeeded(self, token: Token, success: Success) -> bool:
+        """`update_token` and, in the same transaction, only if the token was written, the
+        lockout's `success` (as `origin_succeeded` writes it for an origin; for none, the
+        reservation deleted as `settle_origin_attempt` without a failure does): a code
+        accepted and its lockout settled in one commit."""
+        ...
 
     def list_tokens(self, query: TokenQuery, after: PageAfter | None, limit: int) -> list[Token]:
         """Up to `limit` tokens matching `query`, ordered by (created_at, serial), each after

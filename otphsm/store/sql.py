@@ -34,6 +34,9 @@ class Dialect:
     relaxed_commit: str | None = None
     """Taken first in a transaction whose loss in a database crash is harmless (a cache): its
     commit does not wait for the disk."""
+    serialised_writers: bool = False
+    """Every writing transaction holds the database's one write lock from its start (SQLite's
+    BEGIN IMMEDIATE): a row lock taken to order writers (`LOCK_ORIGIN_BUDGET`) adds nothing."""
 
     def render(self, statement: str) -> str:
         if self.placeholder == "?":
@@ -57,6 +60,7 @@ SQLITE = Dialect(
     audit_lock=None,
     consistent_read=None,
     table_exists="SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+    serialised_writers=True,
 )
 
 MIGRATION_LOCK_KEY = int.from_bytes(b"otphsm\x00\x01", "big")
@@ -330,12 +334,16 @@ REMEMBER_ORIGIN = (
 )
 FORGET_KNOWN_ORIGINS = "DELETE FROM known_origins WHERE subject = ? AND last_success_at < ?"
 ORIGIN_BUDGET_EVENTS = "SELECT events FROM origin_budgets WHERE subject = ?"
-# As LOCK_RATE_BUCKET: creates the row and, on PostgreSQL, locks it until the commit.
+# As LOCK_RATE_BUCKET: creates the row and, on PostgreSQL, locks it until the commit. Not
+# run where the dialect's writers are serialised already (SQLite): nothing to order there.
 LOCK_ORIGIN_BUDGET = (
     "INSERT INTO origin_budgets (subject, events) VALUES (?, '') "
     "ON CONFLICT (subject) DO UPDATE SET events = origin_budgets.events"
 )
-SET_ORIGIN_BUDGET_EVENTS = "UPDATE origin_budgets SET events = ? WHERE subject = ?"
+SET_ORIGIN_BUDGET_EVENTS = (
+    "INSERT INTO origin_budgets (subject, events) VALUES (?, ?) "
+    "ON CONFLICT (subject) DO UPDATE SET events = excluded.events"
+)
 RESERVATIONS_IN_FLIGHT = (
     "SELECT id, origin, charges_budget FROM origin_reservations "
     "WHERE subject = ? AND created_at >= ?"

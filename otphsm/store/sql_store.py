@@ -13,7 +13,14 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol, TypeVar
 
-from otphsm.core.lockout import Failure, OriginAttempts, Refusal, Reservation, Standing
+from otphsm.core.lockout import (
+    Failure,
+    OriginAttempts,
+    Refusal,
+    Reservation,
+    Standing,
+    Success,
+)
 from otphsm.core.ports import Conflict
 from otphsm.core.records import (
     Activation,
@@ -147,6 +154,18 @@ class SqlStore:
 
     def update_token(self, token: Token) -> bool:
         return self._versioned_update(sql.TOKENS, token)
+
+    def update_token_succeeded(self, token: Token, success: Success) -> bool:
+        # The token's row is locked before the subject's budget row, as an unlock does
+        # (`lifecycle`: the token, then `clear_origin_lockout`): no deadlock between them.
+        def write(tx: Transaction) -> bool:
+            params = sql.TOKENS.versioned_update_params(token)
+            if tx.execute(sql.TOKENS.versioned_update, params) != 1:
+                return False  # nothing written: the transaction commits nothing
+            _succeeded(tx, self.dialect, success)
+            return True
+
+        return self._outside_unit_of_work().run(write, write=True)
 
     def list_tokens(self, query: TokenQuery, after: PageAfter | None, limit: int) -> list[Token]:
         statement, params = sql_listing.tokens(query, after, limit)
@@ -295,7 +314,7 @@ class SqlStore:
         admit: Callable[[Standing], Reservation | Refusal],
     ) -> Reservation | Refusal:
         def reserve(tx: Transaction) -> Reservation | Refusal:
-            tx.execute(sql.LOCK_ORIGIN_BUDGET, (subject,))  # the subject's writers in turn
+            _lock_budget(tx, self.dialect, subject)  # the subject's writers in turn
             tx.execute(sql.PURGE_STALE_RESERVATIONS, (subject, reserved_since))
             decision = admit(_standing(tx, subject, origin, reserved_since))
             if isinstance(decision, Reservation):
@@ -315,7 +334,7 @@ class SqlStore:
         count: Callable[[Standing], Failure] | None,
     ) -> Failure | None:
         def settle(tx: Transaction) -> Failure | None:
-            tx.execute(sql.LOCK_ORIGIN_BUDGET, (subject,))  # first, as every lockout writer
+            _lock_budget(tx, self.dialect, subject)  # first, as every lockout writer
             tx.execute(sql.DELETE_RESERVATION, (subject, reservation_id))
             counted = count(_standing(tx, subject, origin, 0)) if count is not None else None
             if counted is not None:
@@ -336,16 +355,10 @@ class SqlStore:
         forget_before: int,
         reservation_id: str | None = None,
     ) -> None:
-        def remember(tx: Transaction) -> None:
-            tx.execute(sql.LOCK_ORIGIN_BUDGET, (subject,))
-            if reservation_id is not None:
-                tx.execute(sql.DELETE_RESERVATION, (subject, reservation_id))
-            tx.execute(sql.DROP_EMPTY_ORIGIN_BUDGET, (subject,))
-            tx.execute(sql.REMEMBER_ORIGIN, (subject, origin, now))
-            tx.execute(sql.DELETE_ORIGIN_ATTEMPTS, (subject, origin))
-            tx.execute(sql.FORGET_KNOWN_ORIGINS, (subject, forget_before))
-
-        self._outside_unit_of_work().run(remember, write=True)
+        success = Success(subject, origin, reservation_id, now, forget_before)
+        self._outside_unit_of_work().run(
+            lambda tx: _succeeded(tx, self.dialect, success), write=True
+        )
 
     def clear_origin_lockout(self, subjects: Sequence[str]) -> None:
         def clear(tx: Transaction) -> None:
@@ -353,7 +366,7 @@ class SqlStore:
             # deleted, so that a failure being counted on a subject without a budget row (its
             # row inserted, not committed yet) is waited for. Subjects in one order.
             for subject in sorted(set(subjects)):
-                tx.execute(sql.LOCK_ORIGIN_BUDGET, (subject,))
+                _lock_budget(tx, self.dialect, subject)
                 tx.execute(sql.CLEAR_ORIGIN_BUDGET, (subject,))
                 tx.execute(sql.CLEAR_ORIGIN_ATTEMPTS, (subject,))
 
@@ -582,6 +595,25 @@ def _standing(tx: Transaction, subject: str, origin: str, reserved_since: int) -
     return Standing(attempts, int(seen[0]) if seen else None, events, mine, charging, ids)
 
 
+def _succeeded(tx: Transaction, dialect: Dialect, success: Success) -> None:
+    subject, origin = success.subject, success.origin
+    _lock_budget(tx, dialect, subject)  # first, as every lockout writer
+    if success.reservation_id is not None:
+        tx.execute(sql.DELETE_RESERVATION, (subject, success.reservation_id))
+    tx.execute(sql.DROP_EMPTY_ORIGIN_BUDGET, (subject,))
+    if origin:
+        tx.execute(sql.REMEMBER_ORIGIN, (subject, origin, success.now))
+        tx.execute(sql.DELETE_ORIGIN_ATTEMPTS, (subject, origin))
+        tx.execute(sql.FORGET_KNOWN_ORIGINS, (subject, success.forget_before))
+
+
+def _lock_budget(tx: Transaction, dialect: Dialect, subject: str) -> None:
+    """The subject's lockout writers in turn: its budget row locked (created if need be) until
+    the commit, where writers are not serialised already."""
+    if not dialect.serialised_writers:
+        tx.execute(sql.LOCK_ORIGIN_BUDGET, (subject,))
+
+
 def _charge_budget(tx: Transaction, subject: str, budget: RateLimit, now: int) -> None:
     """`now` among the subject's unknown-origin failures if it has room (the budget row is
     locked); the subject's counters idle for the window and not locked are deleted."""
@@ -590,7 +622,7 @@ def _charge_budget(tx: Transaction, subject: str, budget: RateLimit, now: int) -
     recent = sorted(t for t in rate_events(row[0] if row else "") if t > since)
     if len(recent) < budget.limit:
         recent.append(now)
-    tx.execute(sql.SET_ORIGIN_BUDGET_EVENTS, (rate_events_text(recent), subject))
+    tx.execute(sql.SET_ORIGIN_BUDGET_EVENTS, (subject, rate_events_text(recent)))
     tx.execute(sql.PURGE_IDLE_ORIGIN_ATTEMPTS, (subject, since, now))
 
 

@@ -2,19 +2,20 @@
 counted over the counter as it stands, reservations in flight seen until settled, the
 unknown origins' budget never holding more than its limit (also under racing writers on two
 stores), known origins remembered and forgotten, old rows deleted as the same subject is
-written again."""
+written again, a code accepted written with its success or not at all."""
 
 from __future__ import annotations
 
 import itertools
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 
 from support.lockout_store import fail, reserve
 from support.store_fixtures import race
-from support.store_records import NOW
+from support.store_records import NOW, citizen, token
 
-from otphsm.core.lockout import Failure, OriginAttempts, Refusal, Standing
+from otphsm.core.lockout import Failure, OriginAttempts, Refusal, Standing, Success
 from otphsm.core.records import RateLimit
 from otphsm.core.verification import Attempts
 from otphsm.store import SqlStore
@@ -97,6 +98,37 @@ def test_a_success_makes_the_origin_known_and_clears_its_counter_only(store: Sql
     assert store.origin_standing("token:TOK-0002", ORIGIN).last_success_at is None
     store.origin_succeeded(SUBJECT, ORIGIN, NOW + 9, forget_before=0)
     assert store.origin_standing(SUBJECT, ORIGIN).last_success_at == NOW + 9
+
+
+def test_a_token_written_with_its_success_writes_both_or_neither(store: SqlStore) -> None:
+    """A code accepted: the token's conditional write and the lockout's success in one
+    transaction; a token another request wrote first writes neither."""
+    store.upsert_citizen(citizen())
+    store.insert_token(token())
+    stored = store.get_token("TOK-0001")
+    assert stored is not None
+    fail(store, SUBJECT, ORIGIN, Attempts(2), budget(), NOW)
+    own, bare = reserve(store, SUBJECT, ORIGIN, NOW + 5), reserve(store, SUBJECT, "", NOW + 5)
+    stale = replace(stored, moving_factor=7, version=stored.version + 1)
+    success = Success(SUBJECT, ORIGIN, own, NOW + 5, 0)
+    assert not store.update_token_succeeded(stale, success)
+    before = store.origin_standing(SUBJECT, ORIGIN)
+    assert (before.last_success_at, before.attempts.attempts.failures) == (None, 2)
+    assert before.in_flight == 1 and before.budget_in_flight == 2  # both reservations stay
+
+    assert store.update_token_succeeded(replace(stored, moving_factor=7), success)
+    written = store.get_token("TOK-0001")
+    assert written is not None and written.moving_factor == 7
+    known = store.origin_standing(SUBJECT, ORIGIN)
+    assert known.last_success_at == NOW + 5 and known.attempts.version == 0
+    assert known.in_flight_ids == frozenset({bare})  # its own reservation went with it
+    assert known.budget_events == (NOW,)  # a success refills nothing
+
+    assert store.update_token_succeeded(
+        replace(written, moving_factor=8), Success(SUBJECT, "", bare, NOW + 6, 0)
+    )
+    assert store.origin_standing(SUBJECT, "").in_flight_ids == frozenset()  # no origin: only
+    assert store.origin_standing(SUBJECT, "").last_success_at is None  # the reservation goes
 
 
 def test_old_rows_go_when_the_subject_is_written_again(store: SqlStore) -> None:

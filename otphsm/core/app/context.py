@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
+import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -88,6 +89,9 @@ class App:
     """Notifications to the token app (out-of-band codes by push); None: not offered."""
     in_unit_of_work: bool = False
     """True in the `App` a unit of work yields (`transaction`): a nested one joins it."""
+    handle_random: Callable[[int], bytes] = os.urandom
+    """Random bytes for ids that must be unique but guard nothing (`handle_id`): the host's
+    source, no HSM call. Everything a caller could gain by guessing comes from the HSM."""
     write_point_hook: Callable[[str], None] | None = None
     """Test only (crash tests): called with the name of each write point a unit of work
     reaches (`transaction`). None in production: then a write point costs one comparison."""
@@ -97,6 +101,11 @@ class App:
 
     def new_id(self, prefix: str) -> str:
         return f"{prefix}-{self.hsm.random_bytes(12).hex()}"
+
+    def handle_id(self, prefix: str) -> str:
+        """`new_id` for a record no caller ever names (a lockout reservation): 96 random bits
+        keep it unique; it needs no HSM round trip, being no secret and no capability."""
+        return f"{prefix}-{self.handle_random(12).hex()}"
 
     @contextmanager
     def transaction(self, use_case: str, new_seeds: Sequence[SeedRef] = ()) -> Iterator[App]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from otphsm.core import lockout
 from otphsm.core.app.context import Actor, App
-from otphsm.core.lockout import Failure, Refusal, Reservation, Standing
+from otphsm.core.lockout import Failure, Refusal, Reservation, Standing, Success
 from otphsm.core.records import RateLimit
 from otphsm.core.tokens import Token
 from otphsm.core.verification import VerifyResult
@@ -54,6 +54,8 @@ class Gate:
     """The attempt let through by `check`, until `report` or `cancel` settles it."""
     known: bool = False
     """The origin had logged in on the subject, as read by `check`."""
+    settled: bool = False
+    """The success was written with the token that accepted the code (`accepted`)."""
 
 
 def open_gate(app: App, actor: Actor, subject: str, origin: str, *, own_record: bool) -> Gate:
@@ -69,7 +71,7 @@ def check(app: App, gate: Gate) -> int:
     the attempt is reserved until `report` settles it. Each try is one transaction,
     serialised per subject."""
     policy = app.policy.verification
-    reservation_id = app.new_id("r")
+    reservation_id = app.handle_id("r")  # never sent to a caller
     since = gate.now - lockout.RESERVATION_SECONDS
 
     def admit(standing: Standing) -> Reservation | Refusal:
@@ -138,6 +140,8 @@ def report(
     """Record the outcome of a code that was looked at; returns the wait a failure started for
     the origin (0 for none). Call once per request. `counted`: the results that are failures
     here (for a login code or a grid answer, EXPIRED means nothing typed was checked)."""
+    if gate.settled:
+        return 0  # written with the token (`accepted`)
     reservation, gate.reservation = gate.reservation, None
     reserved = reservation.id if reservation is not None else None
     if result is VerifyResult.OK and gate.origin:
@@ -167,6 +171,23 @@ def report(
         level=counter.lock_level,
     )
     return failure.retry_after
+
+
+def accepted(app: App, gate: Gate, token: Token) -> bool:
+    """The token that accepted the code written (`Store.update_token`) with what `report`
+    would write for the success, in one commit (one fsync, or one PostgreSQL commit, where
+    they took two): `report` then writes nothing. False: the token was not written (another
+    request wrote it first), nor anything of the success."""
+    reservation = gate.reservation
+    if not gate.origin and reservation is None:
+        return app.store.update_token(token)
+    forget = lockout.forget_before(gate.now, app.policy.verification) if gate.origin else 0
+    reserved = reservation.id if reservation is not None else None
+    success = Success(gate.subject, gate.origin, reserved, gate.now, forget)
+    if not app.store.update_token_succeeded(token, success):
+        return False
+    gate.reservation, gate.settled = None, True
+    return True
 
 
 def cancel(app: App, gate: Gate) -> None:

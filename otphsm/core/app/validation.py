@@ -52,9 +52,17 @@ def hmac_for(app: App, token: Token) -> HmacFn:
     return functools.partial(app.hsm.hmac, token.seed, token.params.algorithm)
 
 
-def decide_and_store(app: App, actor: Actor, serial: str, decide: Decide, via: str) -> Verdict:
+def decide_and_store(
+    app: App,
+    actor: Actor,
+    serial: str,
+    decide: Decide,
+    via: str,
+    gate: lockout.Gate | None = None,
+) -> Verdict:
     """Read, decide, write conditionally (`writes.with_retries`); the transition is audited
-    `via` the use case's name."""
+    `via` the use case's name. With the lockout's `gate`, a code accepted is written with the
+    gate's success, in one commit (`lockout.accepted`)."""
 
     def attempt() -> Verdict | LostRace:
         token = app.store.get_token(serial)
@@ -64,7 +72,7 @@ def decide_and_store(app: App, actor: Actor, serial: str, decide: Decide, via: s
         if verdict.token is token:
             return verdict
         if not _audited(token, verdict.token):  # the hot path: one conditional write
-            return verdict if app.store.update_token(verdict.token) else LOST_RACE
+            return verdict if _write(app, verdict, gate) else LOST_RACE
         with app.transaction(TRANSITION_UNIT) as work:  # the token and its audit entries
             if not work.store.update_token(verdict.token):
                 return LOST_RACE
@@ -72,6 +80,12 @@ def decide_and_store(app: App, actor: Actor, serial: str, decide: Decide, via: s
         return verdict
 
     return with_retries(app, attempt)
+
+
+def _write(app: App, verdict: Verdict, gate: lockout.Gate | None) -> bool:
+    if gate is not None and verdict.result is VerifyResult.OK:
+        return lockout.accepted(app, gate, verdict.token)
+    return app.store.update_token(verdict.token)
 
 
 def verify_serial(
@@ -134,7 +148,7 @@ def verify_citizen(
         verdicts = [(token, decide(token, hmac_for(app, token))) for token in tokens]
         accepting = next((t for t, v in verdicts if v.result is VerifyResult.OK), None)
         if accepting is not None:
-            stored = decide_and_store(app, actor, accepting.serial, decide, "verify")
+            stored = decide_and_store(app, actor, accepting.serial, decide, "verify", gate)
     if accepting is not None:
         lockout.report(app, actor, gate, stored.result)
         return VerifyOutcome(stored.result, accepting.serial)
@@ -262,7 +276,7 @@ def _check_by_serial(
     counted = gate.own_counter
     with lockout.cancelled_on_error(app, gate):
         verdict = decide_and_store(
-            app, actor, serial, lambda token, fn: check(token, fn, counted), via
+            app, actor, serial, lambda token, fn: check(token, fn, counted), via, gate
         )
     started = lockout.report(app, actor, gate, verdict.result)  # settled before anything fails
     if on_ok is not None and verdict.result is VerifyResult.OK:
