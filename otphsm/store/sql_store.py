@@ -15,7 +15,6 @@ from typing import Any, Protocol, TypeVar
 
 from otphsm.core.lockout import (
     Failure,
-    OriginAttempts,
     Refusal,
     Reservation,
     Standing,
@@ -36,7 +35,7 @@ from otphsm.core.records import (
 )
 from otphsm.core.seeds import SeedHolder, SeedRef, SeedStorage, StoredSeed
 from otphsm.core.tokens import PageAfter, Token, TokenQuery
-from otphsm.store import sql, sql_listing, sql_radius, sql_rewrap
+from otphsm.store import sql, sql_listing, sql_lockout, sql_radius, sql_rewrap
 from otphsm.store.errors import StoreUnavailable
 from otphsm.store.rows import Row
 from otphsm.store.rows_grid import rate_events, rate_events_text
@@ -162,7 +161,7 @@ class SqlStore:
             params = sql.TOKENS.versioned_update_params(token)
             if tx.execute(sql.TOKENS.versioned_update, params) != 1:
                 return False  # nothing written: the transaction commits nothing
-            _succeeded(tx, self.dialect, success)
+            sql_lockout.succeeded(tx, self.dialect, success)
             return True
 
         return self._outside_unit_of_work().run(write, write=True)
@@ -302,7 +301,7 @@ class SqlStore:
     # lockout per origin
     def origin_standing(self, subject: str, origin: str, reserved_since: int = 0) -> Standing:
         return self._outside_unit_of_work().run(
-            lambda tx: _standing(tx, subject, origin, reserved_since), write=False
+            lambda tx: sql_lockout.standing(tx, subject, origin, reserved_since), write=False
         )
 
     def reserve_origin_attempt(
@@ -314,14 +313,9 @@ class SqlStore:
         admit: Callable[[Standing], Reservation | Refusal],
     ) -> Reservation | Refusal:
         def reserve(tx: Transaction) -> Reservation | Refusal:
-            _lock_budget(tx, self.dialect, subject)  # the subject's writers in turn
-            tx.execute(sql.PURGE_STALE_RESERVATIONS, (subject, reserved_since))
-            decision = admit(_standing(tx, subject, origin, reserved_since))
-            if isinstance(decision, Reservation):
-                row = (subject, decision.id, origin, int(decision.charges_budget), now)
-                tx.execute(sql.INSERT_RESERVATION, row)
-            tx.execute(sql.DROP_EMPTY_ORIGIN_BUDGET, (subject,))
-            return decision
+            return sql_lockout.reserve(
+                tx, self.dialect, subject, origin, reserved_since, now, admit
+            )
 
         return self._outside_unit_of_work().run(reserve, write=True)
 
@@ -334,16 +328,9 @@ class SqlStore:
         count: Callable[[Standing], Failure] | None,
     ) -> Failure | None:
         def settle(tx: Transaction) -> Failure | None:
-            _lock_budget(tx, self.dialect, subject)  # first, as every lockout writer
-            tx.execute(sql.DELETE_RESERVATION, (subject, reservation_id))
-            counted = count(_standing(tx, subject, origin, 0)) if count is not None else None
-            if counted is not None:
-                if counted.attempts is not None and not _write_attempts(tx, counted.attempts):
-                    raise RuntimeError("an origin's counter moved under the subject's lock")
-                if counted.charge_budget:
-                    _charge_budget(tx, subject, budget, counted.at)
-            tx.execute(sql.DROP_EMPTY_ORIGIN_BUDGET, (subject,))
-            return counted
+            return sql_lockout.settle(
+                tx, self.dialect, subject, origin, reservation_id, budget, count
+            )
 
         return self._outside_unit_of_work().run(settle, write=True)
 
@@ -357,20 +344,13 @@ class SqlStore:
     ) -> None:
         success = Success(subject, origin, reservation_id, now, forget_before)
         self._outside_unit_of_work().run(
-            lambda tx: _succeeded(tx, self.dialect, success), write=True
+            lambda tx: sql_lockout.succeeded(tx, self.dialect, success), write=True
         )
 
     def clear_origin_lockout(self, subjects: Sequence[str]) -> None:
-        def clear(tx: Transaction) -> None:
-            # The budget row locked first, as every lockout writer does: locked, not only
-            # deleted, so that a failure being counted on a subject without a budget row (its
-            # row inserted, not committed yet) is waited for. Subjects in one order.
-            for subject in sorted(set(subjects)):
-                _lock_budget(tx, self.dialect, subject)
-                tx.execute(sql.CLEAR_ORIGIN_BUDGET, (subject,))
-                tx.execute(sql.CLEAR_ORIGIN_ATTEMPTS, (subject,))
-
-        self._outside_unit_of_work().run(clear, write=True)
+        self._outside_unit_of_work().run(
+            lambda tx: sql_lockout.clear(tx, self.dialect, subjects), write=True
+        )
 
     # Security Cards
     def insert_grid_card(self, card: GridCard) -> list[GridCard]:
@@ -580,69 +560,6 @@ class _Refused(Exception):
     def __init__(self, retry_after: int) -> None:
         super().__init__(f"retry after {retry_after} s")
         self.retry_after = retry_after
-
-
-def _standing(tx: Transaction, subject: str, origin: str, reserved_since: int) -> Standing:
-    row = tx.fetch_one(sql.ORIGIN_ATTEMPTS_OF, (subject, origin))
-    attempts = sql.ORIGIN_ATTEMPTS.from_row(row) if row else OriginAttempts(subject, origin)
-    seen = tx.fetch_one(sql.KNOWN_ORIGIN_SEEN, (subject, origin)) if origin else None
-    budget = tx.fetch_one(sql.ORIGIN_BUDGET_EVENTS, (subject,))
-    events = tuple(rate_events(budget[0])) if budget else ()
-    reserved = tx.fetch_all(sql.RESERVATIONS_IN_FLIGHT, (subject, reserved_since))
-    mine = sum(1 for _id, other, _charges in reserved if other == origin)
-    charging = sum(1 for _id, _other, charges in reserved if charges)
-    ids = frozenset(str(row[0]) for row in reserved)
-    return Standing(attempts, int(seen[0]) if seen else None, events, mine, charging, ids)
-
-
-def _succeeded(tx: Transaction, dialect: Dialect, success: Success) -> None:
-    subject, origin = success.subject, success.origin
-    _lock_budget(tx, dialect, subject)  # first, as every lockout writer
-    if success.reservation_id is not None:
-        tx.execute(sql.DELETE_RESERVATION, (subject, success.reservation_id))
-    tx.execute(sql.DROP_EMPTY_ORIGIN_BUDGET, (subject,))
-    if origin:
-        tx.execute(sql.REMEMBER_ORIGIN, (subject, origin, success.now))
-        tx.execute(sql.DELETE_ORIGIN_ATTEMPTS, (subject, origin))
-        tx.execute(sql.FORGET_KNOWN_ORIGINS, (subject, success.forget_before))
-
-
-def _lock_budget(tx: Transaction, dialect: Dialect, subject: str) -> None:
-    """The subject's lockout writers in turn: its budget row locked (created if need be) until
-    the commit, where writers are not serialised already."""
-    if not dialect.serialised_writers:
-        tx.execute(sql.LOCK_ORIGIN_BUDGET, (subject,))
-
-
-def _charge_budget(tx: Transaction, subject: str, budget: RateLimit, now: int) -> None:
-    """`now` among the subject's unknown-origin failures if it has room (the budget row is
-    locked); the subject's counters idle for the window and not locked are deleted."""
-    row = tx.fetch_one(sql.ORIGIN_BUDGET_EVENTS, (subject,))
-    since = now - budget.window_seconds
-    recent = sorted(t for t in rate_events(row[0] if row else "") if t > since)
-    if len(recent) < budget.limit:
-        recent.append(now)
-    tx.execute(sql.SET_ORIGIN_BUDGET_EVENTS, (subject, rate_events_text(recent)))
-    tx.execute(sql.PURGE_IDLE_ORIGIN_ATTEMPTS, (subject, since, now))
-
-
-def _write_attempts(tx: Transaction, attempts: OriginAttempts) -> bool:
-    """Insert a new counter (version 0) or update the stored one if its version is unchanged;
-    either way it is stored with the next version."""
-    counter = attempts.attempts
-    if attempts.version == 0:
-        row = sql.ORIGIN_ATTEMPTS.to_row(attempts)
-        return tx.execute(sql.INSERT_ORIGIN_ATTEMPTS, (*row[:-1], 1)) == 1
-    params = (
-        counter.failures,
-        counter.lock_level,
-        counter.locked_until,
-        attempts.updated_at,
-        attempts.subject,
-        attempts.origin,
-        attempts.version,
-    )
-    return tx.execute(sql.UPDATE_ORIGIN_ATTEMPTS, params) == 1
 
 
 def _bucket(limit: RateLimit) -> str:
