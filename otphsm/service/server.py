@@ -171,10 +171,8 @@ def start_server(
             metrics_port = metrics.serve_http(config.metrics.address, config.metrics.port)
     http = None
     if config.http.enabled:
-        if in_use(config.http.address, config.http.port):
-            server.stop(None)
-            raise port_taken("http.port")
-        http = start_http_server(config.http, section, api_for(interceptor, servicers))
+        with _listening(server, "http.port"):
+            http = start_http_server(config.http, section, api_for(interceptor, servicers))
     monitor.start()
     refresher.start()
     server.start()

@@ -173,7 +173,7 @@ def verify_grid_answer(
             _hmac(app, card),
             app.policy.verification,
             own_counter=gate.own_counter,
-            wrong_ends_challenge=not gate.origin or lockout.known(app, gate),
+            wrong_ends_challenge=not gate.origin or gate.known,
         )
         verdicts.append(verdict)
         return verdict.card

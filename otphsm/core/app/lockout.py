@@ -124,11 +124,6 @@ def peek(app: App, gate: Gate) -> int:
     return lockout.refusal(standing, gate.now, policy, own_counter=gate.own_counter)
 
 
-def known(app: App, gate: Gate) -> bool:
-    """Whether the origin had logged in on the subject, as read by `check`."""
-    return gate.known
-
-
 def report(
     app: App,
     actor: Actor,
