@@ -4,7 +4,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(softhsm2 opencryptoki opensc pcscd libpcsclite-dev vsmartcard-vpcd oathtool p11-kit gcc python3-dev python3-venv postgresql postgresql-client poppler-utils systemd curl)
+APT_PACKAGES=(softhsm2 opencryptoki opensc pcscd libpcsclite-dev vsmartcard-vpcd oathtool p11-kit gcc python3-dev python3-venv postgresql postgresql-client poppler-utils systemd curl strace)  # strace: the store's durability test counts syncs
 APT_NO_RECOMMENDS=(pcsc-tools zbar-tools freeradius-utils)  # freeradius-utils: radclient, the RADIUS tests' independent client
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}

@@ -130,7 +130,9 @@ class PostgresEngine:
         )
         self._pool.open(wait=False)
 
-    def run(self, work: Callable[[Transaction], T], *, write: bool) -> T:
+    def run(self, work: Callable[[Transaction], T], *, write: bool, durable: bool = True) -> T:
+        if write and not durable:
+            return self._run(_relaxed(work), timeout=None)
         return self._run(work, timeout=None)
 
     @contextmanager
@@ -254,6 +256,17 @@ class PostgresEngine:
         message = redact(str(exc).strip(), self._secrets)
         where = f" {context}" if context else ""
         return StoreUnavailable(f"PostgreSQL is unavailable{where}: {message}", code=exc.sqlstate)
+
+
+def _relaxed(work: Callable[[Transaction], T]) -> Callable[[Transaction], T]:
+    """`work` in a transaction whose COMMIT does not wait for the WAL flush: other sessions
+    see it at once; a later synchronous commit (or the WAL writer) flushes it."""
+
+    def relaxed(tx: Transaction) -> T:
+        tx.execute(POSTGRES.relaxed_commit or "SELECT 1")
+        return work(tx)
+
+    return relaxed
 
 
 def _retryable(exc: psycopg.Error) -> bool:

@@ -21,7 +21,7 @@ T = TypeVar("T")
 
 
 class _Engine(Protocol):
-    def run(self, work: Callable[[Transaction], T], *, write: bool) -> T: ...
+    def run(self, work: Callable[[Transaction], T], *, write: bool, durable: bool = True) -> T: ...
 
 
 def insert_state(engine: _Engine, state: RadiusState) -> None:

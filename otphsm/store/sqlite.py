@@ -94,8 +94,11 @@ class SqliteEngine:
                 self._local.connection = first
                 self._enable_wal(first)
 
-    def run(self, work: Callable[[Transaction], T], *, write: bool) -> T:
+    def run(self, work: Callable[[Transaction], T], *, write: bool, durable: bool = True) -> T:
         with self._writer_turn(write), self._translated(), self._exclusive() as connection:
+            relaxed = write and not durable
+            if relaxed:  # WAL written, not synced: a later synced commit carries it to disk
+                connection.execute("PRAGMA synchronous = NORMAL")
             connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
                 result = work(_SqliteTransaction(connection))
@@ -104,6 +107,9 @@ class SqliteEngine:
                 if connection.in_transaction:
                     connection.execute("ROLLBACK")
                 raise
+            finally:
+                if relaxed:
+                    connection.execute("PRAGMA synchronous = FULL")
             return result
 
     @contextmanager
@@ -173,6 +179,7 @@ class SqliteEngine:
             factory=_Connection,
         )
         connection.execute("PRAGMA foreign_keys = ON")
+        connection.execute("PRAGMA synchronous = FULL")  # every commit synced (WAL), unless relaxed
         with self._opened_lock:
             self._opened.add(connection)
         return connection
