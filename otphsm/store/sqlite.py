@@ -2,9 +2,11 @@
 
 Every writer takes SQLite's single write lock when it begins, so conditional updates, consumes
 and audit appends are serialised across threads and processes sharing the file; readers run
-beside them on WAL snapshots. A writer that waits longer than `busy_timeout` gets
-`StoreUnavailable`. `:memory:` keeps one connection behind a lock (each connection would be
-its own empty database).
+beside them on WAL snapshots. Durable writes that queue up while another commits share the
+next commit (group commit): one transaction, each under its own savepoint, one sync, and
+each caller answered after the commit that holds its write. A writer that waits longer than
+`busy_timeout` gets `StoreUnavailable`. `:memory:` keeps one connection behind a lock (each
+connection would be its own empty database).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from typing import TypeVar
+from typing import Any, Generic, TypeVar
 
 from otphsm.core.ports import Conflict
 from otphsm.store.errors import StoreUnavailable
@@ -73,6 +75,21 @@ class _SqliteTransaction:
         return [tuple(row) for row in found]
 
 
+class _Queued(Generic[T]):
+    """One durable write waiting for a commit: its work, then its outcome."""
+
+    def __init__(self, work: Callable[[Transaction], T]) -> None:
+        self.work = work
+        self.finished = threading.Event()
+        self.result: T | None = None
+        self.error: BaseException | None = None
+
+    def outcome(self) -> T:
+        if self.error is not None:
+            raise self.error
+        return self.result  # type: ignore[return-value]  # set when no error
+
+
 class SqliteEngine:
     dialect = SQLITE
 
@@ -86,6 +103,8 @@ class SqliteEngine:
         self._shared: sqlite3.Connection | None = None
         self._shared_lock = threading.RLock()
         self._write_lock = threading.Lock()
+        self._queued: list[_Queued[Any]] = []
+        self._queued_lock = threading.Lock()
         with self._translated():
             first = self._connect()
             if path == MEMORY:
@@ -95,6 +114,8 @@ class SqliteEngine:
                 self._enable_wal(first)
 
     def run(self, work: Callable[[Transaction], T], *, write: bool, durable: bool = True) -> T:
+        if write and durable and self._shared is None:
+            return self._run_grouped(work)
         with self._writer_turn(write), self._translated(), self._exclusive() as connection:
             relaxed = write and not durable
             if relaxed:  # WAL written, not synced: a later synced commit carries it to disk
@@ -111,6 +132,96 @@ class SqliteEngine:
                 if relaxed:
                     connection.execute("PRAGMA synchronous = FULL")
             return result
+
+    def _run_grouped(self, work: Callable[[Transaction], T]) -> T:
+        """Queue `work`; whoever gets the write turn commits everything queued by then. A
+        caller whose turn does not come within the busy timeout withdraws its work if no
+        commit has taken it yet (nothing written), else waits for that commit's outcome."""
+        mine = _Queued(work)
+        with self._queued_lock:
+            self._queued.append(mine)
+        deadline = time.monotonic() + self._busy_timeout
+        while not mine.finished.is_set():
+            if self._write_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                try:
+                    if not mine.finished.is_set():
+                        with self._queued_lock:
+                            group, self._queued = self._queued, []
+                        self._commit_group(group)
+                finally:
+                    self._write_lock.release()
+                continue
+            with self._queued_lock:
+                if mine in self._queued:
+                    self._queued.remove(mine)
+                    raise self._no_turn()
+            mine.finished.wait()  # taken by the commit in progress
+        return mine.outcome()
+
+    def _commit_group(self, group: list[_Queued[Any]]) -> None:
+        """One transaction for `group`, each write under its own savepoint when there are
+        several (one that raises is rolled back alone), one COMMIT; a failed COMMIT fails
+        them all, none written."""
+        try:
+            with self._exclusive() as connection:
+                try:
+                    self._transact(group, connection)
+                except BaseException:
+                    if connection.in_transaction:
+                        connection.execute("ROLLBACK")
+                    raise
+        except BaseException as exc:
+            for queued in group:
+                queued.result, queued.error = None, self._translated_error(exc)
+        finally:
+            for queued in group:
+                queued.finished.set()
+
+    def _transact(self, group: list[_Queued[Any]], connection: sqlite3.Connection) -> None:
+        connection.execute("BEGIN IMMEDIATE")
+        if len(group) == 1:
+            self._apply(group[0], connection)
+            if group[0].error is not None:
+                connection.execute("ROLLBACK")
+                return
+        else:
+            for queued in group:
+                self._apply_under_savepoint(queued, connection)
+        connection.execute("COMMIT")
+
+    def _apply(self, queued: _Queued[Any], connection: sqlite3.Connection) -> None:
+        try:
+            queued.result = queued.work(_SqliteTransaction(connection))
+        except BaseException as exc:
+            queued.error = self._translated_error(exc)
+
+    def _apply_under_savepoint(self, queued: _Queued[Any], connection: sqlite3.Connection) -> None:
+        connection.execute("SAVEPOINT grouped")
+        self._apply(queued, connection)
+        if queued.error is None:
+            connection.execute("RELEASE grouped")
+            return
+        if not connection.in_transaction:  # SQLite ended it (e.g. a full disk): all fail
+            raise queued.error
+        connection.execute("ROLLBACK TO grouped")
+        connection.execute("RELEASE grouped")
+
+    def _translated_error(self, exc: BaseException) -> BaseException:
+        if isinstance(exc, sqlite3.Error):
+            return self._translate(exc) or exc
+        return exc
+
+    def waiting_writes(self) -> int:
+        """Durable writes queued for the next commit."""
+        with self._queued_lock:
+            return len(self._queued)
+
+    def _no_turn(self) -> StoreUnavailable:
+        return StoreUnavailable(
+            f"the SQLite database {self._path} is unusable: no write turn within "
+            f"{self._busy_timeout:g} s",
+            code="SQLITE_BUSY",
+        )
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
@@ -133,6 +244,8 @@ class SqliteEngine:
             return tuple(found) if found is not None else None
 
     def write_one(self, statement: str, params: Row) -> int:
+        if self._shared is None and self._write_lock.locked():  # join the next commit
+            return self._run_grouped(lambda tx: tx.execute(statement, params))
         # In autocommit mode one statement is one transaction, committed as BEGIN IMMEDIATE
         # … COMMIT would be, with two calls fewer.
         with self._writer_turn(True), self._translated(), self._exclusive() as connection:
@@ -193,11 +306,7 @@ class SqliteEngine:
             yield
             return
         if not self._write_lock.acquire(timeout=self._busy_timeout):
-            raise StoreUnavailable(
-                f"the SQLite database {self._path} is unusable: no write turn within "
-                f"{self._busy_timeout:g} s",
-                code="SQLITE_BUSY",
-            )
+            raise self._no_turn()
         try:
             yield
         finally:

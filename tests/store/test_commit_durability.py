@@ -2,7 +2,8 @@
 calls run under strace): an accepted code and a counted failure are synced (fdatasync/fsync)
 before they return; the lockout's reservation of an attempt in flight, which is ignored
 after a minute anyway, is committed without a sync of its own (the next synced commit
-carries it), and does not leave the connection relaxed for the commit after it."""
+carries it), and does not leave the connection relaxed for the commit after it. Accepted
+codes queued behind a transaction in progress share one synced commit (group commit)."""
 
 from __future__ import annotations
 
@@ -40,3 +41,4 @@ def test_accepted_codes_and_failures_are_synced_reservations_are_not(tmp_path: P
     assert counts["accept"] >= 1
     assert counts["reserve-again"] == 0
     assert counts["fail"] >= 1
+    assert 1 <= counts["group"] <= 2  # the unit of work's commit, then one for the 4 queued

@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
+import time
 from dataclasses import replace
 
 from otphsm.core.lockout import Failure, Success
 from otphsm.core.records import RateLimit
-from otphsm.store import SqlStore, open_store, sqlite_url
+from otphsm.core.tokens import Token
+from otphsm.store import SqlStore
+from otphsm.store.sqlite import SqliteEngine
 from support.lockout_store import reserve
 from support.store_records import NOW, citizen, token
 
@@ -23,8 +27,8 @@ def mark(name: str) -> None:
 
 
 def main(path: str) -> None:
-    store = open_store(sqlite_url(path))
-    assert isinstance(store, SqlStore)
+    engine = SqliteEngine(path)
+    store = SqlStore(engine)
     store.migrate()
     store.upsert_citizen(citizen())
     stored = token()
@@ -40,8 +44,33 @@ def main(path: str) -> None:
     store.settle_origin_attempt(
         SUBJECT, ORIGIN, second, RateLimit(SUBJECT, 3, 60), lambda _: Failure(None, True, NOW)
     )
+    queued = [token(f"TOK-01{n:02d}") for n in range(4)]
+    for each in queued:
+        store.insert_token(each)
+    mark("group")
+    grouped_writes(store, engine, queued)
     mark("end")
     store.close()
+
+
+def grouped_writes(store: SqlStore, engine: SqliteEngine, tokens: list[Token]) -> None:
+    """A unit of work holds the write lock while an accepted code per token queues up."""
+    success = Success(SUBJECT, ORIGIN, None, NOW, 0)
+    threads = [
+        threading.Thread(target=store.update_token_succeeded, args=(queued, success))
+        for queued in tokens
+    ]
+    with store.transaction() as work:
+        work.upsert_citizen(citizen())
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 10
+        while engine.waiting_writes() < len(tokens):
+            if time.monotonic() > deadline:
+                raise SystemExit("the accepted codes never queued for a shared commit")
+            time.sleep(0.005)
+    for thread in threads:
+        thread.join()
 
 
 if __name__ == "__main__":
