@@ -84,6 +84,25 @@ def allowed_roles(method: str) -> frozenset[Role] | None:
     return spec.roles if spec is not None else frozenset()  # an RPC not declared: refused
 
 
+@functools.lru_cache(maxsize=4096)
+def _actor_for(caller: Caller, method: str, allowed: frozenset[Role]) -> Actor:
+    """The actor `caller` acts as on `method` (the first of its roles allowed there), decided
+    once per caller and method: certificates and the RPC table do not change while serving."""
+    if not caller.roles:
+        raise CallerRefused(
+            grpc.StatusCode.UNAUTHENTICATED,
+            f"the client certificate names no otphsm role ({ROLE_URI_PREFIX}<role>)",
+        )
+    permitted = sorted(caller.roles & allowed)
+    if not permitted:
+        held = ", ".join(sorted(caller.roles)) or "none"
+        raise CallerRefused(
+            grpc.StatusCode.PERMISSION_DENIED,
+            f"{method} is not allowed for this caller's roles ({held})",
+        )
+    return Actor(caller.name, permitted[0])
+
+
 class Authenticator:
     """Resolves the `Actor` of a call; raises `CallerRefused` when it may not proceed."""
 
@@ -98,19 +117,7 @@ class Authenticator:
             return Actor(caller.name, min(caller.roles)) if caller and caller.roles else None
         if caller is None:
             raise CallerRefused(grpc.StatusCode.UNAUTHENTICATED, "a client certificate is required")
-        if not caller.roles:
-            raise CallerRefused(
-                grpc.StatusCode.UNAUTHENTICATED,
-                f"the client certificate names no otphsm role ({ROLE_URI_PREFIX}<role>)",
-            )
-        permitted = sorted(caller.roles & allowed)
-        if not permitted:
-            held = ", ".join(sorted(caller.roles)) or "none"
-            raise CallerRefused(
-                grpc.StatusCode.PERMISSION_DENIED,
-                f"{method} is not allowed for this caller's roles ({held})",
-            )
-        return Actor(caller.name, permitted[0])
+        return _actor_for(caller, method, allowed)
 
     def _caller(self, context: grpc.ServicerContext) -> Caller | None:
         if self.insecure:

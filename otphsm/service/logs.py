@@ -9,6 +9,7 @@ secret or SMS code.
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import logging
 import sys
@@ -92,5 +93,10 @@ def _flat(fields: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
 
 
 def _timestamp(created: float) -> str:
-    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
-    return f"{seconds}.{int(created % 1 * 1000):03d}Z"
+    return f"{_second(int(created))}.{int(created % 1 * 1000):03d}Z"
+
+
+@functools.lru_cache(maxsize=4)
+def _second(second: int) -> str:
+    """The UTC date and time of one second, formatted once for the records of that second."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
