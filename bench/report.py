@@ -130,8 +130,33 @@ def text(results: dict[str, Any]) -> str:
     ]
     parts = [head, verify_table(results), [""], baseline_table(results), [""]]
     parts += [http_table(results), [""], replica_table(results), [""]]
-    parts += [enrol_table(results), [""], hsm_table(results), [""], targets_lines(results)]
+    parts += [enrol_table(results), [""], hsm_table(results), [""], floor_table(results)]
+    parts += [[""], targets_lines(results)]
     return "\n".join(line for part in parts for line in part)
+
+
+def floor_table(results: dict[str, Any]) -> list[str]:
+    """The verify use case in process beside the do-nothing servicer's CPU per call: the
+    ratio a verify could reach if serving it cost nothing more than serving an empty call."""
+    rows = results.get("floor", [])
+    noop = [n for n in results.get("noop", []) if not n.get("interceptor")]
+    if not rows:
+        return []
+    serving = min(n["server_cpu_us"] for n in noop) if noop else float("nan")
+    lines = [
+        "floor: CPU µs per call in one process, no serving "
+        f"(do-nothing servicer: {serving:,.0f} µs a call)",
+        f"{'engine':<11} {'use case':>9} {'token read':>11} {'HMAC':>6} {'read+durable write':>19}"
+        f" {'(use case + serving) / serving':>31}",
+    ]
+    for row in rows:
+        parts = row["parts_us"]
+        ratio = (row["use_case_us"] + serving) / serving
+        lines.append(
+            f"{row['server']:<11} {row['use_case_us']:>9,.0f} {parts['token_read']:>11,.0f}"
+            f" {parts['hmac']:>6,.0f} {parts['read_and_durable_write']:>19,.0f} {ratio:>30.2f}x"
+        )
+    return lines
 
 
 def write_json(results: dict[str, Any], directory: Path) -> Path:

@@ -11,7 +11,9 @@ serve` on SQLite and on PostgreSQL, the do-nothing servicer), then measures:
   "sqlite/radius" and "postgresql/radius");
 - Verify over the HTTP/JSON API (mTLS, keep-alive), valid codes, beside gRPC in the same run;
 - two `otphsm serve` replicas sharing PostgreSQL and the SoftHSM token, vs one;
-- one card-authorised enrolment + secure activation through pcscd.
+- one card-authorised enrolment + secure activation through pcscd;
+- the floor (floor.py): the verify use case in one process without serving, and its parts
+  (a token read, one HMAC in the HSM, one durable write), on each engine.
 
 Prints the table, writes bench/results/bench-DATE.json (and latest.json) and a PNG chart.
 """
@@ -33,7 +35,7 @@ import bench_hsm
 import report
 from enrol_flow import measure_enrolment
 from fleet import Fleet, grow
-from harness import RADIUS_SECRET, BenchEnv, ServerProcess, bench_env, cpu_seconds
+from harness import BENCH_SECTIONS, RADIUS_SECRET, BenchEnv, ServerProcess, bench_env, cpu_seconds
 from load import LoadResult, run_load
 
 from otphsm.hsm import open_vault
@@ -46,6 +48,7 @@ FULL = {
     "duration": 4.0,
     "hsm_seconds": 1.0,
     "enrol_rounds": 5,
+    "floor_rounds": 3000,
 }
 QUICK = {
     "sizes": (1_000, 10_000),
@@ -54,6 +57,7 @@ QUICK = {
     "duration": 1.5,
     "hsm_seconds": 0.2,
     "enrol_rounds": 1,
+    "floor_rounds": 500,
 }
 
 
@@ -64,7 +68,13 @@ class Bench:
         self.plan = plan
         self.tls = env.client_tls("verifier")
         self.fleet = Fleet()
-        self.results: dict[str, Any] = {"verify": [], "noop": [], "replicas": [], "http": []}
+        self.results: dict[str, Any] = {
+            "verify": [],
+            "noop": [],
+            "replicas": [],
+            "http": [],
+            "floor": [],
+        }
         server = {"server": {"max_workers": args.workers}}
         api = {"http": {"enabled": True, "port": 0}}
         self.noop = env.noop("noop", **server)
@@ -219,6 +229,25 @@ class Bench:
         finally:
             second.stop()
 
+    def floor(self) -> None:
+        """floor.py in its own process on each engine (its own HSM session), on the known
+        tokens, whose counters it moves."""
+        for name, url in (("sqlite", self.env.sqlite_url), ("postgresql", self.env.pg_url)):
+            config = self.env.deployment.write_config(f"floor-{name}", url, **BENCH_SECTIONS)
+            tokens = self.env.root / f"floor-{name}-tokens.json"
+            known = [[s, secret.hex(), n] for s, secret, n in self.fleet.tokens_for(name)]
+            tokens.write_text(json.dumps(known))
+            script = Path(__file__).resolve().parent / "floor.py"
+            argv = [sys.executable, str(script), "--config", str(config), "--tokens", str(tokens)]
+            argv += ["--rounds", str(self.plan["floor_rounds"])]
+            done = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=600)
+            found = json.loads(done.stdout.splitlines()[-1])
+            self.fleet.update_counters(name, found.pop("counters"))
+            row = {"server": name, **found}
+            self.results["floor"].append(row)
+            parts = ", ".join(f"{k} {v:,.0f}" for k, v in row["parts_us"].items())
+            self.say(f"floor {name:<10} use case {row['use_case_us']:,.0f} µs CPU; {parts} µs")
+
     def say(self, line: str) -> None:
         print(line, flush=True)
 
@@ -244,6 +273,8 @@ class Bench:
                     self.verify_over_http(size)
                 if size == self.plan["sizes"][0] and "replicas" in sections:
                     self.replicas()
+                if size == self.plan["sizes"][0] and "floor" in sections:
+                    self.floor()
                 if size == self.plan["sizes"][0] and "enrol" in sections:
                     target = self.stores["postgresql"].target
                     self.results["enrolment"] = measure_enrolment(
@@ -311,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="a CI-size smoke run (~1.5 min)")
-    parser.add_argument("--sections", default="hsm,verify,http,replicas,enrol")
+    parser.add_argument("--sections", default="hsm,verify,http,replicas,enrol,floor")
     parser.add_argument("--processes", type=int, default=2, help="load generator processes")
     parser.add_argument("--threads", type=int, default=4, help="client threads per process")
     parser.add_argument("--workers", type=int, default=4, help="server.max_workers")
