@@ -72,15 +72,15 @@ def test_a_held_port_is_shared_with_reuseport_and_refused_to_another_server() ->
             sibling.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sibling.bind(("127.0.0.1", port))
             sibling.listen()
-            with pytest.raises(ConfigurationError, match="server.port: the port is already"):
+            with pytest.raises(ConfigurationError, match=r"server\.port: the port is already"):
                 reserve("127.0.0.1", port, "server.port")
-        with pytest.raises(ConfigurationError, match="server.port: the port is already"):
+        with pytest.raises(ConfigurationError, match=r"server\.port: the port is already"):
             reserve("127.0.0.1", port, "server.port")  # held, nobody listening yet
     finally:
         held.close()
     udp = reserve("127.0.0.1", 0, "radius.port", udp=True)
     try:
-        with pytest.raises(ConfigurationError, match="radius.port: the port is already"):
+        with pytest.raises(ConfigurationError, match=r"radius\.port: the port is already"):
             reserve("127.0.0.1", udp.getsockname()[1], "radius.port", udp=True)
     finally:
         udp.close()
