@@ -87,6 +87,24 @@ def replica_table(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def processes_table(results: dict[str, Any]) -> list[str]:
+    """`server.processes` 2 beside 1 (each run of the alternation), with the cores used."""
+    rows = results.get("processes", [])
+    if not rows:
+        return []
+    lines = [
+        "| store | server.processes | peak verif./s | p50 ms | server CPU µs/verify "
+        "| cores: load generator | cores: servers |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r['server']} | {r['processes']} | {r['peak_rps']:,.0f} | {_ms(r['peak_p50_ms'])} "
+        f"| {r['server_cpu_us']:,.0f} | {r['load_cores']:.2f} | {r['server_cores']:.2f} |"
+        for r in rows
+    ]
+    return lines
+
+
 def hsm_table(results: dict[str, Any]) -> list[str]:
     rows = results.get("hsm", [])
     if not rows:
@@ -130,6 +148,7 @@ def text(results: dict[str, Any]) -> str:
     ]
     parts = [head, verify_table(results), [""], baseline_table(results), [""]]
     parts += [http_table(results), [""], replica_table(results), [""]]
+    parts += [processes_table(results), [""]]
     parts += [enrol_table(results), [""], hsm_table(results), [""], targets_lines(results)]
     return "\n".join(line for part in parts for line in part)
 
