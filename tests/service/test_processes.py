@@ -3,7 +3,8 @@ processes take Verify calls on the one port; /metrics on the parent's port sums 
 the health answer of either covers both (a stopped or killed process makes the other answer
 NOT_SERVING); a process killed with SIGKILL is restarted and the service goes on; SIGTERM stops
 them all within the grace period; and another `otphsm serve` on the gRPC or HTTP port in use is
-refused with the one-line error naming the key."""
+refused with the one-line error naming the key. When the processes cannot start at all, the
+parent stops with their one-line error and a non-zero code, without a restart loop."""
 
 from __future__ import annotations
 
@@ -88,6 +89,15 @@ def rpc_processes(server: ServerProcess) -> set[int]:
     return {r["process"] for r in server.records if r.get("msg") == "rpc" and "process" in r}
 
 
+def hup_processes(server: ServerProcess) -> set[int]:
+    """The server processes that logged a SIGHUP."""
+    return {
+        r["process"]
+        for r in server.records
+        if r.get("msg") == "signal received" and r.get("signal") == "SIGHUP" and "process" in r
+    }
+
+
 def verify(rig: Rig, port: int, token: HotpToken, counter: int) -> int:
     with rig.channel(port) as channel:
         answer = validation_pb2_grpc.ValidationServiceStub(channel).Verify(
@@ -152,6 +162,10 @@ def test_two_processes_share_the_port_cover_each_other_restart_and_stop(
                 ):
                     other.wait_serving()
 
+        # SIGHUP reaches every process (each reads its TLS and CRL files again).
+        server.process.send_signal(signal.SIGHUP)
+        wait_until("reloaded", lambda: hup_processes(server) == {1, 2})
+
         # A stopped process: the other answers NOT_SERVING, until it runs again.
         stopped, killed = children(server)
         os.kill(stopped, signal.SIGSTOP)
@@ -179,5 +193,21 @@ def test_two_processes_share_the_port_cover_each_other_restart_and_stop(
                 os.kill(pid, 0)
         stopped_records = [r for r in server.records if r.get("msg") == "stopped"]
         assert {r.get("process") for r in stopped_records} == {1, 2, None}
+    finally:
+        server.stop()
+
+
+def test_processes_that_cannot_start_stop_the_parent_with_their_error(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    rig = Rig(request, tmp_path, f"sqlite:///{tmp_path / 'otphsm.db'}")
+    garbage = tmp_path / "garbage.pem"  # read by the server processes, not by the parent
+    garbage.write_text("not a certificate\n")
+    server = rig.serve("broken", server={"processes": 2, "tls_cert": str(garbage)})
+    try:
+        with pytest.raises(ServerStartError, match="exited with 2"):
+            server.wait_serving()
+        assert any("server.tls_cert" in r.get("raw", "") for r in server.records)
+        assert not any(r.get("msg") == "server process exited: restarting" for r in server.records)
     finally:
         server.stop()
