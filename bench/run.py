@@ -128,10 +128,17 @@ class Bench:
         return result, cpu / max(1, result.answered) * 1e6
 
     def peak_and_half(
-        self, servers: list[ServerProcess], kind: str, protocol: str = "grpc"
+        self,
+        servers: list[ServerProcess],
+        kind: str,
+        protocol: str = "grpc",
+        connections: str = "process",
     ) -> tuple[LoadResult, LoadResult, float]:
-        peak, cpu = self.load(servers, kind, protocol=protocol)
-        half, _ = self.load(servers, kind, rate=peak.rate / 2, protocol=protocol)
+        """The peak run and the half-rate run; `self.cores` stays the peak run's."""
+        peak, cpu = self.load(servers, kind, protocol=protocol, connections=connections)
+        cores = self.cores
+        half, _ = self.load(servers, kind, peak.rate / 2, protocol, connections)
+        self.cores = cores
         return peak, half, cpu
 
     def verify_at(self, size: int) -> None:
@@ -233,9 +240,9 @@ class Bench:
             second.stop()
 
     def processes(self) -> None:
-        """Peak valid verifies of `otphsm serve` with `server.processes` = 2 beside 1, each
-        engine, alternated twice; one gRPC connection per load thread, so the kernel spreads
-        them over the processes. The load generator shares the machine's cores: the cores
+        """Peak valid verifies (and p99 at half that rate) of `otphsm serve` with
+        `server.processes` = 2 beside 1, each engine, alternated twice; one gRPC connection per
+        load thread, so the kernel spreads them over the processes. The load generator shares the machine's cores: the cores
         each side used are printed beside the rate."""
         workers = {"max_workers": self.args.workers}
         for name, url in (("sqlite", self.env.sqlite_url), ("postgresql", self.env.pg_url)):
@@ -246,13 +253,16 @@ class Bench:
             try:
                 for _round in range(2):
                     for count, server in pair.items():
-                        peak, cpu = self.load([server], "valid", connections="thread")
+                        peak, half, cpu = self.peak_and_half(
+                            [server], "valid", connections="thread"
+                        )
                         load_cores, server_cores = self.cores
                         row = {
                             "server": name,
                             "processes": count,
                             "peak_rps": peak.rate,
                             "peak_p50_ms": peak.percentile(0.5) * 1e3,
+                            "half_p99_ms": half.percentile(0.99) * 1e3,
                             "server_cpu_us": cpu,
                             "load_cores": load_cores,
                             "server_cores": server_cores,
@@ -260,7 +270,8 @@ class Bench:
                         self.results["processes"].append(row)
                         self.say(
                             f"{name:<10} processes {count}  {peak.rate:8,.0f}/s  p50 "
-                            f"{row['peak_p50_ms']:.2f} ms  cpu {cpu:,.0f} µs  cores: load "
+                            f"{row['peak_p50_ms']:.2f} ms  p99@½ {row['half_p99_ms']:.2f} ms  "
+                            f"cpu {cpu:,.0f} µs  cores: load "
                             f"{load_cores:.2f}, servers {server_cores:.2f}"
                         )
             finally:
