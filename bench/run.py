@@ -242,8 +242,8 @@ class Bench:
     def processes(self) -> None:
         """Peak valid verifies (and p99 at half that rate) of `otphsm serve` with
         `server.processes` = 2 beside 1, each engine, alternated twice; one gRPC connection per
-        load thread, so the kernel spreads them over the processes. The load generator shares the machine's cores: the cores
-        each side used are printed beside the rate."""
+        load thread, so the kernel spreads them over the processes. The load generator shares
+        the machine's cores: the cores each side used are printed beside the rate."""
         workers = {"max_workers": self.args.workers}
         for name, url in (("sqlite", self.env.sqlite_url), ("postgresql", self.env.pg_url)):
             pair = {
