@@ -1,10 +1,11 @@
 """`server.processes` = 2, real `otphsm serve` processes on SQLite and PostgreSQL: both server
-processes take Verify calls on the one port; /metrics on the parent's port sums their counters;
-the health answer of either covers both (a stopped or killed process makes the other answer
-NOT_SERVING); a process killed with SIGKILL is restarted and the service goes on; SIGTERM stops
-them all within the grace period; and another `otphsm serve` on the gRPC or HTTP port in use is
-refused with the one-line error naming the key. When the processes cannot start at all, the
-parent stops with their one-line error and a non-zero code, without a restart loop."""
+processes take Verify calls on the one port (and listen on the HTTP and RADIUS ports); /metrics
+on the parent's port sums their counters; the health answer of either covers both (a stopped or
+killed process makes the other answer NOT_SERVING); a process killed with SIGKILL is restarted
+and the service goes on; SIGTERM stops them all within the grace period; and another `otphsm
+serve` on the gRPC or HTTP port in use is refused with the one-line error naming the key. When
+the processes cannot start at all, the parent stops with their one-line error and a non-zero
+code, without a restart loop."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from otphsm.service.devpki import DevPki
 from otphsm.simulators.deployment import (
     ServerProcess,
     ServerStartError,
+    radius_section,
     start_serve,
     with_sections,
     write_config,
@@ -131,15 +133,19 @@ def test_two_processes_share_the_port_cover_each_other_restart_and_stop(
         tokens = add_hotp_tokens(assembly.app, 40)
     finally:
         assembly.close()
+    secret = tmp_path / "radius.secret"
+    secret.write_text("a RADIUS secret of the test\n")
     server = rig.serve(
         "multi",
         server={"processes": 2, "health_interval_seconds": 0.3},
         http={"enabled": True, "port": 0},
+        radius=radius_section(secret),
     )
     try:
         port = server.wait_serving()
         serving = next(r for r in server.records if r.get("msg") == "serving")
         assert serving["processes"] == 2 and len(children(server)) == 2
+        assert server.radius_port > 0 and serving["http_port"] > 0  # shared by both too
 
         # Each new connection goes to one of the two: both take calls, the parent counts all.
         answered = 0
