@@ -106,7 +106,9 @@ class ServerSection:
     """Server processes sharing the ports (SO_REUSEPORT), each with its own HSM session and
     database connections, under one supervising parent (restarts, signals, one /metrics);
     0: one per CPU this process may use (affinity and cgroup quota). 1 (the default): one
-    process, no parent. See `otphsm.service.supervisor`."""
+    process, no parent; 2 showed no consistent gain on a 2-core machine shared with the load
+    generator, and a worse p99 on SQLite (README, Benchmarks). Not with `card.readers = pcsc`.
+    See `otphsm.service.supervisor`."""
     log_level: LogLevel = LogLevel.INFO
     log_format: LogFormat = LogFormat.JSON
 
@@ -339,6 +341,12 @@ class ServiceConfig:
     ratelimit: RateLimitSection = field(default_factory=RateLimitSection)
     http: HttpSection = field(default_factory=HttpSection)
     radius: RadiusSection = field(default_factory=RadiusSection)
+
+    def __post_init__(self) -> None:
+        _require(
+            self.server.processes == 1 or self.card.readers is ReaderKind.NONE,
+            "server.processes must be 1 with card.readers = pcsc (one process owns the readers)",
+        )
 
 
 SECTIONS: dict[str, type[Any]] = {
