@@ -167,6 +167,7 @@ def start_server(
         interval_seconds=section.health_interval_seconds,
         metrics=metrics,
         scoped={"crl": (assembly.crls.check_current, (ENROLMENT_SERVICE,))},
+        others=("processes",),
     )
     assembly.crls.on_change(metrics.show_crls)
     tls = None if section.insecure else ServerTls(section)

@@ -1,7 +1,8 @@
 """The pieces of `server.processes` that need no server: the default count (CPU affinity capped
 by the cgroup quota), the heartbeats a process's health check reads (a missing or old one
 fails it, naming the process), a worker's place through its environment, and the ports held
-for the processes (SO_REUSEPORT for them, refused to another server)."""
+for the processes (SO_REUSEPORT for them, refused to another server); another process down
+changes this one's health answer, not its own readiness (its RADIUS keeps answering)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ import socket
 from pathlib import Path
 
 import pytest
+from grpc_health.v1 import health, health_pb2
 
 from otphsm.core.errors import ConfigurationError
+from otphsm.service.health import HealthMonitor
+from otphsm.service.metrics import Metrics
 from otphsm.service.ports import reserve
 from otphsm.service.workers import (
     WORKER_ENV,
@@ -84,3 +88,22 @@ def test_a_held_port_is_shared_with_reuseport_and_refused_to_another_server() ->
             reserve("127.0.0.1", udp.getsockname()[1], "radius.port", udp=True)
     finally:
         udp.close()
+
+
+def test_another_process_down_changes_the_answer_but_not_this_process_serving() -> None:
+    def sibling_down() -> None:
+        raise ProcessNotAnswering("server process 2 of 2 is down")
+
+    servicer = health.HealthServicer()
+    monitor = HealthMonitor(
+        servicer,
+        {"store": lambda: None, "processes": sibling_down},
+        services=("otphsm.v1.ValidationService",),
+        interval_seconds=60,
+        metrics=Metrics(),
+        others=("processes",),
+    )
+    assert not monitor.check_now()
+    answer = servicer.Check(health_pb2.HealthCheckRequest(service=""), None)
+    assert answer.status == health_pb2.HealthCheckResponse.NOT_SERVING
+    assert monitor.serving("otphsm.v1.ValidationService")  # RADIUS here keeps answering
