@@ -190,7 +190,7 @@ class Supervisor:
                         "a server process could not start: stopping",
                         extra={"fields": {"process": slot.index + 1, "exit_code": code}},
                     )
-                    return code or 1
+                    return code if code > 0 else 1  # < 0: ended by a signal
                 slot.ready = self._beating(slot)
             self.wake.wait(POLL_SECONDS)
             self.wake.clear()
