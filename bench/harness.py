@@ -48,9 +48,24 @@ address, whose counter and the unknown origins' budget are as large as the locko
 
 
 def cpu_seconds(server: ServerProcess) -> float:
-    """User + system CPU time the server process has used so far."""
-    fields = Path(f"/proc/{server.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    """User + system CPU time the server process has used so far, with that of its server
+    processes (`server.processes` > 1) while they run."""
+    return sum(_process_cpu(pid) for pid in (server.pid, *_children(server.pid)))
+
+
+def _process_cpu(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:  # exited in between
+        return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
 
 
 @dataclass

@@ -58,6 +58,9 @@ class LoadSpec:
     """"grpc" (targets are host:port of the gRPC server), "http" (of the HTTP/JSON API) or
     "radius" (of the RADIUS port)."""
     radius_secret: str = ""
+    connections: str = "process"
+    """gRPC: one connection per "process" (the default) or per "thread" (so that the kernel
+    spreads them over the server processes sharing a port)."""
 
 
 Call = Callable[[str, str], str]
@@ -74,6 +77,15 @@ class LoadResult:
     latencies: list[float] = field(default_factory=list)
     results: Counter[str] = field(default_factory=Counter)
     counters: dict[str, int] = field(default_factory=dict)
+    cpu_seconds: float = 0.0
+    """CPU time of the load generator's processes from the start of the warm-up to the end."""
+    wall_seconds: float = 0.0
+    """Wall time of that span (the longest of the processes')."""
+
+    @property
+    def cores(self) -> float:
+        """CPU cores the load generator used while it ran."""
+        return self.cpu_seconds / self.wall_seconds if self.wall_seconds else 0.0
 
     @property
     def rate(self) -> float:
@@ -92,6 +104,8 @@ class LoadResult:
         self.latencies.extend(other.latencies)
         self.results.update(other.results)
         self.counters.update(other.counters)
+        self.cpu_seconds += other.cpu_seconds
+        self.wall_seconds = max(self.wall_seconds, other.wall_seconds)
 
 
 def _mac(secret: bytes) -> Any:
@@ -204,7 +218,12 @@ def _worker(spec: LoadSpec, queue: Any) -> None:
     else:
         ca, cert, key = (Path(p).read_bytes() for p in spec.tls)
         credentials = grpc.ssl_channel_credentials(ca, key, cert)
-        channels = [grpc.secure_channel(target, credentials) for target in spec.targets]
+        if spec.connections == "thread":  # a subchannel pool of its own: a connection each
+            own = [("grpc.use_local_subchannel_pool", 1)]
+            targets = [spec.targets[i % len(spec.targets)] for i in range(spec.threads)]
+            channels = [grpc.secure_channel(t, credentials, options=own) for t in targets]
+        else:
+            channels = [grpc.secure_channel(target, credentials) for target in spec.targets]
         for channel in channels:
             grpc.channel_ready_future(channel).result(timeout=30)
         stubs = [validation_pb2_grpc.ValidationServiceStub(c) for c in channels]
@@ -218,6 +237,7 @@ def _worker(spec: LoadSpec, queue: Any) -> None:
     per_thread = spec.rate / spec.threads if spec.rate else None
     time.sleep(max(0.0, spec.start_at - time.time()))
     begin = time.perf_counter()
+    cpu_before = time.process_time()
     threads = [
         threading.Thread(
             target=_client_thread,
@@ -230,6 +250,8 @@ def _worker(spec: LoadSpec, queue: Any) -> None:
         thread.start()
     for thread in threads:
         thread.join()
+    out.cpu_seconds = time.process_time() - cpu_before
+    out.wall_seconds = time.perf_counter() - begin
     out.counters = {t[0]: t[2] for part in owned for t in part}
     for close in closers:
         close()
@@ -249,6 +271,7 @@ def run_load(
     rate: float | None = None,
     protocol: str = "grpc",
     radius_secret: str = "",
+    connections: str = "process",
 ) -> LoadResult:
     """Spread `tokens` over `processes` x `threads` clients; the merged result."""
     context = multiprocessing.get_context("spawn")
@@ -267,6 +290,7 @@ def run_load(
             start_at=start_at,
             protocol=protocol,
             radius_secret=radius_secret,
+            connections=connections,
         )
         for p in range(processes)
     ]

@@ -87,6 +87,25 @@ def replica_table(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def processes_table(results: dict[str, Any]) -> list[str]:
+    """`server.processes` 2 beside 1 (each run of the alternation), with the cores used."""
+    rows = results.get("processes", [])
+    if not rows:
+        return []
+    lines = [
+        "| store | server.processes | peak verif./s | p50 ms (peak) | p99 ms at ½ peak "
+        "| server CPU µs/verif. | cores: load generator | cores: servers |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r['server']} | {r['processes']} | {r['peak_rps']:,.0f} | {_ms(r['peak_p50_ms'])} "
+        f"| {_ms(r['half_p99_ms'])} | {r['server_cpu_us']:,.0f} | {r['load_cores']:.2f} "
+        f"| {r['server_cores']:.2f} |"
+        for r in rows
+    ]
+    return lines
+
+
 def hsm_table(results: dict[str, Any]) -> list[str]:
     rows = results.get("hsm", [])
     if not rows:
@@ -130,6 +149,7 @@ def text(results: dict[str, Any]) -> str:
     ]
     parts = [head, verify_table(results), [""], baseline_table(results), [""]]
     parts += [http_table(results), [""], replica_table(results), [""]]
+    parts += [processes_table(results), [""]]
     parts += [enrol_table(results), [""], hsm_table(results), [""], floor_table(results)]
     parts += [[""], targets_lines(results)]
     return "\n".join(line for part in parts for line in part)

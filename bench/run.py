@@ -11,6 +11,8 @@ serve` on SQLite and on PostgreSQL, the do-nothing servicer), then measures:
   "sqlite/radius" and "postgresql/radius");
 - Verify over the HTTP/JSON API (mTLS, keep-alive), valid codes, beside gRPC in the same run;
 - two `otphsm serve` replicas sharing PostgreSQL and the SoftHSM token, vs one;
+- `server.processes` = 2 beside 1 on each engine, with the CPU cores the load generator and
+  the servers used;
 - one card-authorised enrolment + secure activation through pcscd;
 - the floor (floor.py): the verify use case in one process without serving, and its parts
   (a token read, one HMAC in the HSM, one durable write), on each engine.
@@ -74,7 +76,9 @@ class Bench:
             "replicas": [],
             "http": [],
             "floor": [],
+            "processes": [],
         }
+        self.cores = (0.0, 0.0)
         server = {"server": {"max_workers": args.workers}}
         api = {"http": {"enabled": True, "port": 0}}
         self.noop = env.noop("noop", **server)
@@ -91,8 +95,10 @@ class Bench:
         kind: str,
         rate: float | None = None,
         protocol: str = "grpc",
+        connections: str = "process",
     ) -> tuple[LoadResult, float]:
-        """One run; the servers' CPU time per answered request (µs)."""
+        """One run; the servers' CPU time per answered request (µs). `self.cores`: the CPU
+        cores the load generator and the servers used during it."""
         database = servers[0].name.split("-")[0]  # replicas share their database's counters
         before = sum(cpu_seconds(s) for s in servers)
         if protocol == "radius":
@@ -113,8 +119,10 @@ class Bench:
             rate=rate,
             protocol=protocol,
             radius_secret=RADIUS_SECRET,
+            connections=connections,
         )
         cpu = sum(cpu_seconds(s) for s in servers) - before
+        self.cores = (result.cores, cpu / result.wall_seconds if result.wall_seconds else 0.0)
         baseline = servers[0] in (self.noop, self.noop_intercepted)
         if not baseline:
             self.fleet.update_counters(database, result.counters)
@@ -125,10 +133,17 @@ class Bench:
         return result, cpu / max(1, result.answered) * 1e6
 
     def peak_and_half(
-        self, servers: list[ServerProcess], kind: str, protocol: str = "grpc"
+        self,
+        servers: list[ServerProcess],
+        kind: str,
+        protocol: str = "grpc",
+        connections: str = "process",
     ) -> tuple[LoadResult, LoadResult, float]:
-        peak, cpu = self.load(servers, kind, protocol=protocol)
-        half, _ = self.load(servers, kind, rate=peak.rate / 2, protocol=protocol)
+        """The peak run and the half-rate run; `self.cores` stays the peak run's."""
+        peak, cpu = self.load(servers, kind, protocol=protocol, connections=connections)
+        cores = self.cores
+        half, _ = self.load(servers, kind, peak.rate / 2, protocol, connections)
+        self.cores = cores
         return peak, half, cpu
 
     def verify_at(self, size: int) -> None:
@@ -248,6 +263,45 @@ class Bench:
             parts = ", ".join(f"{k} {v:,.0f}" for k, v in row["parts_us"].items())
             self.say(f"floor {name:<10} use case {row['use_case_us']:,.0f} µs CPU; {parts} µs")
 
+    def processes(self) -> None:
+        """Peak valid verifies (and p99 at half that rate) of `otphsm serve` with
+        `server.processes` = 2 beside 1, each engine, alternated twice; one gRPC connection per
+        load thread, so the kernel spreads them over the processes. The load generator shares
+        the machine's cores: the cores each side used are printed beside the rate."""
+        workers = {"max_workers": self.args.workers}
+        for name, url in (("sqlite", self.env.sqlite_url), ("postgresql", self.env.pg_url)):
+            pair = {
+                1: self.env.serve(f"{name}-p1", url, server=workers),
+                2: self.env.serve(f"{name}-p2", url, server={**workers, "processes": 2}),
+            }
+            try:
+                for _round in range(2):
+                    for count, server in pair.items():
+                        peak, half, cpu = self.peak_and_half(
+                            [server], "valid", connections="thread"
+                        )
+                        load_cores, server_cores = self.cores
+                        row = {
+                            "server": name,
+                            "processes": count,
+                            "peak_rps": peak.rate,
+                            "peak_p50_ms": peak.percentile(0.5) * 1e3,
+                            "half_p99_ms": half.percentile(0.99) * 1e3,
+                            "server_cpu_us": cpu,
+                            "load_cores": load_cores,
+                            "server_cores": server_cores,
+                        }
+                        self.results["processes"].append(row)
+                        self.say(
+                            f"{name:<10} processes {count}  {peak.rate:8,.0f}/s  p50 "
+                            f"{row['peak_p50_ms']:.2f} ms  p99@½ {row['half_p99_ms']:.2f} ms  "
+                            f"cpu {cpu:,.0f} µs  cores: load "
+                            f"{load_cores:.2f}, servers {server_cores:.2f}"
+                        )
+            finally:
+                for server in pair.values():
+                    server.stop()
+
     def say(self, line: str) -> None:
         print(line, flush=True)
 
@@ -275,6 +329,8 @@ class Bench:
                     self.replicas()
                 if size == self.plan["sizes"][0] and "floor" in sections:
                     self.floor()
+                if size == self.plan["sizes"][0] and "processes" in sections:
+                    self.processes()
                 if size == self.plan["sizes"][0] and "enrol" in sections:
                     target = self.stores["postgresql"].target
                     self.results["enrolment"] = measure_enrolment(
@@ -342,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="a CI-size smoke run (~1.5 min)")
-    parser.add_argument("--sections", default="hsm,verify,http,replicas,enrol,floor")
+    parser.add_argument("--sections", default="hsm,verify,http,replicas,processes,enrol,floor")
     parser.add_argument("--processes", type=int, default=2, help="load generator processes")
     parser.add_argument("--threads", type=int, default=4, help="client threads per process")
     parser.add_argument("--workers", type=int, default=4, help="server.max_workers")

@@ -76,9 +76,11 @@ def register(tree: CommandTree) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     from otphsm.service.server import serve
+    from otphsm.service.workers import Worker
     from otphsm.simulators.crash import crash_hook_from_env
 
-    return serve(args.config, write_point_hook=crash_hook_from_env(os.environ))
+    hook = crash_hook_from_env(os.environ)
+    return serve(args.config, write_point_hook=hook, worker=Worker.from_env(os.environ))
 
 
 def _dev_pki(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ scheme is the one left to refuse (`otphsm.store.open_store`).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,8 +16,10 @@ from pathlib import Path
 from typing import assert_never
 
 from otphsm.core.app.context import App
+from otphsm.core.app.seeds import sweep_orphan_seeds
 from otphsm.core.clock import Clock, SystemClock
 from otphsm.core.ports import PushGateway, SmsGateway, Store
+from otphsm.core.seeds import SeedStorage
 from otphsm.gateways.push_outbox import PushOutbox
 from otphsm.gateways.sms_http import HttpSmsGateway
 from otphsm.gateways.sms_outbox import OutboxSmsGateway
@@ -33,6 +36,10 @@ from otphsm.service.crls import CrlHolder
 from otphsm.smartcard.readers import LocalReaders, PcscReaders
 from otphsm.store import open_store
 from otphsm.store.schema import FIRST_MIGRATION
+from otphsm.store.urls import describe_store_url
+
+log = logging.getLogger("otphsm.server")
+"""The start-up records of `prepare` are the server's."""
 
 
 @dataclass
@@ -137,3 +144,28 @@ def _readers(kind: ReaderKind) -> LocalReaders | None:
             return None
         case unreachable:
             assert_never(unreachable)
+
+
+def prepare(assembly: Assembly, config: ServiceConfig) -> None:
+    """What is done once before serving (by the parent of several server processes): the
+    new-database warning and the orphan-seed sweep (the assembly is closed if it fails)."""
+    if assembly.new_database:
+        log.warning(
+            "created a new, empty database: no tokens, no audit chain (check store.url "
+            "if one was expected)",
+            extra={"fields": {"store": describe_store_url(config.store.url)}},
+        )
+    if config.hsm.seed_storage is SeedStorage.RESIDENT:
+        _sweep_orphan_seeds(assembly)
+
+
+def _sweep_orphan_seeds(assembly: Assembly) -> None:
+    """Resident seeds left by a unit of work that never committed (a crash) are destroyed
+    before serving; the HSM token must belong to this deployment's database alone."""
+    try:
+        destroyed = sweep_orphan_seeds(assembly.app, "otphsm serve")
+    except BaseException:
+        assembly.close()
+        raise
+    if destroyed:
+        log.warning("orphan resident seeds destroyed", extra={"fields": {"count": destroyed}})

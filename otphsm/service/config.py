@@ -7,7 +7,7 @@ file's directory. Choices are enums and bounds are declared beside each field; r
 fields are each section's `__post_init__`. The HSM PIN is never part of any repr or message.
 
     [server]   address, port, tls_cert, tls_key, tls_client_ca, insecure, max_workers,
-               grace_seconds, max_message_bytes, health_interval_seconds,
+               grace_seconds, max_message_bytes, health_interval_seconds, processes,
                log_level (DEBUG | INFO | WARNING | ERROR), log_format (json | text)
     [hsm]      module, softhsm_conf, token_label, user_pin | user_pin_file,
                seed_storage (wrapped | resident),
@@ -102,6 +102,13 @@ class ServerSection:
     """On SIGTERM/SIGINT, in-flight calls get this long to finish."""
     max_message_bytes: Annotated[int, at_least(1024)] = 65536
     health_interval_seconds: Annotated[float, above(0)] = 5.0
+    processes: Annotated[int, at_least(0)] = 1
+    """Server processes sharing the ports (SO_REUSEPORT), each with its own HSM session and
+    database connections, under one supervising parent (restarts, signals, one /metrics);
+    0: one per CPU this process may use (affinity and cgroup quota). 1 (the default): one
+    process, no parent; 2 showed no consistent gain on a 2-core machine shared with the load
+    generator, and a worse p99 on SQLite (README, Benchmarks). Not with `card.readers = pcsc`.
+    See `otphsm.service.supervisor`."""
     log_level: LogLevel = LogLevel.INFO
     log_format: LogFormat = LogFormat.JSON
 
@@ -334,6 +341,12 @@ class ServiceConfig:
     ratelimit: RateLimitSection = field(default_factory=RateLimitSection)
     http: HttpSection = field(default_factory=HttpSection)
     radius: RadiusSection = field(default_factory=RadiusSection)
+
+    def __post_init__(self) -> None:
+        _require(
+            self.server.processes == 1 or self.card.readers is ReaderKind.NONE,
+            "server.processes must be 1 with card.readers = pcsc (one process owns the readers)",
+        )
 
 
 SECTIONS: dict[str, type[Any]] = {

@@ -1,7 +1,9 @@
 """The standard gRPC health service, driven by a background checker: NOT_SERVING while the HSM or
 the database fails its probe, SERVING again as soon as both pass. A probe may be scoped to some
 services: while it fails, those answer NOT_SERVING and the others (and the server as a whole,
-"") keep SERVING: with no current CRL, enrolment stops and verification goes on."""
+"") keep SERVING: with no current CRL, enrolment stops and verification goes on. A probe may
+also be about others (`others`: the other server processes of a set): its failure changes the
+health answer but not this process's own `serving`, so its RADIUS front end keeps answering."""
 
 from __future__ import annotations
 
@@ -33,13 +35,16 @@ class HealthMonitor:
         interval_seconds: float,
         metrics: Metrics,
         scoped: Mapping[str, tuple[Probe, Collection[str]]] | None = None,
+        others: Collection[str] = (),
     ) -> None:
-        """`scoped`: probe name → (probe, the services its failure takes down alone)."""
+        """`scoped`: probe name → (probe, the services its failure takes down alone);
+        `others`: the names of the probes about other processes."""
         self.servicer = servicer
         self._probes = dict(probes)
         self._scope = {name: frozenset(services) for name, (_, services) in (scoped or {}).items()}
         self._probes.update({name: probe for name, (probe, _) in (scoped or {}).items()})
         self._services = ("", *services)
+        self._others = frozenset(others)
         self._interval = interval_seconds
         self._metrics = metrics
         self._stop = threading.Event()
@@ -54,9 +59,11 @@ class HealthMonitor:
         return dict(self._failing)
 
     def serving(self, service: str) -> bool:
-        """Whether no failing component takes `service` down (a scoped probe takes down only
-        the services it names)."""
-        return not any(self._takes_down(name, service) for name in self._failing)
+        """Whether no failing component of this process takes `service` down (a scoped probe
+        takes down only the services it names)."""
+        return not any(
+            self._takes_down(name, service) for name in self._failing if name not in self._others
+        )
 
     def _takes_down(self, component: str, service: str) -> bool:
         return component not in self._scope or service in self._scope[component]

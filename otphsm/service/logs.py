@@ -69,16 +69,33 @@ class KeyValueFormatter(logging.Formatter):
 
 
 def configure_logging(
-    level: LogLevel = LogLevel.INFO, fmt: LogFormat = LogFormat.JSON, stream: TextIO | None = None
+    level: LogLevel = LogLevel.INFO,
+    fmt: LogFormat = LogFormat.JSON,
+    stream: TextIO | None = None,
+    *,
+    process: int | None = None,
 ) -> None:
-    """Send the root logger's records to `stream` (stderr) in `fmt`."""
+    """Send the root logger's records to `stream` (stderr) in `fmt`; `process`: one of several
+    server processes writing to the same stream, named in a field of each record."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == LogFormat.JSON else KeyValueFormatter())
+    if process is not None:
+        handler.addFilter(_ProcessField(process))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+
+
+class _ProcessField(logging.Filter):
+    def __init__(self, process: int) -> None:
+        super().__init__()
+        self.process = process
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.fields = {"process": self.process, **getattr(record, "fields", {})}
+        return True
 
 
 def _flat(fields: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:

@@ -55,3 +55,44 @@ def in_use(address: str, port: int) -> bool:
                 if exc.errno == errno.EADDRINUSE:
                     return True
     return False
+
+
+def reserve(address: str, port: int, key: str, *, udp: bool = False) -> socket.socket:
+    """The port the server processes of one `otphsm serve` share: a socket bound with
+    SO_REUSEPORT on `address:port` (0: the kernel picks; `getsockname()` says which), never
+    listening, so it takes no connection. Each process then binds the same port with
+    SO_REUSEPORT; another server, which binds without it, gets the port in use. A port some
+    other server holds is `port_taken(key)` (probed first without SO_REUSEPORT, so a second
+    set of processes is refused too)."""
+    kind = socket.SOCK_DGRAM if udp else socket.SOCK_STREAM
+    if port != 0 and (_udp_in_use(address, port) if udp else in_use(address, port)):
+        raise port_taken(key)
+    try:
+        family, _kind, proto, _name, where = socket.getaddrinfo(address, port, type=kind)[0]
+        held = socket.socket(family, kind, proto)
+    except OSError:
+        raise cannot_listen(key) from None
+    try:
+        held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        held.bind(where)
+    except OSError as exc:
+        held.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise port_taken(key) from None
+        raise cannot_listen(key) from None
+    return held
+
+
+def _udp_in_use(address: str, port: int) -> bool:
+    try:
+        infos = socket.getaddrinfo(address, port, type=socket.SOCK_DGRAM)
+    except OSError:
+        return False
+    for family, kind, proto, _name, where in infos:
+        with socket.socket(family, kind, proto) as probe:
+            try:
+                probe.bind(where)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    return True
+    return False

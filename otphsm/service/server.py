@@ -1,6 +1,8 @@
 """The gRPC server: servicers, interceptor, TLS, health, reflection, metrics; and `serve`, which
 runs it until SIGTERM/SIGINT and then shuts down gracefully. SIGHUP reads the TLS files and the
-card CA and CRL files again (`RunningServer.reload`)."""
+card CA and CRL files again (`RunningServer.reload`). With `server.processes` > 1, `serve`
+supervises that many server processes (`otphsm.service.supervisor`), each one running `serve`
+as a `Worker`: its ports shared with SO_REUSEPORT, its health covering the whole set."""
 
 from __future__ import annotations
 
@@ -20,9 +22,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from otphsm.core.app.seeds import sweep_orphan_seeds
-from otphsm.core.seeds import SeedStorage
-from otphsm.service.assembly import Assembly, assemble
+from otphsm.core.errors import ConfigurationError
+from otphsm.service.assembly import Assembly, assemble, prepare
 from otphsm.service.auth import Authenticator
 from otphsm.service.config import ServerSection, ServiceConfig, load_config
 from otphsm.service.crls import CrlRefresher
@@ -44,7 +45,9 @@ from otphsm.service.servicers import (
 )
 from otphsm.service.servicers.grid import GridCardServicer
 from otphsm.service.servicers.oob import OobServicer
+from otphsm.service.supervisor import supervise
 from otphsm.service.tls import ServerTls
+from otphsm.service.workers import Worker, WorkerHeartbeat, follow_parent, process_count
 from otphsm.store.urls import describe_store_url
 from otphsm.v1 import (
     admin_pb2_grpc,
@@ -109,11 +112,17 @@ class RunningServer:
 
 
 def start_server(
-    config: ServiceConfig, assembly: Assembly, *, metrics: Metrics | None = None
+    config: ServiceConfig,
+    assembly: Assembly,
+    *,
+    metrics: Metrics | None = None,
+    worker: Worker | None = None,
 ) -> RunningServer:
-    """Bind, start, and begin health checks. The assembly is closed by `RunningServer.stop`."""
+    """Bind, start, and begin health checks. The assembly is closed by `RunningServer.stop`.
+    As a `worker`, the ports are shared (SO_REUSEPORT) and the health checks cover the set."""
     section = config.server
-    metrics = metrics or Metrics()
+    shared = worker is not None
+    metrics = metrics or Metrics(merged=shared)
     if section.insecure:
         log.warning(
             "INSECURE MODE: no TLS, no client certificates; roles come from request metadata. "
@@ -124,7 +133,7 @@ def start_server(
         metrics,
         FailureRateLimiter(config.ratelimit, assembly.store, assembly.app.clock),
     )
-    server = new_grpc_server(section, [interceptor])
+    server = new_grpc_server(section, [interceptor], reuse_port=shared)
     app = assembly.app
     enrolment = EnrolmentServicer(app, assembly.readers)
     servicers: list[tuple[Callable[[Any, Any], None], object]] = [
@@ -147,23 +156,32 @@ def start_server(
         ),
         server,
     )
+    heartbeat = None if worker is None else WorkerHeartbeat(worker, section.health_interval_seconds)
+    probes = {"hsm": lambda: _probe_hsm(assembly), "store": assembly.store.ping}
+    if heartbeat is not None:
+        probes["processes"] = heartbeat.probe
     monitor = HealthMonitor(
         health_servicer,
-        {"hsm": lambda: _probe_hsm(assembly), "store": assembly.store.ping},
+        probes,
         services=SERVICE_NAMES,
         interval_seconds=section.health_interval_seconds,
         metrics=metrics,
         scoped={"crl": (assembly.crls.check_current, (ENROLMENT_SERVICE,))},
+        others=("processes",),
     )
     assembly.crls.on_change(metrics.show_crls)
     tls = None if section.insecure else ServerTls(section)
-    port = bind(server, section, tls)
+    port = bind(server, section, tls, shared=shared)
     refresher = CrlRefresher(assembly.crls, config.card)
     radius = None
     if config.radius.enabled:
         with _listening(server, "radius.port"):
             radius = RadiusServer(
-                config.radius, app, metrics, healthy=lambda: monitor.serving(VALIDATION_SERVICE)
+                config.radius,
+                app,
+                metrics,
+                healthy=lambda: monitor.serving(VALIDATION_SERVICE),
+                reuse_port=shared,
             )
     metrics_port = None
     if config.metrics.enabled:
@@ -172,14 +190,17 @@ def start_server(
     http = None
     if config.http.enabled:
         with _listening(server, "http.port"):
-            http = start_http_server(config.http, section, api_for(interceptor, servicers))
+            api = api_for(interceptor, servicers)
+            http = start_http_server(config.http, section, api, reuse_port=shared)
     monitor.start()
     refresher.start()
     server.start()
     if radius is not None:
         radius.start()
+    if heartbeat is not None:
+        heartbeat.serving()
     log.info(
-        "serving",
+        "serving" if worker is None else "process serving",
         extra={
             "fields": {
                 "address": section.address,
@@ -221,16 +242,20 @@ def _listening(server: grpc.Server, key: str) -> Iterator[None]:
 
 
 def new_grpc_server(
-    section: ServerSection, interceptors: Sequence[grpc.ServerInterceptor]
+    section: ServerSection,
+    interceptors: Sequence[grpc.ServerInterceptor],
+    *,
+    reuse_port: bool = False,
 ) -> grpc.Server:
     """The gRPC server every otphsm endpoint runs on (the benchmark's do-nothing servicer too,
-    so the two are served the same way): a thread pool of `max_workers`, the message limit."""
+    so the two are served the same way): a thread pool of `max_workers`, the message limit;
+    `reuse_port` for one of several server processes sharing the port."""
     return grpc.server(
         futures.ThreadPoolExecutor(max_workers=section.max_workers, thread_name_prefix="rpc"),
         interceptors=list(interceptors),
         options=[
             ("grpc.max_receive_message_length", section.max_message_bytes),
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
         ],
     )
 
@@ -241,11 +266,18 @@ def _probe_hsm(assembly: Assembly) -> None:
     assembly.vault.keyed_digest(b"otphsm health probe")
 
 
-def bind(server: grpc.Server, section: ServerSection, tls: ServerTls | None = None) -> int:
+def bind(
+    server: grpc.Server,
+    section: ServerSection,
+    tls: ServerTls | None = None,
+    *,
+    shared: bool = False,
+) -> int:
     """Listen on the configured address: mTLS (client certificates required) unless insecure;
     `tls` (default: read from `section`) is what SIGHUP reloads. A port in use is a
-    `ConfigurationError` naming `server.port` (checked first, so gRPC logs nothing of its own)."""
-    if in_use(section.address, section.port):
+    `ConfigurationError` naming `server.port` (checked first, so gRPC logs nothing of its own;
+    not when `shared`: the supervising parent holds the port for its processes)."""
+    if not shared and in_use(section.address, section.port):
         raise port_taken("server.port")
     target = f"{section.address}:{section.port}"
     try:
@@ -258,18 +290,6 @@ def bind(server: grpc.Server, section: ServerSection, tls: ServerTls | None = No
     if port == 0:
         raise cannot_listen("server.port")
     return port
-
-
-def _sweep_orphan_seeds(assembly: Assembly) -> None:
-    """Resident seeds left by a unit of work that never committed (a crash) are destroyed
-    before serving; the HSM token must belong to this deployment's database alone."""
-    try:
-        destroyed = sweep_orphan_seeds(assembly.app, "otphsm serve")
-    except BaseException:
-        assembly.close()
-        raise
-    if destroyed:
-        log.warning("orphan resident seeds destroyed", extra={"fields": {"count": destroyed}})
 
 
 def _run_until_stopped(
@@ -287,11 +307,25 @@ def _run_until_stopped(
             running.reload()
 
 
-def serve(config_path: Path, *, write_point_hook: Callable[[str], None] | None = None) -> int:
-    """`otphsm serve`: run until SIGTERM or SIGINT, then shut down gracefully.
+def serve(
+    config_path: Path,
+    *,
+    write_point_hook: Callable[[str], None] | None = None,
+    worker: Worker | None = None,
+) -> int:
+    """`otphsm serve`: run until SIGTERM or SIGINT, then shut down gracefully; with
+    `server.processes` > 1, supervise that many `worker` processes doing so.
     `write_point_hook`: test only (`App.write_point_hook`), never set in production."""
     config = load_config(config_path)
-    configure_logging(config.server.log_level, config.server.log_format)
+    process = None if worker is None else worker.index + 1
+    configure_logging(config.server.log_level, config.server.log_format, process=process)
+    count = process_count(config.server.processes)
+    if worker is None and count > 1:
+        if write_point_hook is not None:
+            raise ConfigurationError("server.processes must be 1 with a write-point hook (tests)")
+        return supervise(config_path, config, count)
+    if worker is not None:
+        follow_parent(worker.parent)
     wake = threading.Event()
     received: list[signal.Signals] = []
 
@@ -304,18 +338,12 @@ def serve(config_path: Path, *, write_point_hook: Callable[[str], None] | None =
     }
     try:
         assembly = assemble(config, write_point_hook=write_point_hook)
-        if assembly.new_database:
-            log.warning(
-                "created a new, empty database: no tokens, no audit chain (check store.url "
-                "if one was expected)",
-                extra={"fields": {"store": describe_store_url(config.store.url)}},
-            )
-        if config.hsm.seed_storage is SeedStorage.RESIDENT:
-            _sweep_orphan_seeds(assembly)
+        if worker is None:
+            prepare(assembly, config)
         if write_point_hook is not None:
             log.warning("TEST ONLY: a write-point hook is installed (crash tests)")
         try:
-            running = start_server(config, assembly)
+            running = start_server(config, assembly, worker=worker)
         except BaseException:
             assembly.close()
             raise

@@ -280,3 +280,14 @@ def test_softhsm_conf_is_a_path_beside_the_file(tmp_path: Path) -> None:
     )
     config = load_config(write(tmp_path, text), {})
     assert config.hsm.softhsm_conf == str(tmp_path / "hsm/s.conf")
+
+
+def test_several_server_processes_but_not_with_the_servers_own_readers(tmp_path: Path) -> None:
+    several = MINIMAL.replace("port = 7000", "port = 7000\nprocesses = 2")
+    assert load_config(write(tmp_path, several), {}).server.processes == 2
+    assert load_config(write(tmp_path, MINIMAL), {}).server.processes == 1
+    readers = several.replace("[card]", '[card]\nreaders = "pcsc"')
+    assert "server.processes must be 1 with card.readers = pcsc" in config_error(tmp_path, readers)
+    assert "server.processes must be >= 0" in config_error(
+        tmp_path, MINIMAL.replace("port = 7000", "port = 7000\nprocesses = -1")
+    )

@@ -171,10 +171,14 @@ class HttpServer(ThreadingHTTPServer):
         self.server_close()
 
 
-def start_http_server(section: HttpSection, server: ServerSection, api: HttpApi) -> HttpServer:
-    """Listen on [http] address:port with the [server] TLS files (none when insecure)."""
+def start_http_server(
+    section: HttpSection, server: ServerSection, api: HttpApi, *, reuse_port: bool = False
+) -> HttpServer:
+    """Listen on [http] address:port with the [server] TLS files (none when insecure);
+    `reuse_port` for one of several server processes sharing the port."""
     tls = None if server.insecure else tls_context(server)
-    http = HttpServer(
+    server_class = SharedHttpServer if reuse_port else HttpServer
+    http = server_class(
         (section.address, section.port),
         api,
         tls,
@@ -183,6 +187,12 @@ def start_http_server(section: HttpSection, server: ServerSection, api: HttpApi)
     )
     http.start()
     return http
+
+
+class SharedHttpServer(HttpServer):
+    """One of several server processes listening on the port (SO_REUSEPORT)."""
+
+    allow_reuse_port = True
 
 
 __all__ = ["HttpServer", "start_http_server"]

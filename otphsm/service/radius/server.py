@@ -48,8 +48,11 @@ class RadiusServer:
         app: App,
         metrics: Metrics,
         healthy: Callable[[], bool] = lambda: True,
+        *,
+        reuse_port: bool = False,
     ) -> None:
-        """`healthy`: whether the HSM and the store passed their last health check."""
+        """`healthy`: whether the HSM and the store passed their last health check;
+        `reuse_port`: one of several server processes sharing the port (SO_REUSEPORT)."""
         self._section = section
         self._healthy = healthy
         self._app = app
@@ -65,6 +68,8 @@ class RadiusServer:
         family = socket.AF_INET6 if ":" in section.address else socket.AF_INET
         self._socket = socket.socket(family, socket.SOCK_DGRAM)
         try:
+            if reuse_port:  # one of several server processes sharing the port
+                self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             self._socket.bind((section.address, section.port))
         except OSError:
             self._socket.close()

@@ -49,6 +49,7 @@ def serve_config(
             "tls_key": str(pki.server_key),
             "tls_client_ca": str(pki.ca),
             "grace_seconds": GRACE_SECONDS,
+            "processes": 1,  # one process, no supervising parent, unless a test asks
             "log_format": "json",  # the bound port is read back from the "serving" record
         },
         "hsm": {
