@@ -26,6 +26,7 @@ from otphsm.store.rows import Row
 from otphsm.store.schema import current_version
 from otphsm.store.sql import SQLITE, Transaction
 from otphsm.store.sql_store import SqlStore
+from otphsm.store.sqlite_turn import ProcessTurn
 from otphsm.store.urls import MEMORY
 
 T = TypeVar("T")
@@ -103,6 +104,7 @@ class SqliteEngine:
         self._shared: sqlite3.Connection | None = None
         self._shared_lock = threading.RLock()
         self._write_lock = threading.Lock()
+        self._process_turn = None if path == MEMORY else ProcessTurn(path)
         self._queued: list[_Queued[Any]] = []
         self._queued_lock = threading.Lock()
         with self._translated():
@@ -142,14 +144,14 @@ class SqliteEngine:
             self._queued.append(mine)
         deadline = time.monotonic() + self._busy_timeout
         while not mine.finished.is_set():
-            if self._write_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            if self._take_turn(deadline):
                 try:
                     if not mine.finished.is_set():
                         with self._queued_lock:
                             group, self._queued = self._queued, []
                         self._commit_group(group)
                 finally:
-                    self._write_lock.release()
+                    self._give_turn()
                 continue
             with self._queued_lock:
                 if mine in self._queued:
@@ -266,6 +268,11 @@ class SqliteEngine:
             for connection in list(self._opened):
                 connection.close()
             self._opened.clear()
+        if self._process_turn is not None:
+            waited = self._write_lock.acquire(timeout=self._busy_timeout)  # a writer finishes
+            self._process_turn.close()
+            if waited:
+                self._write_lock.release()
 
     def _enable_wal(self, connection: sqlite3.Connection) -> None:
         """Switch the file to WAL (a no-op once it is). SQLite answers BUSY at once, without
@@ -299,18 +306,32 @@ class SqliteEngine:
 
     @contextmanager
     def _writer_turn(self, write: bool) -> Iterator[None]:
-        """Writers of this process queue here, in order, rather than in SQLite's busy handler,
-        which polls with sleeps of up to 100 ms (the lock itself is still SQLite's, for other
-        processes). Waiting is bounded by the same busy timeout."""
+        """Writers of this process queue here, in order, then the processes sharing the file
+        (`ProcessTurn`), rather than in SQLite's busy handler, which polls with sleeps of up to
+        100 ms (the lock itself is still SQLite's). Waiting is bounded by the busy timeout."""
         if not write or self._shared is not None:
             yield
             return
-        if not self._write_lock.acquire(timeout=self._busy_timeout):
+        if not self._take_turn(time.monotonic() + self._busy_timeout):
             raise self._no_turn()
         try:
             yield
         finally:
-            self._write_lock.release()
+            self._give_turn()
+
+    def _take_turn(self, deadline: float) -> bool:
+        """This process's writers in order (a lock), then the processes' (`ProcessTurn`)."""
+        if not self._write_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            return False
+        if self._process_turn is None or self._process_turn.acquire(deadline):
+            return True
+        self._write_lock.release()
+        return False
+
+    def _give_turn(self) -> None:
+        if self._process_turn is not None:
+            self._process_turn.release()
+        self._write_lock.release()
 
     @contextmanager
     def _exclusive(self) -> Iterator[sqlite3.Connection]:
