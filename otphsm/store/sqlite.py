@@ -4,7 +4,9 @@ Every writer takes SQLite's single write lock when it begins, so conditional upd
 and audit appends are serialised across threads and processes sharing the file; readers run
 beside them on WAL snapshots. A writer that waits longer than `busy_timeout` gets
 `StoreUnavailable`. `:memory:` keeps one connection behind a lock (each connection would be
-its own empty database).
+its own empty database). A file's WAL is written back into it by a background thread every
+`checkpoint_interval` seconds (`sqlite_checkpoint`), not inline by the commit that fills it
+(0: SQLite's automatic checkpoint alone, as before).
 """
 
 from __future__ import annotations
@@ -24,11 +26,19 @@ from otphsm.store.rows import Row
 from otphsm.store.schema import current_version
 from otphsm.store.sql import SQLITE, Transaction
 from otphsm.store.sql_store import SqlStore
+from otphsm.store.sqlite_checkpoint import Checkpointer
 from otphsm.store.urls import MEMORY
 
 T = TypeVar("T")
 
 SQLITE_BUSY = 5
+RESTART_FRAMES = 4000
+"""The WAL's size (in pages, 16 MB of 4 KB pages) at which the checkpointer restarts it: the
+writers wait once per 4,000 pages, for the pages committed during one pass, rather than once
+per 1,000 for an inline checkpoint of them all (`sqlite_checkpoint`)."""
+AUTOCHECKPOINT_FRAMES = 2 * RESTART_FRAMES
+"""SQLite's automatic checkpoint on the request connections when the checkpointer runs: the
+bound on the WAL if the checkpointer cannot restart it."""
 _DUPLICATE_KEY = frozenset({"SQLITE_CONSTRAINT_PRIMARYKEY", "SQLITE_CONSTRAINT_UNIQUE"})
 # Primary result codes meaning "the database cannot be used right now", not "a bug".
 _UNAVAILABLE = {
@@ -76,7 +86,9 @@ class _SqliteTransaction:
 class SqliteEngine:
     dialect = SQLITE
 
-    def __init__(self, path: str, *, busy_timeout: float = 5.0) -> None:
+    def __init__(
+        self, path: str, *, busy_timeout: float = 5.0, checkpoint_interval: float = 0.05
+    ) -> None:
         self._path = path
         self._busy_timeout = busy_timeout
         self._local = threading.local()
@@ -86,6 +98,8 @@ class SqliteEngine:
         self._shared: sqlite3.Connection | None = None
         self._shared_lock = threading.RLock()
         self._write_lock = threading.Lock()
+        self.checkpointer: Checkpointer | None = None
+        self._autocheckpoint = AUTOCHECKPOINT_FRAMES if checkpoint_interval > 0 else 0
         with self._translated():
             first = self._connect()
             if path == MEMORY:
@@ -93,6 +107,15 @@ class SqliteEngine:
             else:
                 self._local.connection = first
                 self._enable_wal(first)
+        if path != MEMORY and checkpoint_interval > 0:
+            # The WAL written back off the request path (`sqlite_checkpoint`).
+            self.checkpointer = Checkpointer(
+                self._connect,
+                lambda: self._writer_turn(True),
+                interval=checkpoint_interval,
+                restart_frames=RESTART_FRAMES,
+            )
+            self.checkpointer.start()
 
     def run(self, work: Callable[[Transaction], T], *, write: bool) -> T:
         with self._writer_turn(write), self._translated(), self._exclusive() as connection:
@@ -142,6 +165,8 @@ class SqliteEngine:
             ) from exc
 
     def close(self) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         with self._opened_lock, self._shared_lock:
             self._closed = True
             for connection in list(self._opened):
@@ -173,6 +198,8 @@ class SqliteEngine:
             factory=_Connection,
         )
         connection.execute("PRAGMA foreign_keys = ON")
+        if self._autocheckpoint:
+            connection.execute(f"PRAGMA wal_autocheckpoint = {self._autocheckpoint}")
         with self._opened_lock:
             self._opened.add(connection)
         return connection
