@@ -5,6 +5,7 @@ card CA and CRL files again (`RunningServer.reload`)."""
 from __future__ import annotations
 
 import errno
+import gc
 import logging
 import signal
 import threading
@@ -287,6 +288,14 @@ def _run_until_stopped(
             running.reload()
 
 
+def _freeze_start_up_objects() -> None:
+    """What start-up made lives as long as the process (modules, the assembly, gRPC's
+    machinery): moved out of the cyclic garbage collector's reach, its full passes walk only
+    what serving made since: ~4 ms with the GIL held, not 50-70 ms (README, Benchmarks)."""
+    gc.collect()
+    gc.freeze()
+
+
 def serve(config_path: Path, *, write_point_hook: Callable[[str], None] | None = None) -> int:
     """`otphsm serve`: run until SIGTERM or SIGINT, then shut down gracefully.
     `write_point_hook`: test only (`App.write_point_hook`), never set in production."""
@@ -319,6 +328,7 @@ def serve(config_path: Path, *, write_point_hook: Callable[[str], None] | None =
         except BaseException:
             assembly.close()
             raise
+        _freeze_start_up_objects()
         try:
             _run_until_stopped(running, wake, received)
         finally:
