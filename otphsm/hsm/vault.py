@@ -41,6 +41,8 @@ ECDH_SECRET_LENGTH = 32
 P256_POINT_LENGTH = 65
 _STALE_HANDLE = (p11e.ObjectHandleInvalid, p11e.KeyHandleInvalid)
 
+_UNWRAPPED_TEMPLATE = templates.without_class_and_type(templates.SEED_UNWRAPPED)
+"""Built once: an unwrap (a cache miss) is on the verification path."""
 CacheKey = tuple[SeedStorage, bytes]
 Key = Any
 """A python-pkcs11 key object. Its methods (sign, wrap_key, unwrap_key, derive_key) are mixed in
@@ -337,13 +339,15 @@ class HsmSeedVault:
         kek = self._named_key(ctx, seed.kek or self._config.kek_label, KeyType.AES)
         for attempt in range(2):
             try:
-                return kek.unwrap_key(
-                    ObjectClass.SECRET_KEY,
-                    KeyType.GENERIC_SECRET,
-                    seed.data,
-                    mechanism=self._wrap_mechanism,
-                    mechanism_param=self._wrap_param,
-                    template=templates.without_class_and_type(templates.SEED_UNWRAPPED),
+                return _young_class_garbage(
+                    kek.unwrap_key(
+                        ObjectClass.SECRET_KEY,
+                        KeyType.GENERIC_SECRET,
+                        seed.data,
+                        mechanism=self._wrap_mechanism,
+                        mechanism_param=self._wrap_param,
+                        template=_UNWRAPPED_TEMPLATE,
+                    )
                 )
             except p11e.DeviceMemory as exc:
                 # Out of session-object space: give back half of the cached seeds, once.
@@ -386,6 +390,26 @@ class HsmSeedVault:
                 ) from None
             self._named_keys.put(label, ctx.generation, key)
         return key
+
+
+_KEY_CLASSES: dict[tuple[type, ...], type] = {}
+
+
+def _young_class_garbage(key: Key) -> Key:
+    """`key` with the one class kept for its capabilities, its own left to die now.
+
+    python-pkcs11 makes a new class for every object it returns (`make_object`: the key's
+    capabilities as mixins). A cached seed lives on for thousands of other unwraps, so its
+    class would die old, in the cyclic garbage collector's oldest generation, where thousands
+    of dead classes pile up until one full collection frees them all at once, holding the GIL:
+    a pause of 100-400 ms every ~15,000 cache misses (README, Benchmarks). With the first
+    class made for the same bases in its place, the new one is garbage at once, freed by the
+    next young collection, in small steps."""
+    made = type(key)
+    kept = _KEY_CLASSES.setdefault(made.__bases__, made)
+    if kept is not made:
+        key.__class__ = kept
+    return key
 
 
 def _check_p256_point(point: bytes) -> None:

@@ -6,7 +6,9 @@ beside them on WAL snapshots. Durable writes that queue up while another commits
 next commit (group commit): one transaction, each under its own savepoint, one sync, and
 each caller answered after the commit that holds its write. A writer that waits longer than
 `busy_timeout` gets `StoreUnavailable`. `:memory:` keeps one connection behind a lock (each
-connection would be its own empty database).
+connection would be its own empty database). A file's WAL is written back into it by a
+background thread every `checkpoint_interval` seconds (`sqlite_checkpoint`), not inline by
+the commit that fills it (0: SQLite's automatic checkpoint alone, as before).
 """
 
 from __future__ import annotations
@@ -26,12 +28,20 @@ from otphsm.store.rows import Row
 from otphsm.store.schema import current_version
 from otphsm.store.sql import SQLITE, Transaction
 from otphsm.store.sql_store import SqlStore
+from otphsm.store.sqlite_checkpoint import Checkpointer
 from otphsm.store.sqlite_turn import ProcessTurn
 from otphsm.store.urls import MEMORY
 
 T = TypeVar("T")
 
 SQLITE_BUSY = 5
+RESTART_FRAMES = 4000
+"""The WAL's size (in pages, 16 MB of 4 KB pages) at which the checkpointer restarts it: the
+writers wait once per 4,000 pages, for the pages committed during one pass, rather than once
+per 1,000 for an inline checkpoint of them all (`sqlite_checkpoint`)."""
+AUTOCHECKPOINT_FRAMES = 2 * RESTART_FRAMES
+"""SQLite's automatic checkpoint on the request connections when the checkpointer runs: the
+bound on the WAL if the checkpointer cannot restart it."""
 _DUPLICATE_KEY = frozenset({"SQLITE_CONSTRAINT_PRIMARYKEY", "SQLITE_CONSTRAINT_UNIQUE"})
 # Primary result codes meaning "the database cannot be used right now", not "a bug".
 _UNAVAILABLE = {
@@ -94,7 +104,9 @@ class _Queued(Generic[T]):
 class SqliteEngine:
     dialect = SQLITE
 
-    def __init__(self, path: str, *, busy_timeout: float = 5.0) -> None:
+    def __init__(
+        self, path: str, *, busy_timeout: float = 5.0, checkpoint_interval: float = 0.05
+    ) -> None:
         self._path = path
         self._busy_timeout = busy_timeout
         self._local = threading.local()
@@ -104,9 +116,11 @@ class SqliteEngine:
         self._shared: sqlite3.Connection | None = None
         self._shared_lock = threading.RLock()
         self._write_lock = threading.Lock()
-        self._process_turn = None if path == MEMORY else ProcessTurn(path)
+        self._process_turn: ProcessTurn | None = None
         self._queued: list[_Queued[Any]] = []
         self._queued_lock = threading.Lock()
+        self.checkpointer: Checkpointer | None = None
+        self._autocheckpoint = AUTOCHECKPOINT_FRAMES if checkpoint_interval > 0 else 0
         with self._translated():
             first = self._connect()
             if path == MEMORY:
@@ -114,6 +128,16 @@ class SqliteEngine:
             else:
                 self._local.connection = first
                 self._enable_wal(first)
+                self._process_turn = self._open_turn(path)
+        if path != MEMORY and checkpoint_interval > 0:
+            # The WAL written back off the request path (`sqlite_checkpoint`).
+            self.checkpointer = Checkpointer(
+                self._connect,
+                lambda: self._writer_turn(True),
+                interval=checkpoint_interval,
+                restart_frames=RESTART_FRAMES,
+            )
+            self.checkpointer.start()
 
     def run(self, work: Callable[[Transaction], T], *, write: bool, durable: bool = True) -> T:
         if write and durable and self._shared is None:
@@ -263,6 +287,8 @@ class SqliteEngine:
             ) from exc
 
     def close(self) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         with self._opened_lock, self._shared_lock:
             self._closed = True
             for connection in list(self._opened):
@@ -300,6 +326,8 @@ class SqliteEngine:
         )
         connection.execute("PRAGMA foreign_keys = ON")
         connection.execute("PRAGMA synchronous = FULL")  # every commit synced (WAL), unless relaxed
+        if self._autocheckpoint:
+            connection.execute(f"PRAGMA wal_autocheckpoint = {self._autocheckpoint}")
         with self._opened_lock:
             self._opened.add(connection)
         return connection
@@ -318,6 +346,17 @@ class SqliteEngine:
             yield
         finally:
             self._give_turn()
+
+    @staticmethod
+    def _open_turn(path: str) -> ProcessTurn:
+        try:
+            return ProcessTurn(path)
+        except OSError as exc:
+            raise StoreUnavailable(
+                f"the SQLite database {path} is unusable: its writers' lock file cannot be "
+                f"opened ({exc.strerror})",
+                code="SQLITE_CANTOPEN",
+            ) from exc
 
     def _take_turn(self, deadline: float) -> bool:
         """This process's writers in order (a lock), then the processes' (`ProcessTurn`)."""
