@@ -92,9 +92,19 @@ class Transaction(Protocol):
         """Run a statement; return the number of rows it changed."""
         ...
 
+    def queue(self, statement: str, params: Sequence[object] = ()) -> None:
+        """Run a statement whose result is not read. PostgreSQL sends it with the next
+        statement whose result is read, or with the COMMIT (one round trip for them all): its
+        error, if any, surfaces there. In order with the others either way."""
+        ...
+
     def fetch_one(self, statement: str, params: Sequence[object] = ()) -> Row | None: ...
 
     def fetch_all(self, statement: str, params: Sequence[object] = ()) -> list[Row]: ...
+
+    def fetch_each(self, reads: Sequence[tuple[str, Sequence[object]]]) -> list[list[Row]]:
+        """Several reads in order, every row of each: one round trip on PostgreSQL."""
+        ...
 
 
 @dataclass(frozen=True)

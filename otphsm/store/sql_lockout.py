@@ -31,12 +31,12 @@ def reserve(
     admit: Callable[[Standing], Reservation | Refusal],
 ) -> Reservation | Refusal:
     lock_budget(tx, dialect, subject)  # the subject's writers in turn
-    tx.execute(sql.PURGE_STALE_RESERVATIONS, (subject, reserved_since))
+    tx.queue(sql.PURGE_STALE_RESERVATIONS, (subject, reserved_since))
     decision = admit(standing(tx, subject, origin, reserved_since))
     if isinstance(decision, Reservation):
         row = (subject, decision.id, origin, int(decision.charges_budget), now)
-        tx.execute(sql.INSERT_RESERVATION, row)
-    tx.execute(sql.DROP_EMPTY_ORIGIN_BUDGET, (subject,))
+        tx.queue(sql.INSERT_RESERVATION, row)
+    tx.queue(sql.DROP_EMPTY_ORIGIN_BUDGET, (subject,))
     return decision
 
 
@@ -50,14 +50,14 @@ def settle(
     count: Callable[[Standing], Failure] | None,
 ) -> Failure | None:
     lock_budget(tx, dialect, subject)  # first, as every lockout writer
-    tx.execute(sql.DELETE_RESERVATION, (subject, reservation_id))
+    tx.queue(sql.DELETE_RESERVATION, (subject, reservation_id))
     counted = count(standing(tx, subject, origin, 0)) if count is not None else None
     if counted is not None:
         if counted.attempts is not None and not write_attempts(tx, counted.attempts):
             raise RuntimeError("an origin's counter moved under the subject's lock")
         if counted.charge_budget:
             charge_budget(tx, subject, budget, counted.at)
-    tx.execute(sql.DROP_EMPTY_ORIGIN_BUDGET, (subject,))
+    tx.queue(sql.DROP_EMPTY_ORIGIN_BUDGET, (subject,))
     return counted
 
 
@@ -67,17 +67,26 @@ def clear(tx: Transaction, dialect: Dialect, subjects: Sequence[str]) -> None:
     # committed yet) is waited for. Subjects in one order.
     for subject in sorted(set(subjects)):
         lock_budget(tx, dialect, subject)
-        tx.execute(sql.CLEAR_ORIGIN_BUDGET, (subject,))
-        tx.execute(sql.CLEAR_ORIGIN_ATTEMPTS, (subject,))
+        tx.queue(sql.CLEAR_ORIGIN_BUDGET, (subject,))
+        tx.queue(sql.CLEAR_ORIGIN_ATTEMPTS, (subject,))
 
 
 def standing(tx: Transaction, subject: str, origin: str, reserved_since: int) -> Standing:
-    row = tx.fetch_one(sql.ORIGIN_ATTEMPTS_OF, (subject, origin))
+    """The subject's counters, read together (one round trip on PostgreSQL)."""
+    found = tx.fetch_each(
+        [
+            (sql.ORIGIN_ATTEMPTS_OF, (subject, origin)),
+            (sql.KNOWN_ORIGIN_SEEN, (subject, origin)),
+            (sql.ORIGIN_BUDGET_EVENTS, (subject,)),
+            (sql.RESERVATIONS_IN_FLIGHT, (subject, reserved_since)),
+        ]
+    )
+    counter, seen_rows, budget_rows, reserved = found
+    row = counter[0] if counter else None
     attempts = sql.ORIGIN_ATTEMPTS.from_row(row) if row else OriginAttempts(subject, origin)
-    seen = tx.fetch_one(sql.KNOWN_ORIGIN_SEEN, (subject, origin)) if origin else None
-    budget = tx.fetch_one(sql.ORIGIN_BUDGET_EVENTS, (subject,))
+    seen = seen_rows[0] if origin and seen_rows else None
+    budget = budget_rows[0] if budget_rows else None
     events = tuple(rate_events(budget[0])) if budget else ()
-    reserved = tx.fetch_all(sql.RESERVATIONS_IN_FLIGHT, (subject, reserved_since))
     mine = sum(1 for _id, other, _charges in reserved if other == origin)
     charging = sum(1 for _id, _other, charges in reserved if charges)
     ids = frozenset(str(row[0]) for row in reserved)
@@ -88,19 +97,19 @@ def succeeded(tx: Transaction, dialect: Dialect, success: Success) -> None:
     subject, origin = success.subject, success.origin
     lock_budget(tx, dialect, subject)  # first, as every lockout writer
     if success.reservation_id is not None:
-        tx.execute(sql.DELETE_RESERVATION, (subject, success.reservation_id))
-    tx.execute(sql.DROP_EMPTY_ORIGIN_BUDGET, (subject,))
+        tx.queue(sql.DELETE_RESERVATION, (subject, success.reservation_id))
+    tx.queue(sql.DROP_EMPTY_ORIGIN_BUDGET, (subject,))
     if origin:
-        tx.execute(sql.REMEMBER_ORIGIN, (subject, origin, success.now))
-        tx.execute(sql.DELETE_ORIGIN_ATTEMPTS, (subject, origin))
-        tx.execute(sql.FORGET_KNOWN_ORIGINS, (subject, success.forget_before))
+        tx.queue(sql.REMEMBER_ORIGIN, (subject, origin, success.now))
+        tx.queue(sql.DELETE_ORIGIN_ATTEMPTS, (subject, origin))
+        tx.queue(sql.FORGET_KNOWN_ORIGINS, (subject, success.forget_before))
 
 
 def lock_budget(tx: Transaction, dialect: Dialect, subject: str) -> None:
     """The subject's lockout writers in turn: its budget row locked (created if need be) until
     the commit, where writers are not serialised already."""
     if not dialect.serialised_writers:
-        tx.execute(sql.LOCK_ORIGIN_BUDGET, (subject,))
+        tx.queue(sql.LOCK_ORIGIN_BUDGET, (subject,))
 
 
 def charge_budget(tx: Transaction, subject: str, budget: RateLimit, now: int) -> None:
@@ -111,8 +120,8 @@ def charge_budget(tx: Transaction, subject: str, budget: RateLimit, now: int) ->
     recent = sorted(t for t in rate_events(row[0] if row else "") if t > since)
     if len(recent) < budget.limit:
         recent.append(now)
-    tx.execute(sql.SET_ORIGIN_BUDGET_EVENTS, (subject, rate_events_text(recent)))
-    tx.execute(sql.PURGE_IDLE_ORIGIN_ATTEMPTS, (subject, since, now))
+    tx.queue(sql.SET_ORIGIN_BUDGET_EVENTS, (subject, rate_events_text(recent)))
+    tx.queue(sql.PURGE_IDLE_ORIGIN_ATTEMPTS, (subject, since, now))
 
 
 def write_attempts(tx: Transaction, attempts: OriginAttempts) -> bool:

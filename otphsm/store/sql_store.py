@@ -51,10 +51,12 @@ AUDIT_PAGE_SIZE = 500
 class Engine(Protocol):
     dialect: Dialect
 
-    def run(self, work: Callable[[Transaction], T], *, write: bool) -> T:
+    def run(self, work: Callable[[Transaction], T], *, write: bool, durable: bool = True) -> T:
         """Run `work` in one transaction and commit it. Writers are serialised by the engine's
         write lock or row locks; a unique-key violation becomes `Conflict`, a lost or busy
-        database `StoreUnavailable`."""
+        database `StoreUnavailable`. `durable=False`: the transaction may be lost in a crash
+        of the database (its commit need not reach the disk before it returns); what other
+        sessions see of it is unchanged."""
         ...
 
     def transaction(self) -> AbstractContextManager[Transaction]:
@@ -317,7 +319,9 @@ class SqlStore:
                 tx, self.dialect, subject, origin, reserved_since, now, admit
             )
 
-        return self._outside_unit_of_work().run(reserve, write=True)
+        # An attempt in flight, ignored after RESERVATION_SECONDS anyway: lost in a crash of
+        # the database, it only lets one more attempt through. The outcome's commit is durable.
+        return self._outside_unit_of_work().run(reserve, write=True, durable=False)
 
     def settle_origin_attempt(
         self,
@@ -509,9 +513,9 @@ class _JoinedEngine:
         self._tx = tx
         self.dialect = dialect
 
-    def run(self, work: Callable[[Transaction], T], *, write: bool) -> T:
+    def run(self, work: Callable[[Transaction], T], *, write: bool, durable: bool = True) -> T:
         """A method that writes several statements does so all or nothing within the unit of
-        work too: under a savepoint, rolled back to if it raises."""
+        work too: under a savepoint, rolled back to if it raises. Durable as the unit is."""
         if not write:
             return work(self._tx)
         self._tx.execute("SAVEPOINT store_method")

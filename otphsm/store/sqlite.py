@@ -63,6 +63,12 @@ class _SqliteTransaction:
         with self._translated():
             return self._connection.execute(statement, params).rowcount
 
+    def queue(self, statement: str, params: Sequence[object] = ()) -> None:
+        self.execute(statement, params)
+
+    def fetch_each(self, reads: Sequence[tuple[str, Sequence[object]]]) -> list[list[Row]]:
+        return [self.fetch_all(statement, params) for statement, params in reads]
+
     def fetch_one(self, statement: str, params: Sequence[object] = ()) -> Row | None:
         found = self.fetch_all(statement, params)
         return found[0] if found else None
@@ -94,7 +100,7 @@ class SqliteEngine:
                 self._local.connection = first
                 self._enable_wal(first)
 
-    def run(self, work: Callable[[Transaction], T], *, write: bool) -> T:
+    def run(self, work: Callable[[Transaction], T], *, write: bool, durable: bool = True) -> T:
         with self._writer_turn(write), self._translated(), self._exclusive() as connection:
             connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
