@@ -5,8 +5,9 @@ serving the benchmark's database), and on PostgreSQL the commits (`pg_stat_datab
 xact_commit` of that database, a lone read counting as one). strace slows the traced
 processes: this run's rate is not reported.
 
-PostgreSQL's sessions flush their statistics at most once a second and when idle, so the
-commit counter is read once it has stopped moving, before and after the run.
+PostgreSQL's sessions flush their statistics when idle, at most once a second; one that went
+idle sooner after its last flush waits 10 s (PGSTAT_IDLE_INTERVAL). So the commit counter is
+read once it has not moved for longer than that, before and after the run.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 
 SYNC_CALLS = ("fsync", "fdatasync")
-SETTLE_TIMEOUT = 15.0
-"""Longest wait for PostgreSQL's commit counter to stop moving."""
+STATS_IDLE_INTERVAL = 11.0
+"""Seconds without a change after which PostgreSQL's commit counter holds every commit."""
+SETTLE_TIMEOUT = 40.0
+"""Longest wait for it."""
 
 
 def measure(
@@ -126,4 +129,4 @@ def _settled_commits(pg_settings: dict[str, Any]) -> int:
             if now == last or time.monotonic() > deadline:
                 return int(now)
             last = now
-            time.sleep(1.5)
+            time.sleep(STATS_IDLE_INTERVAL)

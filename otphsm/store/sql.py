@@ -32,11 +32,12 @@ class Dialect:
     table_exists: str
     """One row if the table named by the parameter exists where unqualified names resolve."""
     relaxed_commit: str | None = None
-    """Taken first in a transaction whose loss in a database crash is harmless (a cache): its
-    commit does not wait for the disk."""
-    serialised_writers: bool = False
-    """Every writing transaction holds the database's one write lock from its start (SQLite's
-    BEGIN IMMEDIATE): a row lock taken to order writers (`LOCK_ORIGIN_BUDGET`) adds nothing."""
+    """Taken first in a transaction whose loss in a database crash is harmless (a cache, an
+    attempt in flight): its commit does not wait for the disk."""
+    lockout_lock: str | None = None
+    """Taken first by every lockout writer, the subject as parameter, until the commit: a
+    subject's writers go in turn across processes. None where every writing transaction holds
+    the database's one write lock from its start (SQLite's BEGIN IMMEDIATE)."""
 
     def render(self, statement: str) -> str:
         if self.placeholder == "?":
@@ -60,11 +61,14 @@ SQLITE = Dialect(
     audit_lock=None,
     consistent_read=None,
     table_exists="SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-    serialised_writers=True,
 )
 
 MIGRATION_LOCK_KEY = int.from_bytes(b"otphsm\x00\x01", "big")
 """The advisory lock `migrate()` holds on PostgreSQL ("otphsm", lock number 1)."""
+LOCKOUT_LOCK_CLASS = int.from_bytes(b"otpl", "big")
+"""The first key of a subject's lockout lock on PostgreSQL, the second the subject's hash: a
+pair of int4 keys, a lock space apart from `MIGRATION_LOCK_KEY`'s one bigint. Two subjects
+whose hashes collide only have their writers go in turn together."""
 
 POSTGRES = Dialect(
     name="postgresql",
@@ -82,6 +86,7 @@ POSTGRES = Dialect(
     consistent_read="SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY",
     table_exists="SELECT 1 WHERE to_regclass(?) IS NOT NULL",
     relaxed_commit="SET LOCAL synchronous_commit = off",
+    lockout_lock=f"SELECT pg_advisory_xact_lock({LOCKOUT_LOCK_CLASS}, hashtext(?))",
 )
 
 
@@ -344,12 +349,6 @@ REMEMBER_ORIGIN = (
 )
 FORGET_KNOWN_ORIGINS = "DELETE FROM known_origins WHERE subject = ? AND last_success_at < ?"
 ORIGIN_BUDGET_EVENTS = "SELECT events FROM origin_budgets WHERE subject = ?"
-# As LOCK_RATE_BUCKET: creates the row and, on PostgreSQL, locks it until the commit. Not
-# run where the dialect's writers are serialised already (SQLite): nothing to order there.
-LOCK_ORIGIN_BUDGET = (
-    "INSERT INTO origin_budgets (subject, events) VALUES (?, '') "
-    "ON CONFLICT (subject) DO UPDATE SET events = origin_budgets.events"
-)
 SET_ORIGIN_BUDGET_EVENTS = (
     "INSERT INTO origin_budgets (subject, events) VALUES (?, ?) "
     "ON CONFLICT (subject) DO UPDATE SET events = excluded.events"
@@ -363,8 +362,6 @@ DELETE_RESERVATION = "DELETE FROM origin_reservations WHERE subject = ? AND id =
 PURGE_STALE_RESERVATIONS = "DELETE FROM origin_reservations WHERE subject = ? AND created_at < ?"
 CLEAR_ORIGIN_ATTEMPTS = "DELETE FROM origin_attempts WHERE subject = ?"
 CLEAR_ORIGIN_BUDGET = "DELETE FROM origin_budgets WHERE subject = ?"
-DROP_EMPTY_ORIGIN_BUDGET = "DELETE FROM origin_budgets WHERE subject = ? AND events = ''"
-"""After a writer's LOCK_ORIGIN_BUDGET: no row left behind for a subject with no events."""
 
 # RADIUS (migration 8): challenge states and recent answers, shared by replicas.
 INSERT_RADIUS_STATE = (

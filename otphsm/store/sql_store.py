@@ -157,7 +157,7 @@ class SqlStore:
         return self._versioned_update(sql.TOKENS, token)
 
     def update_token_succeeded(self, token: Token, success: Success) -> bool:
-        # The token's row is locked before the subject's budget row, as an unlock does
+        # The token's row is locked before the subject's lockout lock, as an unlock does
         # (`lifecycle`: the token, then `clear_origin_lockout`): no deadlock between them.
         def write(tx: Transaction) -> bool:
             params = sql.TOKENS.versioned_update_params(token)
