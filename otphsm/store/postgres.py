@@ -5,7 +5,7 @@ loses a race re-reads the row after the winner commits and matches nothing. Audi
 take a table lock that only appenders contend for; `migrate()` takes an advisory lock.
 
 A transaction is pipelined: BEGIN and the statements whose result is not read (`queue`) are
-sent with the next read, the reads of one `fetch_each` together, and the COMMIT with the
+sent with the next read, and the COMMIT with the
 statements queued after the last read, so a transaction costs one round trip per read that
 decides what comes next, plus one. Connections are in autocommit mode, the BEGIN being ours:
 psycopg's own would wait for its answer. A lone read runs without BEGIN and COMMIT.
@@ -59,8 +59,8 @@ _POOL_GAVE_UP = (PoolTimeout, PoolClosed, TooManyRequests)
 
 class _PostgresTransaction:
     """Statements on one connection. In a pipeline (`pipeline` given), a queued statement is
-    only sent: it travels with the next statement whose result is read, or with the COMMIT,
-    and the reads of one `fetch_each` share one round trip."""
+    only sent: it travels with the next statement whose result is read, or with the
+    COMMIT."""
 
     def __init__(
         self,
@@ -92,17 +92,6 @@ class _PostgresTransaction:
         with self._translated(), self._connection.cursor() as cursor:
             cursor.execute(POSTGRES.render(statement), params or None)
             return cursor.fetchall()
-
-    def fetch_each(self, reads: Sequence[tuple[str, Sequence[object]]]) -> list[list[Row]]:
-        with self._translated():
-            cursors = [self._connection.cursor() for _ in reads]
-            for cursor, (statement, params) in zip(cursors, reads, strict=True):
-                cursor.execute(POSTGRES.render(statement), params or None)
-            try:
-                return [cursor.fetchall() for cursor in cursors]
-            finally:
-                for cursor in cursors:
-                    cursor.close()
 
 
 class _CommitFailed(Exception):

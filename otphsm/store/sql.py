@@ -107,10 +107,6 @@ class Transaction(Protocol):
 
     def fetch_all(self, statement: str, params: Sequence[object] = ()) -> list[Row]: ...
 
-    def fetch_each(self, reads: Sequence[tuple[str, Sequence[object]]]) -> list[list[Row]]:
-        """Several reads in order, every row of each: one round trip on PostgreSQL."""
-        ...
-
 
 @dataclass(frozen=True)
 class Table(Generic[R]):
@@ -332,7 +328,6 @@ ACTIVE_GRID_CARDS_OF = f"{GRID_CARDS.select} WHERE codice_fiscale = ? AND state 
 LAST_AUDIT_ENTRY = f"{AUDIT_LOG.select} ORDER BY seq DESC LIMIT 1"
 AUDIT_PAGE = f"{AUDIT_LOG.select} WHERE seq > ? ORDER BY seq LIMIT ?"
 
-ORIGIN_ATTEMPTS_OF = f"{ORIGIN_ATTEMPTS.select} WHERE subject = ? AND origin = ?"
 INSERT_ORIGIN_ATTEMPTS = f"{ORIGIN_ATTEMPTS.insert} ON CONFLICT (subject, origin) DO NOTHING"
 UPDATE_ORIGIN_ATTEMPTS = (
     "UPDATE origin_attempts SET failures = ?, lock_level = ?, locked_until = ?, updated_at = ?, "
@@ -342,20 +337,25 @@ PURGE_IDLE_ORIGIN_ATTEMPTS = (
     "DELETE FROM origin_attempts WHERE subject = ? AND updated_at < ? AND locked_until <= ?"
 )
 DELETE_ORIGIN_ATTEMPTS = "DELETE FROM origin_attempts WHERE subject = ? AND origin = ?"
-KNOWN_ORIGIN_SEEN = "SELECT last_success_at FROM known_origins WHERE subject = ? AND origin = ?"
 REMEMBER_ORIGIN = (
     "INSERT INTO known_origins (subject, origin, last_success_at) VALUES (?, ?, ?) "
     "ON CONFLICT (subject, origin) DO UPDATE SET last_success_at = excluded.last_success_at"
 )
 FORGET_KNOWN_ORIGINS = "DELETE FROM known_origins WHERE subject = ? AND last_success_at < ?"
-ORIGIN_BUDGET_EVENTS = "SELECT events FROM origin_budgets WHERE subject = ?"
 SET_ORIGIN_BUDGET_EVENTS = (
     "INSERT INTO origin_budgets (subject, events) VALUES (?, ?) "
     "ON CONFLICT (subject) DO UPDATE SET events = excluded.events"
 )
-RESERVATIONS_IN_FLIGHT = (
-    "SELECT id, origin, charges_budget FROM origin_reservations "
-    "WHERE subject = ? AND created_at >= ?"
+# A subject's standing for an origin in one statement: one row per reservation in flight
+# (at least one), each with the origin's counter (NULLs if none), its last login, the budget's
+# events. Params: subject, origin, subject, subject, origin, subject, reserved since.
+STANDING = (
+    f"SELECT {', '.join(f'a.{column}' for column in ORIGIN_ATTEMPTS.columns)}, "  # noqa: S608
+    "(SELECT last_success_at FROM known_origins k WHERE k.subject = ? AND k.origin = ?), "
+    "(SELECT events FROM origin_budgets b WHERE b.subject = ?), "
+    "r.id, r.origin, r.charges_budget FROM (SELECT 1 AS one) AS standing "
+    "LEFT JOIN origin_attempts a ON a.subject = ? AND a.origin = ? "
+    "LEFT JOIN origin_reservations r ON r.subject = ? AND r.created_at >= ?"
 )
 INSERT_RESERVATION = ORIGIN_RESERVATIONS.insert
 DELETE_RESERVATION = "DELETE FROM origin_reservations WHERE subject = ? AND id = ?"

@@ -73,25 +73,21 @@ def clear(tx: Transaction, dialect: Dialect, subjects: Sequence[str]) -> None:
 
 
 def standing(tx: Transaction, subject: str, origin: str, reserved_since: int) -> Standing:
-    """The subject's counters, read together (one round trip on PostgreSQL)."""
-    found = tx.fetch_each(
-        [
-            (sql.ORIGIN_ATTEMPTS_OF, (subject, origin)),
-            (sql.KNOWN_ORIGIN_SEEN, (subject, origin)),
-            (sql.ORIGIN_BUDGET_EVENTS, (subject,)),
-            (sql.RESERVATIONS_IN_FLIGHT, (subject, reserved_since)),
-        ]
-    )
-    counter, seen_rows, budget_rows, reserved = found
-    row = counter[0] if counter else None
-    attempts = sql.ORIGIN_ATTEMPTS.from_row(row) if row else OriginAttempts(subject, origin)
-    seen = seen_rows[0] if origin and seen_rows else None
-    budget = budget_rows[0] if budget_rows else None
-    events = tuple(rate_events(budget[0])) if budget else ()
+    """The subject's counters, read in one statement (`sql.STANDING`)."""
+    params = (subject, origin, subject, subject, origin, subject, reserved_since)
+    found = tx.fetch_all(sql.STANDING, params)
+    first, width = found[0], len(sql.ORIGIN_ATTEMPTS.columns)
+    counter = first[:width]
+    stored = counter[0] is not None
+    attempts = sql.ORIGIN_ATTEMPTS.from_row(counter) if stored else OriginAttempts(subject, origin)
+    seen = first[width] if origin else None
+    budget = first[width + 1]
+    events = tuple(rate_events(budget)) if budget else ()
+    reserved = [row[width + 2 :] for row in found if row[width + 2] is not None]
     mine = sum(1 for _id, other, _charges in reserved if other == origin)
     charging = sum(1 for _id, _other, charges in reserved if charges)
     ids = frozenset(str(row[0]) for row in reserved)
-    return Standing(attempts, int(seen[0]) if seen else None, events, mine, charging, ids)
+    return Standing(attempts, int(seen) if seen is not None else None, events, mine, charging, ids)
 
 
 def succeeded(tx: Transaction, dialect: Dialect, success: Success) -> None:

@@ -66,9 +66,6 @@ class _SqliteTransaction:
     def queue(self, statement: str, params: Sequence[object] = ()) -> None:
         self.execute(statement, params)
 
-    def fetch_each(self, reads: Sequence[tuple[str, Sequence[object]]]) -> list[list[Row]]:
-        return [self.fetch_all(statement, params) for statement, params in reads]
-
     def fetch_one(self, statement: str, params: Sequence[object] = ()) -> Row | None:
         found = self.fetch_all(statement, params)
         return found[0] if found else None

@@ -115,10 +115,9 @@ class _PausedAfterReading(_PausedAfterFirstStatement):
     def execute(self, statement: str, params: Sequence[object] = ()) -> int:
         return int(self._tx.execute(statement, params))
 
-    def fetch_each(self, reads: Sequence[tuple[str, Sequence[object]]]) -> Any:
-        rows = self._tx.fetch_each(reads)
-        read_reservations = any("origin_reservations" in statement for statement, _ in reads)
-        if read_reservations and not self._started.is_set():
+    def fetch_all(self, statement: str, params: Sequence[object] = ()) -> Any:
+        rows = self._tx.fetch_all(statement, params)
+        if "origin_reservations" in statement and not self._started.is_set():
             self._started.set()
             time.sleep(PAUSE_SECONDS)
         return rows
