@@ -5,10 +5,10 @@ loses a race re-reads the row after the winner commits and matches nothing. Audi
 take a table lock that only appenders contend for; `migrate()` takes an advisory lock.
 
 A transaction is pipelined: BEGIN and the statements whose result is not read (`queue`) are
-sent with the next read, and the COMMIT with the
-statements queued after the last read, so a transaction costs one round trip per read that
-decides what comes next, plus one. Connections are in autocommit mode, the BEGIN being ours:
-psycopg's own would wait for its answer. A lone read runs without BEGIN and COMMIT.
+sent with the next read, and the COMMIT with the statements queued after the last read, so a
+transaction costs one round trip per read that decides what comes next, plus one.
+Connections are in autocommit mode, the BEGIN being ours: psycopg's own would wait for its
+answer. A lone read runs without BEGIN and COMMIT.
 
 Connections are not checked before each use (that would cost a round trip per operation).
 A transaction that fails before COMMIT because its connection died (a server restart, a
