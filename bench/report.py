@@ -77,6 +77,25 @@ def http_table(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def durability_table(results: dict[str, Any]) -> list[str]:
+    rows = results.get("durability", [])
+    if not rows:
+        return []
+    lines = [
+        "| server | fsyncs per valid verify | commits per valid verify |",
+        "|---|---:|---:|",
+    ]
+    for row in rows:
+        fsyncs = row.get("fsyncs_per_verify")
+        commits = row.get("commits_per_verify")
+        lines.append(
+            f"| {row['server']} "
+            f"| {f'{fsyncs:.2f}' if fsyncs is not None else row.get('fsyncs_unavailable', '-')} "
+            f"| {f'{commits:.2f}' if commits is not None else '-'} |"
+        )
+    return lines
+
+
 def replica_table(results: dict[str, Any]) -> list[str]:
     lines = [
         "| replicas (PostgreSQL + one SoftHSM token) | peak verif./s | p99 ms at ½ peak |",
@@ -148,6 +167,7 @@ def text(results: dict[str, Any]) -> str:
         "",
     ]
     parts = [head, verify_table(results), [""], baseline_table(results), [""]]
+    parts += [durability_table(results), [""]]
     parts += [http_table(results), [""], replica_table(results), [""]]
     parts += [processes_table(results), [""]]
     parts += [enrol_table(results), [""], hsm_table(results), [""], floor_table(results)]

@@ -10,6 +10,8 @@ serve` on SQLite and on PostgreSQL, the do-nothing servicer), then measures:
   the same over RADIUS (PAP Access-Requests by serial to the same servers: rows
   "sqlite/radius" and "postgresql/radius");
 - Verify over the HTTP/JSON API (mTLS, keep-alive), valid codes, beside gRPC in the same run;
+- what a valid verify makes durable before its answer: fsyncs per verify (strace) and, on
+  PostgreSQL, commits per verify (durability.py), in one extra run per store;
 - two `otphsm serve` replicas sharing PostgreSQL and the SoftHSM token, vs one;
 - `server.processes` = 2 beside 1 on each engine, with the CPU cores the load generator and
   the servers used;
@@ -34,6 +36,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_hsm
+import durability
 import report
 from enrol_flow import measure_enrolment
 from fleet import Fleet, grow
@@ -81,6 +84,7 @@ class Bench:
             "http": [],
             "floor": [],
             "processes": [],
+            "durability": [],
         }
         self.cores = (0.0, 0.0)
         server = {"server": {"max_workers": args.workers}}
@@ -198,6 +202,25 @@ class Bench:
                     f"({row['vs_noop']:.0%})  p50 {row['peak_p50_ms']:.2f} ms  "
                     f"p99@½ {row['half_p99_ms']:.2f} ms  cpu {cpu:,.0f} µs"
                 )
+
+    def durability(self) -> None:
+        """fsyncs (and PostgreSQL's commits) per valid verify, in one short extra run per
+        store under strace (durability.py)."""
+        for name, server in self.stores.items():
+            pg = self.env.pg_settings if name == "postgresql" else None
+            pids = durability.backend_pids(pg) if pg else [server.pid]
+
+            def run(server: ServerProcess = server) -> int:
+                return self.load([server], "valid")[0].answered
+
+            row = {"server": name, **durability.measure(run, pids, pg)}
+            self.results["durability"].append(row)
+            fsyncs, commits = row["fsyncs_per_verify"], row.get("commits_per_verify")
+            self.say(
+                f"{name:<10} per valid verify: "
+                + (f"{fsyncs:.2f} fsyncs" if fsyncs is not None else row["fsyncs_unavailable"])
+                + (f", {commits:.2f} commits" if commits is not None else "")
+            )
 
     def verify_over_http(self, size: int) -> None:
         """Valid codes over the HTTP/JSON API, beside the gRPC rows of the same size."""
@@ -327,6 +350,8 @@ class Bench:
                 )
                 if "verify" in sections:
                     self.verify_at(size)
+                    if size == self.plan["sizes"][0]:
+                        self.durability()
                 if "http" in sections:
                     self.verify_over_http(size)
                 if size == self.plan["sizes"][0] and "replicas" in sections:

@@ -4,6 +4,12 @@ At-most-once comes from the statements, not the isolation level: a conditional U
 loses a race re-reads the row after the winner commits and matches nothing. Audit appends
 take a table lock that only appenders contend for; `migrate()` takes an advisory lock.
 
+A transaction is pipelined: BEGIN and the statements whose result is not read (`queue`) are
+sent with the next read, and the COMMIT with the statements queued after the last read, so a
+transaction costs one round trip per read that decides what comes next, plus one.
+Connections are in autocommit mode, the BEGIN being ours: psycopg's own would wait for its
+answer. A lone read runs without BEGIN and COMMIT.
+
 Connections are not checked before each use (that would cost a round trip per operation).
 A transaction that fails before COMMIT because its connection died (a server restart, a
 failover, `pg_terminate_backend`) makes the pool check every idle connection, replacing the
@@ -52,18 +58,30 @@ _POOL_GAVE_UP = (PoolTimeout, PoolClosed, TooManyRequests)
 
 
 class _PostgresTransaction:
+    """Statements on one connection. In a pipeline (`pipeline` given), a queued statement is
+    only sent: it travels with the next statement whose result is read, or with the
+    COMMIT."""
+
     def __init__(
         self,
         connection: Connection,
         translated: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
+        pipeline: psycopg.Pipeline | None = None,
     ) -> None:
         self._connection = connection
         self._translated = translated
+        self._pipeline = pipeline
 
     def execute(self, statement: str, params: Sequence[object] = ()) -> int:
         with self._translated(), self._connection.cursor() as cursor:
             cursor.execute(POSTGRES.render(statement), params or None)
+            if self._pipeline is not None:
+                self._pipeline.sync()  # the row count is known once the answer is in
             return cursor.rowcount
+
+    def queue(self, statement: str, params: Sequence[object] = ()) -> None:
+        with self._translated():
+            self._connection.cursor().execute(POSTGRES.render(statement), params or None)
 
     def fetch_one(self, statement: str, params: Sequence[object] = ()) -> Row | None:
         with self._translated(), self._connection.cursor() as cursor:
@@ -122,7 +140,7 @@ class PostgresEngine:
             dsn,
             min_size=1,
             max_size=pool_size,
-            kwargs=defaults,
+            kwargs={**defaults, "autocommit": True},  # BEGIN is ours: see `_attempt`
             timeout=timeout,
             reconnect_timeout=reconnect_timeout,
             name="otphsm-store",
@@ -131,9 +149,11 @@ class PostgresEngine:
         self._pool.open(wait=False)
 
     def run(self, work: Callable[[Transaction], T], *, write: bool, durable: bool = True) -> T:
-        if write and not durable:
-            return self._run(_relaxed(work), timeout=None)
-        return self._run(work, timeout=None)
+        """`durable=False`: a transaction whose loss in a database crash is harmless; its
+        COMMIT does not wait for the WAL to reach the disk (`synchronous_commit = off` for it
+        alone). Other sessions see it as soon as it is committed, as any other, and the next
+        durable commit flushes it too."""
+        return self._run(work, timeout=None, durable=durable)
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
@@ -145,6 +165,7 @@ class PostgresEngine:
         try:
             with self._pool.connection(timeout=self._wait()) as connection:
                 tx = _PostgresTransaction(connection, self._translated)
+                tx.execute("BEGIN")
                 tx.execute(POSTGRES.audit_lock or "SELECT 1")
                 yield tx
                 try:
@@ -199,14 +220,21 @@ class PostgresEngine:
         self._pool.close()
 
     def _run(
-        self, work: Callable[[Transaction], T], *, timeout: float | None, single: bool = False
+        self,
+        work: Callable[[Transaction], T],
+        *,
+        timeout: float | None,
+        single: bool = False,
+        durable: bool = True,
     ) -> T:
         attempt = 1
         while True:
             wait = OUTAGE_WAIT if timeout is None and self._outage else timeout
             try:
-                attempt_once = self._attempt_single if single else self._attempt
-                result = attempt_once(work, wait)
+                if single:
+                    result = self._attempt_single(work, wait)
+                else:
+                    result = self._attempt(work, wait, durable=durable)
                 self._outage = False
                 return result
             except PoolTimeout as exc:
@@ -228,24 +256,32 @@ class PostgresEngine:
                     raise self._unavailable(exc) from exc
                 raise
 
-    def _attempt(self, work: Callable[[Transaction], T], timeout: float | None) -> T:
+    def _attempt(
+        self, work: Callable[[Transaction], T], timeout: float | None, *, durable: bool = True
+    ) -> T:
+        """`work` in a pipeline: BEGIN and the statements it queues travel with its first read,
+        and the COMMIT with the statements queued after its last read, in one round trip. A
+        failure of those is reported as the COMMIT's (its outcome unknown: not retried)."""
         with self._pool.connection(timeout=timeout) as connection:
-            result = work(_PostgresTransaction(connection))
-            try:
-                connection.commit()
-            except psycopg.Error as exc:
-                raise _CommitFailed(exc) from exc
+            stack = contextlib.ExitStack()
+            with stack:
+                pipeline = stack.enter_context(connection.pipeline())
+                tx = _PostgresTransaction(connection, pipeline=pipeline)
+                tx.queue("BEGIN")
+                if not durable and POSTGRES.relaxed_commit:
+                    tx.queue(POSTGRES.relaxed_commit)
+                result = work(tx)
+                tx.queue("COMMIT")  # sent with the pipeline's last Sync: one round trip
+                try:
+                    stack.close()
+                except psycopg.Error as exc:
+                    raise _CommitFailed(exc) from exc
             return result
 
     def _attempt_single(self, read: Callable[[Transaction], T], timeout: float | None) -> T:
-        """One read-only statement in autocommit: no BEGIN and COMMIT round trips."""
+        """One read-only statement on its own (no BEGIN and COMMIT): one round trip."""
         with self._pool.connection(timeout=timeout) as connection:
-            connection.autocommit = True
-            try:
-                return read(_PostgresTransaction(connection))
-            finally:
-                if not connection.closed:
-                    connection.autocommit = False
+            return read(_PostgresTransaction(connection))
 
     def _note_pool_timeout(self) -> None:
         failed = int(self._pool.get_stats().get("connections_errors", 0))
@@ -256,17 +292,6 @@ class PostgresEngine:
         message = redact(str(exc).strip(), self._secrets)
         where = f" {context}" if context else ""
         return StoreUnavailable(f"PostgreSQL is unavailable{where}: {message}", code=exc.sqlstate)
-
-
-def _relaxed(work: Callable[[Transaction], T]) -> Callable[[Transaction], T]:
-    """`work` in a transaction whose COMMIT does not wait for the WAL flush: other sessions
-    see it at once; a later synchronous commit (or the WAL writer) flushes it."""
-
-    def relaxed(tx: Transaction) -> T:
-        tx.execute(POSTGRES.relaxed_commit or "SELECT 1")
-        return work(tx)
-
-    return relaxed
 
 
 def _retryable(exc: psycopg.Error) -> bool:

@@ -32,11 +32,12 @@ class Dialect:
     table_exists: str
     """One row if the table named by the parameter exists where unqualified names resolve."""
     relaxed_commit: str | None = None
-    """Taken first in a transaction whose loss in a database crash is harmless (a cache): its
-    commit does not wait for the disk."""
-    serialised_writers: bool = False
-    """Every writing transaction holds the database's one write lock from its start (SQLite's
-    BEGIN IMMEDIATE): a row lock taken to order writers (`LOCK_ORIGIN_BUDGET`) adds nothing."""
+    """Taken first in a transaction whose loss in a database crash is harmless (a cache, an
+    attempt in flight): its commit does not wait for the disk."""
+    lockout_lock: str | None = None
+    """Taken first by every lockout writer, the subject as parameter, until the commit: a
+    subject's writers go in turn across processes. None where every writing transaction holds
+    the database's one write lock from its start (SQLite's BEGIN IMMEDIATE)."""
 
     def render(self, statement: str) -> str:
         if self.placeholder == "?":
@@ -60,11 +61,14 @@ SQLITE = Dialect(
     audit_lock=None,
     consistent_read=None,
     table_exists="SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-    serialised_writers=True,
 )
 
 MIGRATION_LOCK_KEY = int.from_bytes(b"otphsm\x00\x01", "big")
 """The advisory lock `migrate()` holds on PostgreSQL ("otphsm", lock number 1)."""
+LOCKOUT_LOCK_CLASS = int.from_bytes(b"otpl", "big")
+"""The first key of a subject's lockout lock on PostgreSQL, the second the subject's hash: a
+pair of int4 keys, a lock space apart from `MIGRATION_LOCK_KEY`'s one bigint. Two subjects
+whose hashes collide only have their writers go in turn together."""
 
 POSTGRES = Dialect(
     name="postgresql",
@@ -82,6 +86,7 @@ POSTGRES = Dialect(
     consistent_read="SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY",
     table_exists="SELECT 1 WHERE to_regclass(?) IS NOT NULL",
     relaxed_commit="SET LOCAL synchronous_commit = off",
+    lockout_lock=f"SELECT pg_advisory_xact_lock({LOCKOUT_LOCK_CLASS}, hashtext(?))",
 )
 
 
@@ -90,6 +95,12 @@ class Transaction(Protocol):
 
     def execute(self, statement: str, params: Sequence[object] = ()) -> int:
         """Run a statement; return the number of rows it changed."""
+        ...
+
+    def queue(self, statement: str, params: Sequence[object] = ()) -> None:
+        """Run a statement whose result is not read. PostgreSQL sends it with the next
+        statement whose result is read, or with the COMMIT (one round trip for them all): its
+        error, if any, surfaces there. In order with the others either way."""
         ...
 
     def fetch_one(self, statement: str, params: Sequence[object] = ()) -> Row | None: ...
@@ -317,7 +328,6 @@ ACTIVE_GRID_CARDS_OF = f"{GRID_CARDS.select} WHERE codice_fiscale = ? AND state 
 LAST_AUDIT_ENTRY = f"{AUDIT_LOG.select} ORDER BY seq DESC LIMIT 1"
 AUDIT_PAGE = f"{AUDIT_LOG.select} WHERE seq > ? ORDER BY seq LIMIT ?"
 
-ORIGIN_ATTEMPTS_OF = f"{ORIGIN_ATTEMPTS.select} WHERE subject = ? AND origin = ?"
 INSERT_ORIGIN_ATTEMPTS = f"{ORIGIN_ATTEMPTS.insert} ON CONFLICT (subject, origin) DO NOTHING"
 UPDATE_ORIGIN_ATTEMPTS = (
     "UPDATE origin_attempts SET failures = ?, lock_level = ?, locked_until = ?, updated_at = ?, "
@@ -327,34 +337,31 @@ PURGE_IDLE_ORIGIN_ATTEMPTS = (
     "DELETE FROM origin_attempts WHERE subject = ? AND updated_at < ? AND locked_until <= ?"
 )
 DELETE_ORIGIN_ATTEMPTS = "DELETE FROM origin_attempts WHERE subject = ? AND origin = ?"
-KNOWN_ORIGIN_SEEN = "SELECT last_success_at FROM known_origins WHERE subject = ? AND origin = ?"
 REMEMBER_ORIGIN = (
     "INSERT INTO known_origins (subject, origin, last_success_at) VALUES (?, ?, ?) "
     "ON CONFLICT (subject, origin) DO UPDATE SET last_success_at = excluded.last_success_at"
 )
 FORGET_KNOWN_ORIGINS = "DELETE FROM known_origins WHERE subject = ? AND last_success_at < ?"
-ORIGIN_BUDGET_EVENTS = "SELECT events FROM origin_budgets WHERE subject = ?"
-# As LOCK_RATE_BUCKET: creates the row and, on PostgreSQL, locks it until the commit. Not
-# run where the dialect's writers are serialised already (SQLite): nothing to order there.
-LOCK_ORIGIN_BUDGET = (
-    "INSERT INTO origin_budgets (subject, events) VALUES (?, '') "
-    "ON CONFLICT (subject) DO UPDATE SET events = origin_budgets.events"
-)
 SET_ORIGIN_BUDGET_EVENTS = (
     "INSERT INTO origin_budgets (subject, events) VALUES (?, ?) "
     "ON CONFLICT (subject) DO UPDATE SET events = excluded.events"
 )
-RESERVATIONS_IN_FLIGHT = (
-    "SELECT id, origin, charges_budget FROM origin_reservations "
-    "WHERE subject = ? AND created_at >= ?"
+# A subject's standing for an origin in one statement: one row per reservation in flight
+# (at least one), each with the origin's counter (NULLs if none), its last login, the budget's
+# events. Params: subject, origin, subject, subject, origin, subject, reserved since.
+STANDING = (
+    f"SELECT {', '.join(f'a.{column}' for column in ORIGIN_ATTEMPTS.columns)}, "  # noqa: S608
+    "(SELECT last_success_at FROM known_origins k WHERE k.subject = ? AND k.origin = ?), "
+    "(SELECT events FROM origin_budgets b WHERE b.subject = ?), "
+    "r.id, r.origin, r.charges_budget FROM (SELECT 1 AS one) AS standing "
+    "LEFT JOIN origin_attempts a ON a.subject = ? AND a.origin = ? "
+    "LEFT JOIN origin_reservations r ON r.subject = ? AND r.created_at >= ?"
 )
 INSERT_RESERVATION = ORIGIN_RESERVATIONS.insert
 DELETE_RESERVATION = "DELETE FROM origin_reservations WHERE subject = ? AND id = ?"
 PURGE_STALE_RESERVATIONS = "DELETE FROM origin_reservations WHERE subject = ? AND created_at < ?"
 CLEAR_ORIGIN_ATTEMPTS = "DELETE FROM origin_attempts WHERE subject = ?"
 CLEAR_ORIGIN_BUDGET = "DELETE FROM origin_budgets WHERE subject = ?"
-DROP_EMPTY_ORIGIN_BUDGET = "DELETE FROM origin_budgets WHERE subject = ? AND events = ''"
-"""After a writer's LOCK_ORIGIN_BUDGET: no row left behind for a subject with no events."""
 
 # RADIUS (migration 8): challenge states and recent answers, shared by replicas.
 INSERT_RADIUS_STATE = (

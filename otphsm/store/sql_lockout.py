@@ -1,7 +1,8 @@
 """The lockout per origin in SQL (`Store`'s lockout methods, one transaction each): the
 standing read, a reservation made and settled, a success, an operator's unlock. Every writer
-takes the subject's budget row lock first (`lock_budget`), so a subject's writers go in turn
-across replicas; on SQLite its one write lock already orders them."""
+takes the subject's lock first (`lock_subject`: an advisory lock on PostgreSQL, which writes
+nothing), so a subject's writers go in turn across replicas; on SQLite its one write lock
+already orders them."""
 
 from __future__ import annotations
 
@@ -30,13 +31,12 @@ def reserve(
     now: int,
     admit: Callable[[Standing], Reservation | Refusal],
 ) -> Reservation | Refusal:
-    lock_budget(tx, dialect, subject)  # the subject's writers in turn
-    tx.execute(sql.PURGE_STALE_RESERVATIONS, (subject, reserved_since))
+    lock_subject(tx, dialect, subject)  # the subject's writers in turn
+    tx.queue(sql.PURGE_STALE_RESERVATIONS, (subject, reserved_since))
     decision = admit(standing(tx, subject, origin, reserved_since))
     if isinstance(decision, Reservation):
         row = (subject, decision.id, origin, int(decision.charges_budget), now)
-        tx.execute(sql.INSERT_RESERVATION, row)
-    tx.execute(sql.DROP_EMPTY_ORIGIN_BUDGET, (subject,))
+        tx.queue(sql.INSERT_RESERVATION, row)
     return decision
 
 
@@ -49,70 +49,80 @@ def settle(
     budget: RateLimit,
     count: Callable[[Standing], Failure] | None,
 ) -> Failure | None:
-    lock_budget(tx, dialect, subject)  # first, as every lockout writer
-    tx.execute(sql.DELETE_RESERVATION, (subject, reservation_id))
-    counted = count(standing(tx, subject, origin, 0)) if count is not None else None
-    if counted is not None:
-        if counted.attempts is not None and not write_attempts(tx, counted.attempts):
-            raise RuntimeError("an origin's counter moved under the subject's lock")
-        if counted.charge_budget:
-            charge_budget(tx, subject, budget, counted.at)
-    tx.execute(sql.DROP_EMPTY_ORIGIN_BUDGET, (subject,))
+    lock_subject(tx, dialect, subject)  # first, as every lockout writer
+    tx.queue(sql.DELETE_RESERVATION, (subject, reservation_id))
+    if count is None:
+        return None
+    read = standing(tx, subject, origin, 0)
+    counted = count(read)
+    if counted.attempts is not None and not write_attempts(tx, counted.attempts):
+        raise RuntimeError("an origin's counter moved under the subject's lock")
+    if counted.charge_budget:
+        charge_budget(tx, subject, read.budget_events, budget, counted.at)
     return counted
 
 
 def clear(tx: Transaction, dialect: Dialect, subjects: Sequence[str]) -> None:
-    # The budget row locked first, as every lockout writer does: locked, not only deleted, so
-    # that a failure being counted on a subject without a budget row (its row inserted, not
-    # committed yet) is waited for. Subjects in one order.
+    # The subject's lock first, as every lockout writer takes it: a failure being counted on
+    # the subject (its rows written, not committed yet) is waited for, not deleted under it.
+    # Subjects in one order.
     for subject in sorted(set(subjects)):
-        lock_budget(tx, dialect, subject)
-        tx.execute(sql.CLEAR_ORIGIN_BUDGET, (subject,))
-        tx.execute(sql.CLEAR_ORIGIN_ATTEMPTS, (subject,))
+        lock_subject(tx, dialect, subject)
+        tx.queue(sql.CLEAR_ORIGIN_BUDGET, (subject,))
+        tx.queue(sql.CLEAR_ORIGIN_ATTEMPTS, (subject,))
 
 
 def standing(tx: Transaction, subject: str, origin: str, reserved_since: int) -> Standing:
-    row = tx.fetch_one(sql.ORIGIN_ATTEMPTS_OF, (subject, origin))
-    attempts = sql.ORIGIN_ATTEMPTS.from_row(row) if row else OriginAttempts(subject, origin)
-    seen = tx.fetch_one(sql.KNOWN_ORIGIN_SEEN, (subject, origin)) if origin else None
-    budget = tx.fetch_one(sql.ORIGIN_BUDGET_EVENTS, (subject,))
-    events = tuple(rate_events(budget[0])) if budget else ()
-    reserved = tx.fetch_all(sql.RESERVATIONS_IN_FLIGHT, (subject, reserved_since))
+    """The subject's counters, read in one statement (`sql.STANDING`)."""
+    params = (subject, origin, subject, subject, origin, subject, reserved_since)
+    found = tx.fetch_all(sql.STANDING, params)
+    first, width = found[0], len(sql.ORIGIN_ATTEMPTS.columns)
+    counter = first[:width]
+    stored = counter[0] is not None
+    attempts = sql.ORIGIN_ATTEMPTS.from_row(counter) if stored else OriginAttempts(subject, origin)
+    seen = first[width] if origin else None
+    budget = first[width + 1]
+    events = tuple(rate_events(budget)) if budget else ()
+    reserved = [row[width + 2 :] for row in found if row[width + 2] is not None]
     mine = sum(1 for _id, other, _charges in reserved if other == origin)
     charging = sum(1 for _id, _other, charges in reserved if charges)
     ids = frozenset(str(row[0]) for row in reserved)
-    return Standing(attempts, int(seen[0]) if seen else None, events, mine, charging, ids)
+    return Standing(attempts, int(seen) if seen is not None else None, events, mine, charging, ids)
 
 
 def succeeded(tx: Transaction, dialect: Dialect, success: Success) -> None:
     subject, origin = success.subject, success.origin
-    lock_budget(tx, dialect, subject)  # first, as every lockout writer
+    lock_subject(tx, dialect, subject)  # first, as every lockout writer
     if success.reservation_id is not None:
-        tx.execute(sql.DELETE_RESERVATION, (subject, success.reservation_id))
-    tx.execute(sql.DROP_EMPTY_ORIGIN_BUDGET, (subject,))
+        tx.queue(sql.DELETE_RESERVATION, (subject, success.reservation_id))
     if origin:
-        tx.execute(sql.REMEMBER_ORIGIN, (subject, origin, success.now))
-        tx.execute(sql.DELETE_ORIGIN_ATTEMPTS, (subject, origin))
-        tx.execute(sql.FORGET_KNOWN_ORIGINS, (subject, success.forget_before))
+        tx.queue(sql.REMEMBER_ORIGIN, (subject, origin, success.now))
+        tx.queue(sql.DELETE_ORIGIN_ATTEMPTS, (subject, origin))
+        tx.queue(sql.FORGET_KNOWN_ORIGINS, (subject, success.forget_before))
 
 
-def lock_budget(tx: Transaction, dialect: Dialect, subject: str) -> None:
-    """The subject's lockout writers in turn: its budget row locked (created if need be) until
-    the commit, where writers are not serialised already."""
-    if not dialect.serialised_writers:
-        tx.execute(sql.LOCK_ORIGIN_BUDGET, (subject,))
+def lock_subject(tx: Transaction, dialect: Dialect, subject: str) -> None:
+    """The subject's lockout writers in turn, until the commit, where writers are not
+    serialised already (`Dialect.lockout_lock`)."""
+    if dialect.lockout_lock:
+        tx.queue(dialect.lockout_lock, (subject,))
 
 
-def charge_budget(tx: Transaction, subject: str, budget: RateLimit, now: int) -> None:
-    """`now` among the subject's unknown-origin failures if it has room (the budget row is
-    locked); the subject's counters idle for the window and not locked are deleted."""
-    row = tx.fetch_one(sql.ORIGIN_BUDGET_EVENTS, (subject,))
+def charge_budget(
+    tx: Transaction, subject: str, events: Sequence[int], budget: RateLimit, now: int
+) -> None:
+    """`now` among the subject's unknown-origin failures (`events`, as read under the
+    subject's lock) if it has room; the subject's counters idle for the window and not locked
+    are deleted."""
     since = now - budget.window_seconds
-    recent = sorted(t for t in rate_events(row[0] if row else "") if t > since)
+    recent = sorted(t for t in events if t > since)
     if len(recent) < budget.limit:
         recent.append(now)
-    tx.execute(sql.SET_ORIGIN_BUDGET_EVENTS, (subject, rate_events_text(recent)))
-    tx.execute(sql.PURGE_IDLE_ORIGIN_ATTEMPTS, (subject, since, now))
+    if recent:
+        tx.queue(sql.SET_ORIGIN_BUDGET_EVENTS, (subject, rate_events_text(recent)))
+    else:  # a budget of 0: no row left behind
+        tx.queue(sql.CLEAR_ORIGIN_BUDGET, (subject,))
+    tx.queue(sql.PURGE_IDLE_ORIGIN_ATTEMPTS, (subject, since, now))
 
 
 def write_attempts(tx: Transaction, attempts: OriginAttempts) -> bool:

@@ -54,8 +54,9 @@ class Engine(Protocol):
     def run(self, work: Callable[[Transaction], T], *, write: bool, durable: bool = True) -> T:
         """Run `work` in one transaction and commit it. Writers are serialised by the engine's
         write lock or row locks; a unique-key violation becomes `Conflict`, a lost or busy
-        database `StoreUnavailable`. `durable=False`: the commit is visible at once but not
-        waited onto disk (a power cut may lose it; the next durable commit carries it)."""
+        database `StoreUnavailable`. `durable=False`: the transaction may be lost in a crash
+        of the database (its commit need not reach the disk before it returns); what other
+        sessions see of it is unchanged."""
         ...
 
     def transaction(self) -> AbstractContextManager[Transaction]:
@@ -156,7 +157,7 @@ class SqlStore:
         return self._versioned_update(sql.TOKENS, token)
 
     def update_token_succeeded(self, token: Token, success: Success) -> bool:
-        # The token's row is locked before the subject's budget row, as an unlock does
+        # The token's row is locked before the subject's lockout lock, as an unlock does
         # (`lifecycle`: the token, then `clear_origin_lockout`): no deadlock between them.
         def write(tx: Transaction) -> bool:
             params = sql.TOKENS.versioned_update_params(token)
@@ -318,7 +319,8 @@ class SqlStore:
                 tx, self.dialect, subject, origin, reserved_since, now, admit
             )
 
-        # An attempt in flight, ignored after RESERVATION_SECONDS anyway: not worth a sync.
+        # An attempt in flight, ignored after RESERVATION_SECONDS anyway: lost in a crash of
+        # the database, it only lets one more attempt through. The outcome's commit is durable.
         return self._outside_unit_of_work().run(reserve, write=True, durable=False)
 
     def settle_origin_attempt(

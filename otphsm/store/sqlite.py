@@ -76,6 +76,9 @@ class _SqliteTransaction:
         with self._translated():
             return self._connection.execute(statement, params).rowcount
 
+    def queue(self, statement: str, params: Sequence[object] = ()) -> None:
+        self.execute(statement, params)
+
     def fetch_one(self, statement: str, params: Sequence[object] = ()) -> Row | None:
         found = self.fetch_all(statement, params)
         return found[0] if found else None

@@ -45,6 +45,10 @@ class _PausedAfterFirstStatement:
             time.sleep(PAUSE_SECONDS)
         return int(done)
 
+    def queue(self, statement: str, params: Sequence[object] = ()) -> None:
+        # Run at once (not sent later with the next read): the pause comes with the lock held.
+        self.execute(statement, params)
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._tx, name)
 
