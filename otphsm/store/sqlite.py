@@ -146,14 +146,15 @@ class SqliteEngine:
             relaxed = write and not durable
             if relaxed:  # WAL written, not synced: a later synced commit carries it to disk
                 connection.execute("PRAGMA synchronous = NORMAL")
-            connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            try:
-                result = work(_SqliteTransaction(connection))
-                connection.execute("COMMIT")
-            except BaseException:
-                if connection.in_transaction:
-                    connection.execute("ROLLBACK")
-                raise
+            try:  # FULL again whatever fails, BEGIN included: the next commit may be durable
+                connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                try:
+                    result = work(_SqliteTransaction(connection))
+                    connection.execute("COMMIT")
+                except BaseException:
+                    if connection.in_transaction:
+                        connection.execute("ROLLBACK")
+                    raise
             finally:
                 if relaxed:
                     connection.execute("PRAGMA synchronous = FULL")
