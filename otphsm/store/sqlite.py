@@ -209,7 +209,8 @@ class SqliteEngine:
         if len(group) == 1:
             self._apply(group[0], connection)
             if group[0].error is not None:
-                connection.execute("ROLLBACK")
+                if connection.in_transaction:  # else SQLite ended it (e.g. a full disk)
+                    connection.execute("ROLLBACK")
                 return
         else:
             for queued in group:

@@ -2,7 +2,8 @@
 lock share the next commit. Each is written, or, if it fails, rolled back alone while the
 others are written; each caller returns only once the commit holding its write is done; a
 caller whose turn does not come within the busy timeout withdraws its write, and nothing of
-it is ever written. (That the group costs one sync: `test_commit_durability.py`.)"""
+it is ever written. A write SQLite ends the transaction of (a full disk) fails as
+`StoreUnavailable`, not as the driver's error. (That the group costs one sync: `test_commit_durability.py`.)"""
 
 from __future__ import annotations
 
@@ -121,4 +122,30 @@ def test_many_writers_each_written_once(tmp_path: Path) -> None:
         thread.join(30)
     assert done == [1] * writers * 25
     assert len(keys(engine)) == writers * 25
+    engine.close()
+
+
+def fill_the_disk(engine: SqliteEngine) -> None:
+    """This thread's connection may grow the file by no page more (SQLITE_FULL, as a full
+    disk gives, which SQLite answers by ending the transaction)."""
+    pages = engine.run(lambda tx: tx.fetch_one("PRAGMA page_count"), write=False)
+    assert pages is not None
+    engine.run(lambda tx: tx.fetch_all(f"PRAGMA max_page_count = {pages[0]}"), write=False)
+
+
+def big(key: str) -> Callable[[Transaction], int]:
+    return lambda tx: tx.execute("INSERT INTO t (k) VALUES (? || hex(randomblob(50000)))", (key,))
+
+
+def test_a_full_disk_fails_a_lone_write_as_unavailable(tmp_path: Path) -> None:
+    engine = new_engine(tmp_path)
+    fill_the_disk(engine)
+    try:
+        engine.run(big("big"), write=True)
+        raise AssertionError("the write fitted")
+    except StoreUnavailable as exc:
+        assert exc.code == "SQLITE_FULL"
+    assert keys(engine) == []
+    engine.run(insert("small"), write=True)  # the connection still usable
+    assert keys(engine) == ["small"]
     engine.close()
