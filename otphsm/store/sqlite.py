@@ -291,14 +291,18 @@ class SqliteEngine:
     def close(self) -> None:
         if self.checkpointer is not None:
             self.checkpointer.stop()
-        with self._opened_lock, self._shared_lock:
-            self._closed = True
-            for connection in list(self._opened):
-                connection.close()
-            self._opened.clear()
-        if self._process_turn is not None:
-            waited = self._write_lock.acquire(timeout=self._busy_timeout)  # a writer finishes
-            self._process_turn.close()
+        self._closed = True  # no transaction begins from now on (`_exclusive`)
+        # The write transaction in progress, if any, ends first (its caller told its outcome,
+        # not the driver's "closed database"); :memory:'s is waited for by its lock below.
+        waited = self._shared is None and self._write_lock.acquire(timeout=self._busy_timeout)
+        try:
+            with self._opened_lock, self._shared_lock:
+                for connection in list(self._opened):
+                    connection.close()
+                self._opened.clear()
+            if self._process_turn is not None:
+                self._process_turn.close()
+        finally:
             if waited:
                 self._write_lock.release()
 

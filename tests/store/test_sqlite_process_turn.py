@@ -2,18 +2,21 @@
 each write transaction (so a writer waits in a queue of its own, not in SQLite's busy handler),
 and still bounded by the busy timeout: a writer whose turn does not come gets StoreUnavailable
 and writes nothing. Two engines on one file stand for two processes (each its own open file,
-so their locks exclude each other as two processes' would)."""
+so their locks exclude each other as two processes' would). Closing the engine lets the
+write in progress finish and be answered before its connection is closed."""
 
 from __future__ import annotations
 
 import fcntl
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from otphsm.store.errors import StoreUnavailable
+from otphsm.store.sql import Transaction
 from otphsm.store.sqlite import SqliteEngine
 from otphsm.store.sqlite_turn import ProcessTurn
 
@@ -80,3 +83,36 @@ def test_a_turn_that_never_comes_is_refused_within_the_busy_timeout(tmp_path: Pa
         holder.close()
     assert engine.run(lambda tx: tx.fetch_all("SELECT k FROM t"), write=False) == []
     engine.close()
+
+
+def test_closing_lets_the_write_in_progress_finish_then_refuses_the_next(tmp_path: Path) -> None:
+    path = tmp_path / "turn.db"
+    engine = SqliteEngine(str(path))
+    engine.run(lambda tx: tx.execute("CREATE TABLE t (k TEXT)"), write=True)
+    outcomes: list[object] = []
+    inside = threading.Event()
+
+    def slow_write(tx: Transaction) -> int:
+        tx.execute("INSERT INTO t VALUES ('in progress')")
+        inside.set()
+        time.sleep(0.3)  # close() is called meanwhile
+        return tx.execute("INSERT INTO t VALUES ('finished')")
+
+    def write() -> None:
+        try:
+            outcomes.append(engine.run(slow_write, write=True))
+        except Exception as exc:
+            outcomes.append(exc)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    assert inside.wait(10)
+    engine.close()
+    writer.join(10)
+    assert outcomes == [1]  # committed, and told so: not the driver's "closed database"
+    with pytest.raises(StoreUnavailable):
+        engine.run(lambda tx: tx.execute("INSERT INTO t VALUES ('after')"), write=True)
+    again = SqliteEngine(str(path))
+    rows = again.run(lambda tx: tx.fetch_all("SELECT k FROM t ORDER BY k"), write=False)
+    assert rows == [("finished",), ("in progress",)]
+    again.close()
