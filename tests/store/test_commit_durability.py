@@ -3,7 +3,8 @@ calls run under strace): an accepted code and a counted failure are synced (fdat
 before they return; the lockout's reservation of an attempt in flight, which is ignored
 after a minute anyway, is committed without a sync of its own (the next synced commit
 carries it), and does not leave the connection relaxed for the commit after it, even when
-refused at its BEGIN (another program holding SQLite's write lock). Accepted codes queued behind a transaction in progress share one synced commit (group commit)."""
+refused at its BEGIN (another program holding SQLite's write lock). Accepted codes queued
+behind a transaction in progress share one synced commit (group commit)."""
 
 from __future__ import annotations
 

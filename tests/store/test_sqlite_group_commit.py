@@ -3,7 +3,8 @@ lock share the next commit. Each is written, or, if it fails, rolled back alone 
 others are written; each caller returns only once the commit holding its write is done; a
 caller whose turn does not come within the busy timeout withdraws its write, and nothing of
 it is ever written. A write SQLite ends the transaction of (a full disk) fails as
-`StoreUnavailable`, not as the driver's error. (That the group costs one sync: `test_commit_durability.py`.)"""
+`StoreUnavailable`, not as the driver's error. (That the group costs one sync:
+`test_commit_durability.py`.)"""
 
 from __future__ import annotations
 
