@@ -169,7 +169,12 @@ class SqliteEngine:
             self._queued.append(mine)
         deadline = time.monotonic() + self._busy_timeout
         while not mine.finished.is_set():
-            if self._take_turn(deadline):
+            try:
+                took = self._take_turn(deadline)
+            except BaseException:  # interrupted while waiting (a signal's exception)
+                self._withdraw(mine)
+                raise
+            if took:
                 try:
                     if not mine.finished.is_set():
                         with self._queued_lock:
@@ -178,12 +183,18 @@ class SqliteEngine:
                 finally:
                     self._give_turn()
                 continue
-            with self._queued_lock:
-                if mine in self._queued:
-                    self._queued.remove(mine)
-                    raise self._no_turn()
+            if self._withdraw(mine):
+                raise self._no_turn()
             mine.finished.wait()  # taken by the commit in progress
         return mine.outcome()
+
+    def _withdraw(self, mine: _Queued[Any]) -> bool:
+        """Take `mine` out of the queue unless a commit took it already; whether it did."""
+        with self._queued_lock:
+            if mine in self._queued:
+                self._queued.remove(mine)
+                return True
+        return False
 
     def _commit_group(self, group: list[_Queued[Any]]) -> None:
         """One transaction for `group`, each write under its own savepoint when there are
@@ -368,8 +379,12 @@ class SqliteEngine:
         """This process's writers in order (a lock), then the processes' (`ProcessTurn`)."""
         if not self._write_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
             return False
-        if self._process_turn is None or self._process_turn.acquire(deadline):
-            return True
+        try:
+            if self._process_turn is None or self._process_turn.acquire(deadline):
+                return True
+        except BaseException:  # interrupted, or the lock file failing: this process's turn back
+            self._write_lock.release()
+            raise
         self._write_lock.release()
         return False
 
