@@ -149,14 +149,15 @@ class SqliteEngine:
             relaxed = write and not durable
             if relaxed:  # WAL written, not synced: a later synced commit carries it to disk
                 connection.execute("PRAGMA synchronous = NORMAL")
-            connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            try:
-                result = work(_SqliteTransaction(connection))
-                connection.execute("COMMIT")
-            except BaseException:
-                if connection.in_transaction:
-                    connection.execute("ROLLBACK")
-                raise
+            try:  # FULL again whatever fails, BEGIN included: the next commit may be durable
+                connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                try:
+                    result = work(_SqliteTransaction(connection))
+                    connection.execute("COMMIT")
+                except BaseException:
+                    if connection.in_transaction:
+                        connection.execute("ROLLBACK")
+                    raise
             finally:
                 if relaxed:
                     connection.execute("PRAGMA synchronous = FULL")
@@ -171,7 +172,12 @@ class SqliteEngine:
             self._queued.append(mine)
         deadline = time.monotonic() + self._busy_timeout
         while not mine.finished.is_set():
-            if self._take_turn(deadline):
+            try:
+                took = self._take_turn(deadline)
+            except BaseException:  # interrupted while waiting (a signal's exception)
+                self._withdraw(mine)
+                raise
+            if took:
                 try:
                     if not mine.finished.is_set():
                         with self._queued_lock:
@@ -180,12 +186,18 @@ class SqliteEngine:
                 finally:
                     self._give_turn()
                 continue
-            with self._queued_lock:
-                if mine in self._queued:
-                    self._queued.remove(mine)
-                    raise self._no_turn()
+            if self._withdraw(mine):
+                raise self._no_turn()
             mine.finished.wait()  # taken by the commit in progress
         return mine.outcome()
+
+    def _withdraw(self, mine: _Queued[Any]) -> bool:
+        """Take `mine` out of the queue unless a commit took it already; whether it did."""
+        with self._queued_lock:
+            if mine in self._queued:
+                self._queued.remove(mine)
+                return True
+        return False
 
     def _commit_group(self, group: list[_Queued[Any]]) -> None:
         """One transaction for `group`, each write under its own savepoint when there are
@@ -211,7 +223,8 @@ class SqliteEngine:
         if len(group) == 1:
             self._apply(group[0], connection)
             if group[0].error is not None:
-                connection.execute("ROLLBACK")
+                if connection.in_transaction:  # else SQLite ended it (e.g. a full disk)
+                    connection.execute("ROLLBACK")
                 return
         else:
             for queued in group:
@@ -292,14 +305,18 @@ class SqliteEngine:
     def close(self) -> None:
         if self.checkpointer is not None:
             self.checkpointer.stop()
-        with self._opened_lock, self._shared_lock:
-            self._closed = True
-            for connection in list(self._opened):
-                connection.close()
-            self._opened.clear()
-        if self._process_turn is not None:
-            waited = self._write_lock.acquire(timeout=self._busy_timeout)  # a writer finishes
-            self._process_turn.close()
+        self._closed = True  # no transaction begins from now on (`_exclusive`)
+        # The write transaction in progress, if any, ends first (its caller told its outcome,
+        # not the driver's "closed database"); :memory:'s is waited for by its lock below.
+        waited = self._shared is None and self._write_lock.acquire(timeout=self._busy_timeout)
+        try:
+            with self._opened_lock, self._shared_lock:
+                for connection in list(self._opened):
+                    connection.close()
+                self._opened.clear()
+            if self._process_turn is not None:
+                self._process_turn.close()
+        finally:
             if waited:
                 self._write_lock.release()
 
@@ -365,8 +382,12 @@ class SqliteEngine:
         """This process's writers in order (a lock), then the processes' (`ProcessTurn`)."""
         if not self._write_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
             return False
-        if self._process_turn is None or self._process_turn.acquire(deadline):
-            return True
+        try:
+            if self._process_turn is None or self._process_turn.acquire(deadline):
+                return True
+        except BaseException:  # interrupted, or the lock file failing: this process's turn back
+            self._write_lock.release()
+            raise
         self._write_lock.release()
         return False
 

@@ -5,7 +5,8 @@ killed process makes the other answer NOT_SERVING); a process killed with SIGKIL
 and the service goes on; SIGTERM stops them all within the grace period; and another `otphsm
 serve` on the gRPC or HTTP port in use is refused with the one-line error naming the key. When
 the processes cannot start at all, the parent stops with their one-line error and a non-zero
-code, without a restart loop."""
+code, without a restart loop. The parent's directory (heartbeats, metrics) is removed when it
+stops; killed with SIGKILL, its processes stop too (the directory is then left behind)."""
 
 from __future__ import annotations
 
@@ -84,6 +85,13 @@ def wait_until(what: str, check: Callable[[], bool]) -> None:
 def children(server: ServerProcess) -> list[int]:
     path = Path(f"/proc/{server.pid}/task/{server.pid}/children")
     return [int(pid) for pid in path.read_text().split()]
+
+
+def shared_directory(pid: int) -> Path:
+    """The parent's directory for the server processes' heartbeats and metrics."""
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    found = next(e for e in environ if e.startswith(b"PROMETHEUS_MULTIPROC_DIR="))
+    return Path(found.split(b"=", 1)[1].decode()).parent
 
 
 def rpc_processes(server: ServerProcess) -> set[int]:
@@ -190,10 +198,14 @@ def test_two_processes_share_the_port_cover_each_other_restart_and_stop(
         wait_until("SERVING", lambda: health(rig, port) == SERVING)
         assert all(verify(rig, port, token, 1) == common_pb2.VERIFY_RESULT_OK for token in tokens)
 
-        # SIGTERM: every process stops within the grace period, then the parent.
+        # SIGTERM: every process stops within the grace period, then the parent, which
+        # removes the directory of their heartbeats and metrics.
         pids = children(server)
+        shared = shared_directory(pids[0])
+        assert shared.is_dir()
         server.process.terminate()
         assert server.process.wait(timeout=15) == 0
+        assert not shared.exists()
         for pid in pids:
             with pytest.raises(ProcessLookupError):
                 os.kill(pid, 0)
@@ -215,5 +227,29 @@ def test_processes_that_cannot_start_stop_the_parent_with_their_error(
             server.wait_serving()
         assert any("server.tls_cert" in r.get("raw", "") for r in server.records)
         assert not any(r.get("msg") == "server process exited: restarting" for r in server.records)
+    finally:
+        server.stop()
+
+
+def test_the_processes_stop_when_their_parent_is_killed(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    rig = Rig(request, tmp_path, f"sqlite:///{tmp_path / 'otphsm.db'}")
+    server = rig.serve("orphans", server={"processes": 2})
+    try:
+        server.wait_serving()
+        pids = children(server)
+        assert len(pids) == 2
+        server.process.kill()  # no stop of its own: the kernel's parent-death signal
+        server.process.wait(timeout=10)
+
+        def gone(pid: int) -> bool:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
+            return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+
+        wait_until("stopped", lambda: all(gone(pid) for pid in pids))
     finally:
         server.stop()

@@ -2,8 +2,9 @@
 calls run under strace): an accepted code and a counted failure are synced (fdatasync/fsync)
 before they return; the lockout's reservation of an attempt in flight, which is ignored
 after a minute anyway, is committed without a sync of its own (the next synced commit
-carries it), and does not leave the connection relaxed for the commit after it. Accepted
-codes queued behind a transaction in progress share one synced commit (group commit)."""
+carries it), and does not leave the connection relaxed for the commit after it, even when
+refused at its BEGIN (another program holding SQLite's write lock). Accepted codes queued
+behind a transaction in progress share one synced commit (group commit)."""
 
 from __future__ import annotations
 
@@ -42,3 +43,5 @@ def test_accepted_codes_and_failures_are_synced_reservations_are_not(tmp_path: P
     assert counts["reserve-again"] == 0
     assert counts["fail"] >= 1
     assert 1 <= counts["group"] <= 2  # the unit of work's commit, then one for the 4 queued
+    # A reservation refused at its BEGIN does not leave the connection relaxed.
+    assert counts["accept-after-refused"] >= 1

@@ -1,15 +1,20 @@
 """SQLite's group commit: durable writes that queue while another transaction holds the write
 lock share the next commit. Each is written, or, if it fails, rolled back alone while the
 others are written; each caller returns only once the commit holding its write is done; a
-caller whose turn does not come within the busy timeout withdraws its write, and nothing of
-it is ever written. (That the group costs one sync: `test_commit_durability.py`.)"""
+caller whose turn does not come within the busy timeout, or who is interrupted while waiting
+for it, withdraws its write, and nothing of it is ever written. A write SQLite ends the
+transaction of (a full disk) fails as `StoreUnavailable`, not as the driver's error. (That
+the group costs one sync: `test_commit_durability.py`.)"""
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from otphsm.core.ports import Conflict
 from otphsm.store.errors import StoreUnavailable
@@ -121,4 +126,70 @@ def test_many_writers_each_written_once(tmp_path: Path) -> None:
         thread.join(30)
     assert done == [1] * writers * 25
     assert len(keys(engine)) == writers * 25
+    engine.close()
+
+
+def fill_the_disk(engine: SqliteEngine) -> None:
+    """This thread's connection may grow the file by no page more (SQLITE_FULL, as a full
+    disk gives, which SQLite answers by ending the transaction)."""
+    pages = engine.run(lambda tx: tx.fetch_one("PRAGMA page_count"), write=False)
+    assert pages is not None
+    engine.run(lambda tx: tx.fetch_all(f"PRAGMA max_page_count = {pages[0]}"), write=False)
+
+
+def big(key: str) -> Callable[[Transaction], int]:
+    return lambda tx: tx.execute("INSERT INTO t (k) VALUES (? || hex(randomblob(50000)))", (key,))
+
+
+def test_a_full_disk_fails_a_lone_write_as_unavailable(tmp_path: Path) -> None:
+    engine = new_engine(tmp_path)
+    fill_the_disk(engine)
+    try:
+        engine.run(big("big"), write=True)
+        raise AssertionError("the write fitted")
+    except StoreUnavailable as exc:
+        assert exc.code == "SQLITE_FULL"
+    assert keys(engine) == []
+    engine.run(insert("small"), write=True)  # the connection still usable
+    assert keys(engine) == ["small"]
+    engine.close()
+
+
+class Interrupted(BaseException):
+    """What a signal handler raises in the thread waiting (Ctrl-C's KeyboardInterrupt, say)."""
+
+
+def test_a_write_interrupted_while_waiting_for_its_turn_is_withdrawn(tmp_path: Path) -> None:
+    engine = new_engine(tmp_path)
+    main = threading.get_ident()
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with engine.transaction() as tx:
+            tx.execute("INSERT INTO t (k) VALUES ('holder')")
+            holding.set()
+            release.wait(10)
+
+    def interrupt_once_queued() -> None:
+        wait_for(lambda: engine.waiting_writes() == 1)
+        signal.pthread_kill(main, signal.SIGUSR1)
+
+    def raise_interrupted(_signum: int, _frame: object) -> None:
+        raise Interrupted
+
+    previous = signal.signal(signal.SIGUSR1, raise_interrupted)
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert holding.wait(10)
+        threading.Thread(target=interrupt_once_queued).start()
+        with pytest.raises(Interrupted):
+            engine.run(insert("interrupted"), write=True)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+        release.set()
+        holder.join(10)
+    assert engine.waiting_writes() == 0
+    engine.run(insert("later"), write=True)  # the next commit does not carry it
+    assert keys(engine) == ["holder", "later"]
     engine.close()

@@ -5,6 +5,7 @@ call. Usage: python -m support.sync_probe DATABASE_FILE"""
 from __future__ import annotations
 
 import os
+import sqlite3
 import sys
 import threading
 import time
@@ -14,6 +15,7 @@ from otphsm.core.lockout import Failure, Success
 from otphsm.core.records import RateLimit
 from otphsm.core.tokens import Token
 from otphsm.store import SqlStore
+from otphsm.store.errors import StoreUnavailable
 from otphsm.store.sqlite import SqliteEngine
 from support.lockout_store import reserve
 from support.store_records import NOW, citizen, token
@@ -27,7 +29,9 @@ def mark(name: str) -> None:
 
 
 def main(path: str) -> None:
-    engine = SqliteEngine(path)
+    # No checkpointer: its passes sync the WAL and the file whenever they find frames to copy,
+    # which would be counted in whichever phase they fall (the commits' syncs are unchanged).
+    engine = SqliteEngine(path, checkpoint_interval=0)
     store = SqlStore(engine)
     store.migrate()
     store.upsert_citizen(citizen())
@@ -51,6 +55,33 @@ def main(path: str) -> None:
     grouped_writes(store, engine, queued)
     mark("end")
     store.close()
+    refused_reservation(path, stored.serial)
+
+
+def refused_reservation(path: str, serial: str) -> None:
+    """A reservation refused at its BEGIN (another program, the sqlite3 shell say, holds
+    SQLite's write lock), then accepted codes on the same thread's connection."""
+    short = SqlStore(SqliteEngine(path, busy_timeout=0.2, checkpoint_interval=0))
+    mark("refused")
+    foreign = sqlite3.connect(path, isolation_level=None)
+    foreign.execute("BEGIN IMMEDIATE")
+    try:
+        reserve(short, SUBJECT, ORIGIN, NOW)
+        raise SystemExit("the reservation was not refused")
+    except StoreUnavailable:
+        pass
+    foreign.execute("ROLLBACK")
+    foreign.close()
+    for phase in ("restart-after-refused", "accept-after-refused"):
+        # The first commit may restart the WAL, whose new header is synced whatever the
+        # setting (not its frames): the second shows what the commit itself is given.
+        current = short.get_token(serial)
+        assert current is not None
+        accepted = replace(current, moving_factor=current.moving_factor + 5)
+        mark(phase)
+        assert short.update_token_succeeded(accepted, Success(SUBJECT, ORIGIN, None, NOW, 0))
+    mark("after-refused-end")
+    short.close()
 
 
 def grouped_writes(store: SqlStore, engine: SqliteEngine, tokens: list[Token]) -> None:
