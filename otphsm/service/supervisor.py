@@ -8,7 +8,8 @@ another `otphsm serve` on a port in use stops with the one-line error naming the
 orphan-seed sweep, `assembly.prepare`), its HSM session closed before any process starts; then
 each process is a fresh interpreter (`python -m otphsm.cli.main serve`, never a fork: PKCS#11
 must not cross one) that assembles its own HSM session and store, told its place and the
-concrete ports through its environment. "serving" is logged once every process serves; if one
+concrete ports through its environment, each started once the one before serves (so no two
+log in to the HSM together). "serving" is logged once every process serves; if one
 cannot start (a bad file, an HSM refusing the PIN, ...), the others are stopped and the parent
 exits with that process's code (its one-line error is on the shared stderr).
 
@@ -175,14 +176,14 @@ class Supervisor:
                 slot.process.send_signal(signum)
 
     def start(self) -> int | None:
-        """Every process started and serving: None; else the code to exit with (0 when a
-        signal asked to stop first)."""
+        """Every process started and serving, one after the other (two processes logging in to
+        the HSM at the same moment can be refused by it): None; else the code to exit with (0
+        when a signal asked to stop first)."""
         for slot in self.slots:
             self.spawn(slot)
-        while not all(slot.ready for slot in self.slots):
-            if self._signals():
-                return 0
-            for slot in self.slots:
+            while not slot.ready:
+                if self._signals():
+                    return 0
                 assert slot.process is not None
                 code = slot.process.poll()
                 if code is not None:
@@ -192,8 +193,9 @@ class Supervisor:
                     )
                     return code if code > 0 else 1  # < 0: ended by a signal
                 slot.ready = self._beating(slot)
-            self.wake.wait(POLL_SECONDS)
-            self.wake.clear()
+                if not slot.ready:
+                    self.wake.wait(POLL_SECONDS)
+                    self.wake.clear()
         return None
 
     def _beating(self, slot: Slot) -> bool:
