@@ -20,7 +20,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from otphsm.core.ports import Conflict
 from otphsm.store.errors import StoreUnavailable
@@ -29,6 +29,7 @@ from otphsm.store.schema import current_version
 from otphsm.store.sql import SQLITE, Transaction
 from otphsm.store.sql_store import SqlStore
 from otphsm.store.sqlite_checkpoint import Checkpointer
+from otphsm.store.sqlite_group import Queued, transact
 from otphsm.store.sqlite_turn import ProcessTurn
 from otphsm.store.urls import MEMORY
 
@@ -89,21 +90,6 @@ class _SqliteTransaction:
         return [tuple(row) for row in found]
 
 
-class _Queued(Generic[T]):
-    """One durable write waiting for a commit: its work, then its outcome."""
-
-    def __init__(self, work: Callable[[Transaction], T]) -> None:
-        self.work = work
-        self.finished = threading.Event()
-        self.result: T | None = None
-        self.error: BaseException | None = None
-
-    def outcome(self) -> T:
-        if self.error is not None:
-            raise self.error
-        return self.result  # type: ignore[return-value]  # set when no error
-
-
 class SqliteEngine:
     dialect = SQLITE
 
@@ -120,7 +106,7 @@ class SqliteEngine:
         self._shared_lock = threading.RLock()
         self._write_lock = threading.Lock()
         self._process_turn: ProcessTurn | None = None
-        self._queued: list[_Queued[Any]] = []
+        self._queued: list[Queued[Any]] = []
         self._queued_lock = threading.Lock()
         self.checkpointer: Checkpointer | None = None
         self._autocheckpoint = AUTOCHECKPOINT_FRAMES if checkpoint_interval > 0 else 0
@@ -167,7 +153,7 @@ class SqliteEngine:
         """Queue `work`; whoever gets the write turn commits everything queued by then. A
         caller whose turn does not come within the busy timeout withdraws its work if no
         commit has taken it yet (nothing written), else waits for that commit's outcome."""
-        mine = _Queued(work)
+        mine = Queued(work)
         with self._queued_lock:
             self._queued.append(mine)
         deadline = time.monotonic() + self._busy_timeout
@@ -191,7 +177,7 @@ class SqliteEngine:
             mine.finished.wait()  # taken by the commit in progress
         return mine.outcome()
 
-    def _withdraw(self, mine: _Queued[Any]) -> bool:
+    def _withdraw(self, mine: Queued[Any]) -> bool:
         """Take `mine` out of the queue unless a commit took it already; whether it did."""
         with self._queued_lock:
             if mine in self._queued:
@@ -199,14 +185,16 @@ class SqliteEngine:
                 return True
         return False
 
-    def _commit_group(self, group: list[_Queued[Any]]) -> None:
+    def _commit_group(self, group: list[Queued[Any]]) -> None:
         """One transaction for `group`, each write under its own savepoint when there are
         several (one that raises is rolled back alone), one COMMIT; a failed COMMIT fails
         them all, none written."""
         try:
             with self._exclusive() as connection:
                 try:
-                    self._transact(group, connection)
+                    transact(
+                        group, connection, _SqliteTransaction(connection), self._translated_error
+                    )
                 except BaseException:
                     if connection.in_transaction:
                         connection.execute("ROLLBACK")
@@ -217,36 +205,6 @@ class SqliteEngine:
         finally:
             for queued in group:
                 queued.finished.set()
-
-    def _transact(self, group: list[_Queued[Any]], connection: sqlite3.Connection) -> None:
-        connection.execute("BEGIN IMMEDIATE")
-        if len(group) == 1:
-            self._apply(group[0], connection)
-            if group[0].error is not None:
-                if connection.in_transaction:  # else SQLite ended it (e.g. a full disk)
-                    connection.execute("ROLLBACK")
-                return
-        else:
-            for queued in group:
-                self._apply_under_savepoint(queued, connection)
-        connection.execute("COMMIT")
-
-    def _apply(self, queued: _Queued[Any], connection: sqlite3.Connection) -> None:
-        try:
-            queued.result = queued.work(_SqliteTransaction(connection))
-        except BaseException as exc:
-            queued.error = self._translated_error(exc)
-
-    def _apply_under_savepoint(self, queued: _Queued[Any], connection: sqlite3.Connection) -> None:
-        connection.execute("SAVEPOINT grouped")
-        self._apply(queued, connection)
-        if queued.error is None:
-            connection.execute("RELEASE grouped")
-            return
-        if not connection.in_transaction:  # SQLite ended it (e.g. a full disk): all fail
-            raise queued.error
-        connection.execute("ROLLBACK TO grouped")
-        connection.execute("RELEASE grouped")
 
     def _translated_error(self, exc: BaseException) -> BaseException:
         if isinstance(exc, sqlite3.Error):
