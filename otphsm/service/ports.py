@@ -37,18 +37,20 @@ def cannot_listen(key: str) -> ConfigurationError:
     )
 
 
-def in_use(address: str, port: int) -> bool:
-    """Whether something already listens on `address:port` (0: never). A probe only, for
-    the message: the real bind still decides."""
+def in_use(address: str, port: int, *, udp: bool = False) -> bool:
+    """Whether something already holds `address:port` (0: never), TCP or `udp`. A probe only,
+    for the message: the real bind still decides."""
     if port == 0:
         return False
+    kind = socket.SOCK_DGRAM if udp else socket.SOCK_STREAM
     try:
-        infos = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM)
+        infos = socket.getaddrinfo(address, port, type=kind)
     except OSError:
         return False
     for family, kind, proto, _name, where in infos:
         with socket.socket(family, kind, proto) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if not udp:  # a TCP port only in TIME_WAIT is free
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind(where)
             except OSError as exc:
@@ -65,7 +67,7 @@ def reserve(address: str, port: int, key: str, *, udp: bool = False) -> socket.s
     other server holds is `port_taken(key)` (probed first without SO_REUSEPORT, so a second
     set of processes is refused too)."""
     kind = socket.SOCK_DGRAM if udp else socket.SOCK_STREAM
-    if port != 0 and (_udp_in_use(address, port) if udp else in_use(address, port)):
+    if in_use(address, port, udp=udp):
         raise port_taken(key)
     try:
         family, _kind, proto, _name, where = socket.getaddrinfo(address, port, type=kind)[0]
@@ -81,18 +83,3 @@ def reserve(address: str, port: int, key: str, *, udp: bool = False) -> socket.s
             raise port_taken(key) from None
         raise cannot_listen(key) from None
     return held
-
-
-def _udp_in_use(address: str, port: int) -> bool:
-    try:
-        infos = socket.getaddrinfo(address, port, type=socket.SOCK_DGRAM)
-    except OSError:
-        return False
-    for family, kind, proto, _name, where in infos:
-        with socket.socket(family, kind, proto) as probe:
-            try:
-                probe.bind(where)
-            except OSError as exc:
-                if exc.errno == errno.EADDRINUSE:
-                    return True
-    return False
