@@ -4,7 +4,7 @@ short-lived rows, purged once expired; replicas share them, so a NAS failing ove
 replica can answer a challenge, and its retransmission is not verified a second time.
 
 The answers are a cache written twice per request: their commits do not wait for the disk
-(`Dialect.relaxed_commit`). A database crash may lose the last ones: a retransmission of such
+(`durable=False`). A database crash may lose the last ones: a retransmission of such
 a request is then verified again and answered REPLAYED (the code was used), never accepted
 twice."""
 
@@ -15,7 +15,7 @@ from typing import Any, Protocol, TypeVar
 
 from otphsm.core.records import RadiusChallengeKind, RadiusState
 from otphsm.store import sql
-from otphsm.store.sql import Dialect, Transaction
+from otphsm.store.sql import Transaction
 
 T = TypeVar("T")
 
@@ -43,31 +43,21 @@ def take_state(engine: _Engine, state: bytes, client: str, now: int) -> RadiusSt
     return _state(row)
 
 
-def claim_answer(
-    engine: _Engine, dialect: Dialect, key: str, now: int, expires_at: int
-) -> tuple[bool, bytes | None]:
+def claim_answer(engine: _Engine, key: str, now: int, expires_at: int) -> tuple[bool, bytes | None]:
     def claim(tx: Transaction) -> tuple[bool, bytes | None]:
-        _relax(tx, dialect)
         tx.execute(sql.DROP_EXPIRED_RADIUS_ANSWER, (key, now))
         if tx.execute(sql.CLAIM_RADIUS_ANSWER, (key, expires_at)) == 1:
             return True, None
         row = tx.fetch_one(sql.RADIUS_ANSWER, (key,))
         return False, (bytes(row[0]) if row is not None and row[0] is not None else None)
 
-    return engine.run(claim, write=True)
+    return engine.run(claim, write=True, durable=False)
 
 
-def save_answer(engine: _Engine, dialect: Dialect, key: str, answer: bytes) -> None:
-    def save(tx: Transaction) -> None:
-        _relax(tx, dialect)
-        tx.execute(sql.SAVE_RADIUS_ANSWER, (answer, key))
-
-    engine.run(save, write=True)
-
-
-def _relax(tx: Transaction, dialect: Dialect) -> None:
-    if dialect.relaxed_commit:
-        tx.execute(dialect.relaxed_commit)
+def save_answer(engine: _Engine, key: str, answer: bytes) -> None:
+    engine.run(
+        lambda tx: tx.execute(sql.SAVE_RADIUS_ANSWER, (answer, key)), write=True, durable=False
+    )
 
 
 def drop_answer(engine: _Engine, key: str) -> None:

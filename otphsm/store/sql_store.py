@@ -389,10 +389,10 @@ class SqlStore:
         self, request_key: str, now: int, expires_at: int
     ) -> tuple[bool, bytes | None]:
         engine = self._outside_unit_of_work()
-        return sql_radius.claim_answer(engine, self.dialect, request_key, now, expires_at)
+        return sql_radius.claim_answer(engine, request_key, now, expires_at)
 
     def save_radius_answer(self, request_key: str, answer: bytes) -> None:
-        sql_radius.save_answer(self._outside_unit_of_work(), self.dialect, request_key, answer)
+        sql_radius.save_answer(self._outside_unit_of_work(), request_key, answer)
 
     def drop_radius_answer(self, request_key: str) -> None:
         sql_radius.drop_answer(self._outside_unit_of_work(), request_key)
