@@ -161,10 +161,7 @@ class Bench:
             baselines[interceptor] = {
                 "tokens": size,
                 "interceptor": interceptor,
-                "peak_rps": peak.rate,
-                "peak_p50_ms": peak.percentile(0.5) * 1e3,
-                "half_p99_ms": half.percentile(0.99) * 1e3,
-                "server_cpu_us": cpu,
+                **figures(peak, half, cpu),
             }
             self.results["noop"].append(baselines[interceptor])
             label = "do-nothing+interceptor" if interceptor else "do-nothing"
@@ -185,15 +182,12 @@ class Bench:
                     "tokens": size,
                     "server": name if protocol == "grpc" else f"{name}/{protocol}",
                     "codes": kind,
-                    "peak_rps": peak.rate,
+                    **figures(peak, half, cpu),
                     "vs_noop": peak.rate / noop["peak_rps"],
                     "vs_noop_interceptor": peak.rate / intercepted["peak_rps"],
-                    "peak_p50_ms": peak.percentile(0.5) * 1e3,
                     "peak_p99_ms": peak.percentile(0.99) * 1e3,
                     "half_rate": half.rate,
                     "half_p50_ms": half.percentile(0.5) * 1e3,
-                    "half_p99_ms": half.percentile(0.99) * 1e3,
-                    "server_cpu_us": cpu,
                     "results": dict(peak.results + half.results),
                 }
                 self.results["verify"].append(row)
@@ -235,11 +229,8 @@ class Bench:
             row = {
                 "tokens": size,
                 "server": name,
-                "peak_rps": peak.rate,
+                **figures(peak, half, cpu),
                 "vs_grpc": peak.rate / over_grpc,
-                "peak_p50_ms": peak.percentile(0.5) * 1e3,
-                "half_p99_ms": half.percentile(0.99) * 1e3,
-                "server_cpu_us": cpu,
                 "results": dict(peak.results + half.results),
             }
             self.results["http"].append(row)
@@ -257,12 +248,7 @@ class Bench:
         try:
             for servers in ([first], [first, second]):
                 peak, half, cpu = self.peak_and_half(servers, "valid")
-                row = {
-                    "replicas": len(servers),
-                    "peak_rps": peak.rate,
-                    "half_p99_ms": half.percentile(0.99) * 1e3,
-                    "server_cpu_us": cpu,
-                }
+                row = {"replicas": len(servers), **figures(peak, half, cpu)}
                 self.results["replicas"].append(row)
                 self.say(
                     f"replicas {len(servers)}  {peak.rate:8,.0f}/s  p99@½ "
@@ -311,10 +297,7 @@ class Bench:
                         row = {
                             "server": name,
                             "processes": count,
-                            "peak_rps": peak.rate,
-                            "peak_p50_ms": peak.percentile(0.5) * 1e3,
-                            "half_p99_ms": half.percentile(0.99) * 1e3,
-                            "server_cpu_us": cpu,
+                            **figures(peak, half, cpu),
                             "load_cores": load_cores,
                             "server_cores": server_cores,
                         }
@@ -381,6 +364,16 @@ def planned_sizes(plan: dict[str, Any], only: str | None) -> list[tuple[int, int
     known = dict(pairs)
     sizes = sorted({int(part.replace("_", "")) for part in only.split(",") if part.strip()})
     return [(size, min(size, known.get(size, max(known.values())))) for size in sizes]
+
+
+def figures(peak: LoadResult, half: LoadResult, cpu: float) -> dict[str, float]:
+    """What every row reports of a peak run and its half-rate run."""
+    return {
+        "peak_rps": peak.rate,
+        "peak_p50_ms": peak.percentile(0.5) * 1e3,
+        "half_p99_ms": half.percentile(0.99) * 1e3,
+        "server_cpu_us": cpu,
+    }
 
 
 def hsm_rows(seconds: float) -> list[tuple[str, float]]:
