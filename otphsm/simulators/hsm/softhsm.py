@@ -11,6 +11,7 @@ import secrets
 import shlex
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ from otphsm.hsm.session import HsmSessionOwner
 SOFTHSM_UTIL = "softhsm2-util"
 SETTINGS_FILE = "otphsm-hsm.env"
 USER_PIN_FILE = "user-pin"
+CLONE_ATTEMPTS = 20
+CLONE_RETRY_PAUSE = 0.05
 
 
 @dataclass(frozen=True)
@@ -104,17 +107,40 @@ def create_softhsm(
 
 def clone_softhsm(softhsm: SoftHsm, directory: Path) -> SoftHsm:
     """A copy of `softhsm`'s tokens under `directory`, with its own config: the same keys, PINs
-    and labels, as two members of an HSM cluster hold. Copy only while no process writes to it.
+    and labels, as two members of an HSM cluster hold. A copy that caught a token mid-write (a
+    C_Login elsewhere) is taken again.
 
     SoftHSM rewrites a token's token.object at every C_Login (truncate, then write), so a
     process killed at that moment leaves the token unreadable; work that kills processes can run
     on a clone and keep that damage to itself.
     """
     directory = directory.resolve()
-    shutil.copytree(softhsm.directory / "tokens", directory / "tokens")
+    for _ in range(CLONE_ATTEMPTS):
+        shutil.rmtree(directory / "tokens", ignore_errors=True)
+        shutil.copytree(softhsm.directory / "tokens", directory / "tokens")
+        if _same_tokens(softhsm.directory / "tokens", directory / "tokens"):
+            break
+        time.sleep(CLONE_RETRY_PAUSE)
+    else:
+        raise ConfigurationError(f"the tokens under {softhsm.directory} kept changing while copied")
     clone = replace(softhsm, directory=directory)
     _write_conf(clone)
     return clone
+
+
+def _same_tokens(source: Path, copy: Path) -> bool:
+    """Whether `copy` holds every token file of `source` as it is now, none of them caught
+    mid-write: SoftHSM truncates token.object and releases its lock before it writes the new
+    contents, so a copy (even one holding the lock) can catch it empty."""
+    for path in source.rglob("*"):
+        if not path.is_file():
+            continue
+        copied = copy / path.relative_to(source)
+        if path.name == "token.object" and copied.stat().st_size == 0:
+            return False
+        if not copied.is_file() or copied.read_bytes() != path.read_bytes():
+            return False
+    return True
 
 
 def _write_conf(softhsm: SoftHsm) -> None:
