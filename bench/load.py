@@ -5,9 +5,13 @@ thread), or over RADIUS (`protocol="radius"`: each thread a NAS sending Access-R
 `radius_client.py`).
 
 Closed loop (`rate=None`): every thread sends its next request as soon as the last answered —
-the peak rate. Open loop (`rate=R`): requests are due at a fixed schedule and each latency is
-measured from when the request was due, so a server falling behind shows up in the figures
-(no coordinated omission).
+the peak rate. Open loop (`rate=R`): requests are due on a schedule fixed in advance and
+each latency is measured from when the request was due, so a server falling behind shows up in
+the figures (no coordinated omission). The schedule (`arrivals`): "poisson" (the default), each
+client's requests at random independent moments, R per second in all, as many independent users
+send them; "even", evenly spaced at R per second; "lockstep", every client at the same moments,
+R / clients times a second (the schedule of the benchmarks until 2026-12-06 13:00Z: bursts of
+processes x threads requests at once).
 
 Tokens are HOTP: each thread owns its tokens and their counters, so a valid code is always the
 next one and no two threads race on a token. A wrong code is a well-formed code outside the
@@ -20,11 +24,12 @@ import hmac
 import http.client
 import json
 import multiprocessing
+import random
 import ssl
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +66,12 @@ class LoadSpec:
     connections: str = "process"
     """gRPC: one connection per "process" (the default) or per "thread" (so that the kernel
     spreads them over the server processes sharing a port)."""
+    arrivals: str = "poisson"
+    """The open loop's schedule: "poisson", "even" or "lockstep" (the module's docstring)."""
+    first_client: int = 0
+    """The index of this process's first client thread among all the load's clients."""
+    clients: int = 1
+    """Client threads in the whole load (every process's)."""
 
 
 Call = Callable[[str, str], str]
@@ -149,15 +160,36 @@ def _http_call(target: str, tls: ssl.SSLContext) -> Call:
     return call
 
 
+def schedule(
+    arrivals: str, begin: float, rate: float, client: int, clients: int
+) -> Iterator[float]:
+    """When one client's requests are due, at `rate` per second for this client; `client` (of
+    `clients`) places it among the others."""
+    if arrivals == "poisson":
+        draw = random.Random(client)  # the same schedule run after run
+        due = begin
+        while True:
+            due += draw.expovariate(rate)
+            yield due
+    if arrivals not in ("even", "lockstep"):
+        raise ValueError(f"unknown arrivals: {arrivals!r}")
+    phase = client / clients if arrivals == "even" else 0.0
+    sent = 0
+    while True:
+        yield begin + (sent + phase) / rate
+        sent += 1
+
+
 def _client_thread(
     call: Call,
     spec: LoadSpec,
     tokens: list[list[Any]],
     begin: float,
-    rate: float | None,
+    dues: Iterator[float] | None,
     out: LoadResult,
     lock: threading.Lock,
 ) -> None:
+    """`dues`: when the requests are due (open loop); None: closed loop."""
     measure_from = begin + spec.warmup
     end = measure_from + spec.duration
     wrong: dict[str, str] = {}
@@ -166,12 +198,11 @@ def _client_thread(
     completed = 0
     answered = 0
     index = 0
-    sent = 0
     while True:
-        due = begin + sent / rate if rate else time.perf_counter()
+        due = next(dues) if dues else time.perf_counter()
         if due >= end:
             break
-        if rate:
+        if dues:
             pause = due - time.perf_counter()
             if pause > 0:
                 time.sleep(pause)
@@ -186,11 +217,10 @@ def _client_thread(
         started = time.perf_counter()
         outcome = call(serial, code)
         finished = time.perf_counter()
-        sent += 1
         answered += 1
         if due >= measure_from and finished <= end:
             completed += 1
-            latencies.append(finished - (due if rate else started))
+            latencies.append(finished - (due if dues else started))
             results[outcome] += 1
     with lock:
         out.completed += completed
@@ -234,14 +264,20 @@ def _worker(spec: LoadSpec, queue: Any) -> None:
         owned[i % spec.threads].append(list(token))
     out = LoadResult(duration=spec.duration)
     lock = threading.Lock()
-    per_thread = spec.rate / spec.threads if spec.rate else None
     time.sleep(max(0.0, spec.start_at - time.time()))
     begin = time.perf_counter()
     cpu_before = time.process_time()
+
+    def dues(thread: int) -> Iterator[float] | None:
+        if not spec.rate:
+            return None
+        client = spec.first_client + thread
+        return schedule(spec.arrivals, begin, spec.rate / spec.threads, client, spec.clients)
+
     threads = [
         threading.Thread(
             target=_client_thread,
-            args=(calls[i], spec, owned[i], begin, per_thread, out, lock),
+            args=(calls[i], spec, owned[i], begin, dues(i), out, lock),
         )
         for i in range(spec.threads)
         if owned[i]
@@ -272,6 +308,7 @@ def run_load(
     protocol: str = "grpc",
     radius_secret: str = "",
     connections: str = "process",
+    arrivals: str = "poisson",
 ) -> LoadResult:
     """Spread `tokens` over `processes` x `threads` clients; the merged result."""
     context = multiprocessing.get_context("spawn")
@@ -291,6 +328,9 @@ def run_load(
             protocol=protocol,
             radius_secret=radius_secret,
             connections=connections,
+            arrivals=arrivals,
+            first_client=p * threads,
+            clients=processes * threads,
         )
         for p in range(processes)
     ]

@@ -128,6 +128,7 @@ class Bench:
             protocol=protocol,
             radius_secret=RADIUS_SECRET,
             connections=connections,
+            arrivals=self.args.arrivals,
         )
         cpu = sum(cpu_seconds(s) for s in servers) - before
         self.cores = (result.cores, cpu / result.wall_seconds if result.wall_seconds else 0.0)
@@ -456,6 +457,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, default=2, help="load generator processes")
     parser.add_argument("--threads", type=int, default=4, help="client threads per process")
     parser.add_argument("--workers", type=int, default=4, help="server.max_workers")
+    parser.add_argument(
+        "--arrivals",
+        choices=("poisson", "even", "lockstep"),
+        default="poisson",
+        help="the half-rate runs' schedule (bench/load.py)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args(argv)
@@ -469,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
     results["settings"] = (
         f"load: {args.processes} processes x {args.threads} threads, server.max_workers "
         f"{args.workers}, {plan['duration']:g} s per run after {plan['warmup']:g} s warm-up, "
-        "HOTP SHA-1 6 digits, mTLS"
+        f"{args.arrivals} arrivals at half the peak rate, HOTP SHA-1 6 digits, mTLS"
     )
     results["targets"] = targets(results)
     results["seconds"] = round(time.monotonic() - started, 1)
