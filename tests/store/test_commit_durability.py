@@ -4,7 +4,9 @@ before they return; the lockout's reservation of an attempt in flight, which is 
 after a minute anyway, is committed without a sync of its own (the next synced commit
 carries it), and does not leave the connection relaxed for the commit after it, even when
 refused at its BEGIN (another program holding SQLite's write lock). Accepted codes queued
-behind a transaction in progress share one synced commit (group commit)."""
+behind a transaction in progress share one synced commit (group commit). The RADIUS answers
+cache's commits are not synced either (a lost answer only makes a retransmission be verified
+again, and answered REPLAYED)."""
 
 from __future__ import annotations
 
@@ -43,5 +45,10 @@ def test_accepted_codes_and_failures_are_synced_reservations_are_not(tmp_path: P
     assert counts["reserve-again"] == 0
     assert counts["fail"] >= 1
     assert 1 <= counts["group"] <= 2  # the unit of work's commit, then one for the 4 queued
+    # The RADIUS answers cache (a claim, then the answer) commits without syncs of its own,
+    # and leaves the next accepted code synced.
+    assert counts["radius-claim"] == 0
+    assert counts["radius-save"] == 0
+    assert counts["accept-after-radius"] >= 1
     # A reservation refused at its BEGIN does not leave the connection relaxed.
     assert counts["accept-after-refused"] >= 1

@@ -53,6 +53,16 @@ def main(path: str) -> None:
         store.insert_token(each)
     mark("group")
     grouped_writes(store, engine, queued)
+    mark("radius-claim")
+    claimed, _ = store.claim_radius_answer("nas|203.0.113.9|17|authenticator", NOW, NOW + 30)
+    assert claimed
+    mark("radius-save")
+    store.save_radius_answer("nas|203.0.113.9|17|authenticator", b"answer")
+    current = store.get_token(stored.serial)
+    assert current is not None
+    mark("accept-after-radius")
+    after = replace(current, moving_factor=current.moving_factor + 5)
+    assert store.update_token_succeeded(after, Success(SUBJECT, ORIGIN, None, NOW, 0))
     mark("end")
     store.close()
     refused_reservation(path, stored.serial)
