@@ -136,9 +136,11 @@ def _same_tokens(source: Path, copy: Path) -> bool:
         if not path.is_file():
             continue
         copied = copy / path.relative_to(source)
+        if not copied.is_file():
+            return False
         if path.name == "token.object" and copied.stat().st_size == 0:
             return False
-        if not copied.is_file() or copied.read_bytes() != path.read_bytes():
+        if copied.read_bytes() != path.read_bytes():
             return False
     return True
 
