@@ -30,7 +30,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -42,7 +41,7 @@ from otphsm.service.assembly import assemble, prepare
 from otphsm.service.config import ServiceConfig
 from otphsm.service.metrics import Endpoint, process_gone, serve_merged
 from otphsm.service.ports import cannot_listen, port_taken, reserve
-from otphsm.service.workers import WORKER_ENV, Heartbeats, Worker
+from otphsm.service.workers import WORKER_ENV, Heartbeats, Worker, shared_directory
 from otphsm.store.urls import describe_store_url
 
 log = logging.getLogger("otphsm.supervisor")
@@ -85,7 +84,7 @@ class Supervisor:
         self.count = count
         self.env = dict(env)
         self.clock = clock
-        self.directory = Path(tempfile.mkdtemp(prefix="otphsm-serve-"))
+        self.directory = shared_directory(os.getpid())
         self.metrics_dir = self.directory / "metrics"
         self.health_dir = self.directory / "health"
         self.metrics_dir.mkdir()

@@ -8,6 +8,10 @@ every process of the host) at each health check once it serves; its health check
 every slot's file. A slot without a file (the parent removes it when the process exits) or with
 an old one (a process stopped or stuck) makes the check fail: every process answers
 NOT_SERVING until that slot's process is back.
+
+The heartbeats and the metrics files live in a directory of the parent's (`shared_directory`),
+named after its pid and removed when it stops; a parent killed with SIGKILL cannot remove its
+own, so each new parent removes those of parents that are gone.
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ import ctypes
 import json
 import math
 import os
+import shutil
 import signal
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -26,10 +32,43 @@ WORKER_ENV = "OTPHSM_WORKER"
 """The environment variable that makes `otphsm serve` one process of a parent's set (JSON of
 `Worker`); never set by hand."""
 PR_SET_PDEATHSIG = 1
+SHARED_PREFIX = "otphsm-serve-"
 CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 STALE_CHECKS = 3
 """A heartbeat older than this many health intervals (plus a second) is a process not
 answering."""
+
+
+def shared_directory(parent: int, base: Path | None = None) -> Path:
+    """A new directory (under `base`, default the system's temporary directory) for the
+    heartbeats and metrics of parent `parent`'s processes, after removing those of parents that
+    are gone (`orphaned_directories`)."""
+    base = Path(tempfile.gettempdir()) if base is None else base
+    for orphan in orphaned_directories(base):
+        shutil.rmtree(orphan, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{SHARED_PREFIX}{parent}-", dir=base))
+
+
+def orphaned_directories(base: Path) -> list[Path]:
+    """This user's parent directories under `base` whose parent process no longer exists."""
+    found = []
+    for path in base.glob(f"{SHARED_PREFIX}*"):
+        pid, _, rest = path.name.removeprefix(SHARED_PREFIX).partition("-")
+        if not (pid.isdigit() and rest) or path.is_symlink() or not path.is_dir():
+            continue
+        if path.stat().st_uid == os.getuid() and not _alive(int(pid)):
+            found.append(path)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def available_cpus(cpu_max: Path = CGROUP_CPU_MAX) -> int:

@@ -6,7 +6,8 @@ and the service goes on; SIGTERM stops them all within the grace period; and ano
 serve` on the gRPC or HTTP port in use is refused with the one-line error naming the key. When
 the processes cannot start at all, the parent stops with their one-line error and a non-zero
 code, without a restart loop. The parent's directory (heartbeats, metrics) is removed when it
-stops; killed with SIGKILL, its processes stop too (the directory is then left behind)."""
+stops; killed with SIGKILL, its processes stop too, and the next parent removes the directory
+it left behind."""
 
 from __future__ import annotations
 
@@ -240,6 +241,7 @@ def test_the_processes_stop_when_their_parent_is_killed(
         server.wait_serving()
         pids = children(server)
         assert len(pids) == 2
+        left_behind = shared_directory(pids[0])
         server.process.kill()  # no stop of its own: the kernel's parent-death signal
         server.process.wait(timeout=10)
 
@@ -251,5 +253,13 @@ def test_the_processes_stop_when_their_parent_is_killed(
             return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
 
         wait_until("stopped", lambda: all(gone(pid) for pid in pids))
+        assert left_behind.is_dir()
     finally:
         server.stop()
+    # The next parent removes the directory the killed one could not.
+    again = rig.serve("orphans-again", server={"processes": 2})
+    try:
+        again.wait_serving()
+        assert not left_behind.exists()
+    finally:
+        again.stop()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,9 @@ from otphsm.service.workers import (
     ProcessNotAnswering,
     Worker,
     available_cpus,
+    orphaned_directories,
     process_count,
+    shared_directory,
 )
 
 
@@ -107,3 +110,29 @@ def test_another_process_down_changes_the_answer_but_not_this_process_serving() 
     answer = servicer.Check(health_pb2.HealthCheckRequest(service=""), None)
     assert answer.status == health_pb2.HealthCheckResponse.NOT_SERVING
     assert monitor.serving("otphsm.v1.ValidationService")  # RADIUS here keeps answering
+
+
+def test_a_new_parent_removes_the_directories_of_parents_that_are_gone(tmp_path: Path) -> None:
+    gone = _exited_pid()
+    orphan = tmp_path / f"otphsm-serve-{gone}-x1y2z3"
+    (orphan / "metrics").mkdir(parents=True)
+    (orphan / "metrics" / "counter_1.db").write_bytes(b"\0" * 64)
+    living = tmp_path / f"otphsm-serve-{os.getppid()}-a1b2c3"  # a parent still running
+    living.mkdir()
+    unnamed = tmp_path / "otphsm-serve-abc123"  # not a parent's directory by its name
+    unnamed.mkdir()
+
+    made = shared_directory(os.getpid(), tmp_path)
+
+    assert not orphan.exists()
+    assert living.is_dir() and unnamed.is_dir()
+    assert made.is_dir() and made.name.startswith(f"otphsm-serve-{os.getpid()}-")
+    # The new parent's own directory is not an orphan while it runs.
+    assert orphaned_directories(tmp_path) == []
+
+
+def _exited_pid() -> int:
+    """The pid of a process that has exited and been reaped."""
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
