@@ -26,6 +26,8 @@ SETTINGS_FILE = "otphsm-hsm.env"
 USER_PIN_FILE = "user-pin"
 CLONE_ATTEMPTS = 20
 CLONE_RETRY_PAUSE = 0.05
+SETTLE_READS = 50
+SETTLE_PAUSE = 0.002
 
 
 @dataclass(frozen=True)
@@ -129,20 +131,35 @@ def clone_softhsm(softhsm: SoftHsm, directory: Path) -> SoftHsm:
 
 
 def _same_tokens(source: Path, copy: Path) -> bool:
-    """Whether `copy` holds every token file of `source` as it is now, none of them caught
-    mid-write: SoftHSM truncates token.object and releases its lock before it writes the new
-    contents, so a copy (even one holding the lock) can catch it empty."""
+    """Whether `copy` holds every token file of `source`, none of them caught mid-write:
+    SoftHSM truncates token.object and releases its lock before it writes the new contents, so
+    a copy (even one holding the lock) can catch it empty. A login also changes a few of its
+    bytes, so a token.object is checked whole (its size), every other file byte for byte."""
     for path in source.rglob("*"):
         if not path.is_file():
             continue
         copied = copy / path.relative_to(source)
         if not copied.is_file():
             return False
-        if path.name == "token.object" and copied.stat().st_size == 0:
-            return False
-        if copied.read_bytes() != path.read_bytes():
+        if path.name == "token.object":
+            size = copied.stat().st_size
+            if size == 0 or size != len(_settled(path)):
+                return False
+        elif copied.read_bytes() != path.read_bytes():
             return False
     return True
+
+
+def _settled(path: Path) -> bytes:
+    """The file's contents, waiting out (for a moment) a token.object that a login in another
+    process has just truncated."""
+    contents = path.read_bytes()
+    for _ in range(SETTLE_READS):
+        if contents:
+            break
+        time.sleep(SETTLE_PAUSE)
+        contents = path.read_bytes()
+    return contents
 
 
 def _write_conf(softhsm: SoftHsm) -> None:
