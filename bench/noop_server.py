@@ -51,11 +51,16 @@ def main() -> int:
     interceptors: list[grpc.ServerInterceptor] = []
     if args.interceptor:
         interceptors.append(ServiceInterceptor(Authenticator(insecure=section.insecure), Metrics()))
-    server = new_grpc_server(section, interceptors)
+    server = new_grpc_server(section, interceptors, model=config.server_model())
     validation_pb2_grpc.add_ValidationServiceServicer_to_server(NoopValidation(), server)
     port = bind(server, section)
     server.start()
-    fields = {"address": section.address, "port": port, "interceptor": args.interceptor}
+    fields = {
+        "address": section.address,
+        "port": port,
+        "interceptor": args.interceptor,
+        "model": config.server_model().value,
+    }
     logging.getLogger("otphsm.bench.noop").info("serving", extra={"fields": fields})
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

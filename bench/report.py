@@ -27,14 +27,15 @@ def _ms(value: float) -> str:
 
 def verify_table(results: dict[str, Any]) -> list[str]:
     lines = [
-        "| tokens | server | codes | peak verif./s | vs do-nothing | vs do-nothing + interceptor "
-        "| p50 ms (peak) | p99 ms at ½ peak | server CPU µs/verif. |",
-        "|---:|---|---|---:|---:|---:|---:|---:|---:|",
+        "| tokens | server | server.model | codes | peak verif./s | vs do-nothing "
+        "| vs do-nothing + interceptor | p50 ms (peak) | p99 ms at ½ peak | server CPU µs/verif. |",
+        "|---:|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in results["verify"]:
         behind = row.get("vs_noop_interceptor")
         lines.append(
-            f"| {row['tokens']:,} | {row['server']} | {row['codes']} | {row['peak_rps']:,.0f} "
+            f"| {row['tokens']:,} | {row['server']} | {row.get('model', 'threads')} "
+            f"| {row['codes']} | {row['peak_rps']:,.0f} "
             f"| {row['vs_noop']:.0%} | {f'{behind:.0%}' if behind is not None else '-'} "
             f"| {_ms(row['peak_p50_ms'])} | {_ms(row['half_p99_ms'])} "
             f"| {row['server_cpu_us']:,.0f} |"
@@ -47,13 +48,15 @@ def baseline_table(results: dict[str, Any]) -> list[str]:
     if not rows:
         return []
     lines = [
-        "| tokens | do-nothing servicer | calls/s | p99 ms at ½ peak | server CPU µs/call |",
-        "|---:|---|---:|---:|---:|",
+        "| tokens | do-nothing servicer | server.model | calls/s | p99 ms at ½ peak "
+        "| server CPU µs/call |",
+        "|---:|---|---|---:|---:|---:|",
     ]
     for row in rows:
         kind = "behind otphsm's interceptor" if row.get("interceptor") else "bare"
         lines.append(
-            f"| {row['tokens']:,} | {kind} | {row['peak_rps']:,.0f} | {_ms(row['half_p99_ms'])} "
+            f"| {row['tokens']:,} | {kind} | {row.get('model', 'threads')} "
+            f"| {row['peak_rps']:,.0f} | {_ms(row['half_p99_ms'])} "
             f"| {row['server_cpu_us']:,.0f} |"
         )
     return lines
@@ -125,6 +128,65 @@ def processes_table(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def models_table(results: dict[str, Any]) -> list[str]:
+    """Each run of section `models`, then per model and engine the issue's ratios against the
+    bare do-nothing servicer served by the same model (means over the runs)."""
+    rows = results.get("models", [])
+    if not rows:
+        return []
+    lines = [
+        "| server | server.model | codes | peak verif./s | p50 ms (peak) "
+        "| p99 ms at ½ peak | server CPU µs/verif. |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r['servicer']} | {r['model']} | {r['codes']} | {r['peak_rps']:,.0f} "
+        f"| {_ms(r['peak_p50_ms'])} | {_ms(r['half_p99_ms'])} | {r['server_cpu_us']:,.0f} |"
+        for r in rows
+    ]
+    lines += [
+        "",
+        "| store | server.model | CPU per verify / do-nothing's | verifies/s / do-nothing's "
+        "| wrong / valid (CPU) | p99 ms at ½ peak |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {m['store']} | {m['model']} | {m['cpu_ratio']:.2f}x | {m['rate_ratio']:.0%} "
+        f"| {m['wrong_ratio']:.2f}x | {_ms(m['half_p99_ms'])} |"
+        for m in model_ratios(rows)
+    ]
+    return lines
+
+
+def model_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def mean(servicer: str, model: str, codes: str, key: str) -> float:
+        found = [
+            r[key]
+            for r in rows
+            if (r["servicer"], r["model"], r["codes"]) == (servicer, model, codes)
+        ]
+        return sum(found) / len(found) if found else float("nan")
+
+    stores = sorted({r["servicer"] for r in rows} - {"do-nothing"}, reverse=True)
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    ratios = []
+    for store in stores:
+        for model in models:
+            valid_cpu = mean(store, model, "valid", "server_cpu_us")
+            ratios.append(
+                {
+                    "store": store,
+                    "model": model,
+                    "cpu_ratio": valid_cpu / mean("do-nothing", model, "valid", "server_cpu_us"),
+                    "rate_ratio": mean(store, model, "valid", "peak_rps")
+                    / mean("do-nothing", model, "valid", "peak_rps"),
+                    "wrong_ratio": mean(store, model, "wrong", "server_cpu_us") / valid_cpu,
+                    "half_p99_ms": mean(store, model, "valid", "half_p99_ms"),
+                }
+            )
+    return ratios
+
+
 def hsm_table(results: dict[str, Any]) -> list[str]:
     rows = results.get("hsm", [])
     if not rows:
@@ -169,7 +231,7 @@ def text(results: dict[str, Any]) -> str:
     parts = [head, verify_table(results), [""], baseline_table(results), [""]]
     parts += [durability_table(results), [""]]
     parts += [http_table(results), [""], replica_table(results), [""]]
-    parts += [processes_table(results), [""]]
+    parts += [processes_table(results), [""], models_table(results), [""]]
     parts += [enrol_table(results), [""], hsm_table(results), [""], floor_table(results)]
     parts += [[""], targets_lines(results)]
     return "\n".join(line for part in parts for line in part)
@@ -228,14 +290,15 @@ def write_chart(results: dict[str, Any], directory: Path) -> Path | None:
         axes[1].plot(
             x, [r["half_p99_ms"] for r in rows], style, marker="o", label=server + f" {codes}"
         )
-    noop = [n for n in results.get("noop", []) if not n.get("interceptor")]
-    if noop:
+    bare = [n for n in results.get("noop", []) if not n.get("interceptor")]
+    for model in dict.fromkeys(n.get("model", "threads") for n in bare):
+        noop = [n for n in bare if n.get("model", "threads") == model]
         axes[0].plot(
             [n["tokens"] for n in noop],
             [n["peak_rps"] for n in noop],
             ":",
             marker="s",
-            label="do-nothing servicer",
+            label=f"do-nothing servicer ({model})",
         )
     for ax, title in ((axes[0], "peak verifications/s"), (axes[1], "p99 ms at half the peak rate")):
         ax.set_xscale("log")

@@ -15,6 +15,8 @@ serve` on SQLite and on PostgreSQL, the do-nothing servicer), then measures:
 - two `otphsm serve` replicas sharing PostgreSQL and the SoftHSM token, vs one;
 - `server.processes` = 2 beside 1 on each engine, with the CPU cores the load generator and
   the servers used;
+- `server.model` "threads" beside "event-loop": the do-nothing servicer and `otphsm serve` on
+  each engine, served by each;
 - one card-authorised enrolment + secure activation through pcscd;
 - the floor (floor.py): the verify use case in one process without serving, and its parts
   (a token read, one HMAC in the HSM, one durable write), on each engine.
@@ -44,9 +46,10 @@ from harness import BENCH_SECTIONS, RADIUS_SECRET, BenchEnv, ServerProcess, benc
 from load import LoadResult, run_load
 
 from otphsm.hsm import open_vault
-from otphsm.service.config import HsmSection
+from otphsm.service.config import HsmSection, ServerModel
 
 RESULTS = Path(__file__).resolve().parent / "results"
+MODELS = tuple(model.value for model in ServerModel)
 LARGE_VERIFIED_SET = 5 * HsmSection.cache_size
 """Tokens verified at 10⁵ and 10⁶: five times the default `hsm.cache_size` (issue 15), so a
 large fleet is measured with the default cache and a working set that does not fit in it."""
@@ -85,12 +88,20 @@ class Bench:
             "floor": [],
             "processes": [],
             "durability": [],
+            "models": [],
         }
         self.cores = (0.0, 0.0)
         server = {"server": {"max_workers": args.workers}}
         api = {"http": {"enabled": True, "port": 0}}
-        self.noop = env.noop("noop", **server)
-        self.noop_intercepted = env.noop("noop-interceptor", interceptor=True, **server)
+        self.noops = {
+            (model, interceptor): env.noop(
+                f"noop-{model}{'-interceptor' if interceptor else ''}",
+                interceptor=interceptor,
+                server={"max_workers": args.workers, "model": model},
+            )
+            for model in MODELS
+            for interceptor in (False, True)
+        }
         radius = {"radius": {**env.radius_section(), "workers": args.workers}}
         self.stores = {
             "sqlite": env.serve("sqlite", env.sqlite_url, **server, **api, **radius),
@@ -132,7 +143,7 @@ class Bench:
         )
         cpu = sum(cpu_seconds(s) for s in servers) - before
         self.cores = (result.cores, cpu / result.wall_seconds if result.wall_seconds else 0.0)
-        baseline = servers[0] in (self.noop, self.noop_intercepted)
+        baseline = servers[0].name.startswith("noop")  # the do-nothing servers keep no counters
         if not baseline:
             self.fleet.update_counters(database, result.counters)
         expected = "VERIFY_RESULT_OK" if kind == "valid" else "VERIFY_RESULT_WRONG_CODE"
@@ -156,32 +167,37 @@ class Bench:
         return peak, half, cpu
 
     def verify_at(self, size: int) -> None:
+        """The do-nothing servicers (each server model, bare and behind the interceptor), then
+        each store's verifies, compared with the do-nothing served by the same model."""
         baselines = {}
-        for interceptor, server in ((False, self.noop), (True, self.noop_intercepted)):
+        for (model, interceptor), server in self.noops.items():
             peak, half, cpu = self.peak_and_half([server], "valid")
-            baselines[interceptor] = {
+            baselines[model, interceptor] = {
                 "tokens": size,
+                "model": model,
                 "interceptor": interceptor,
                 **figures(peak, half, cpu),
             }
-            self.results["noop"].append(baselines[interceptor])
-            label = "do-nothing+interceptor" if interceptor else "do-nothing"
-            p99 = baselines[interceptor]["half_p99_ms"]
+            self.results["noop"].append(baselines[model, interceptor])
+            label = f"do-nothing{'+interceptor' if interceptor else ''} {model}"
+            p99 = baselines[model, interceptor]["half_p99_ms"]
             self.say(
-                f"{size:>9,} {label:<22} {peak.rate:8,.0f}/s  p99@½ {p99:.2f} ms  cpu {cpu:,.0f} µs"
+                f"{size:>9,} {label:<33} {peak.rate:8,.0f}/s  p99@½ {p99:.2f} ms  cpu {cpu:,.0f} µs"
             )
-        noop, intercepted = baselines[False], baselines[True]
         runs = [
             (name, server, protocol)
             for protocol in self.args.protocols.split(",")
             for name, server in self.stores.items()
         ]
         for name, server, protocol in runs:
+            model = serving_model(server)
+            noop, intercepted = baselines[model, False], baselines[model, True]
             for kind in ("valid", "wrong"):
                 peak, half, cpu = self.peak_and_half([server], kind, protocol)
                 row = {
                     "tokens": size,
                     "server": name if protocol == "grpc" else f"{name}/{protocol}",
+                    "model": model,
                     "codes": kind,
                     **figures(peak, half, cpu),
                     "vs_noop": peak.rate / noop["peak_rps"],
@@ -313,6 +329,36 @@ class Bench:
                 for server in pair.values():
                     server.stop()
 
+    def models(self) -> None:
+        """`server.model` "threads" beside "event-loop": the bare do-nothing servicer and
+        `otphsm serve` on each engine, served by each model; valid and wrong codes, the
+        models alternated twice."""
+        servers: dict[str, dict[str, ServerProcess]] = {}
+        try:
+            for model in MODELS:
+                section = {"max_workers": self.args.workers, "model": model}
+                servers[model] = {"do-nothing": self.env.noop(f"noop-{model}", server=section)}
+                for name, url in (("sqlite", self.env.sqlite_url), ("postgresql", self.env.pg_url)):
+                    servers[model][name] = self.env.serve(f"{name}-{model}", url, server=section)
+            for _round in range(2):
+                for model in MODELS:
+                    for servicer, server in servers[model].items():
+                        for kind in ("valid",) if servicer == "do-nothing" else ("valid", "wrong"):
+                            self.model_row(server, servicer, model, kind)
+        finally:
+            for by_servicer in servers.values():
+                for server in by_servicer.values():
+                    server.stop()
+
+    def model_row(self, server: ServerProcess, servicer: str, model: str, kind: str) -> None:
+        peak, half, cpu = self.peak_and_half([server], kind)
+        row = {"servicer": servicer, "model": model, "codes": kind, **figures(peak, half, cpu)}
+        self.results["models"].append(row)
+        self.say(
+            f"{servicer:<10} {model:<10} {kind:<5} {peak.rate:8,.0f}/s  p50 "
+            f"{row['peak_p50_ms']:.2f} ms  p99@½ {row['half_p99_ms']:.2f} ms  cpu {cpu:,.0f} µs"
+        )
+
     def say(self, line: str) -> None:
         print(line, flush=True)
 
@@ -344,6 +390,8 @@ class Bench:
                     self.floor()
                 if size == self.plan["sizes"][0] and "processes" in sections:
                     self.processes()
+                if size == self.plan["sizes"][0] and "models" in sections:
+                    self.models()
                 if size == self.plan["sizes"][0] and "enrol" in sections:
                     target = self.stores["postgresql"].target
                     self.results["enrolment"] = measure_enrolment(
@@ -353,6 +401,12 @@ class Bench:
         finally:
             vault.close()
         return self.results
+
+
+def serving_model(server: ServerProcess) -> str:
+    """The `server.model` a server logged in its "serving" record ("auto" decided)."""
+    serving = [r for r in server.records if r.get("msg") == "serving"]
+    return str(serving[0]["model"])
 
 
 def planned_sizes(plan: dict[str, Any], only: str | None) -> list[tuple[int, int]]:
@@ -392,11 +446,12 @@ def hsm_rows(seconds: float) -> list[tuple[str, float]]:
 
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Issue 15's acceptance, as ratios within this run: server CPU per valid verify ≤ 2x the
-    bare do-nothing servicer's per call and verifies/s ≥ 60% of its calls/s (smallest fleet),
-    wrong codes ≤ 1.5x a valid verify's CPU, p99 ≤ 10 ms at half the peak rate at every size,
-    and the largest fleet ≥ 80% of the smallest's throughput; gRPC rows, each engine."""
+    bare do-nothing servicer's per call (served by the same `server.model`) and verifies/s ≥
+    60% of its calls/s (smallest fleet), wrong codes ≤ 1.5x a valid verify's CPU, p99 ≤ 10 ms
+    at half the peak rate at every size, and the largest fleet ≥ 80% of the smallest's
+    throughput; gRPC rows, each engine."""
     rows = {(r["tokens"], r["server"], r["codes"]): r for r in results["verify"]}
-    noop = {n["tokens"]: n for n in results.get("noop", []) if not n["interceptor"]}
+    noop = {(n["tokens"], n["model"]): n for n in results.get("noop", []) if not n["interceptor"]}
     sizes = sorted({r["tokens"] for r in results["verify"]})
     found: list[dict[str, Any]] = []
 
@@ -407,29 +462,30 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         small = rows.get((sizes[0], server, "valid")) if sizes else None
         if small is None:
             continue
-        base = noop.get(sizes[0])
+        label = f"{server} ({small['model']})"
+        base = noop.get((sizes[0], small["model"]))
         if base is not None:
             cpu_ratio = small["server_cpu_us"] / base["server_cpu_us"]
             check(
-                f"{server}: CPU per verify ≤ 2x the do-nothing's",
+                f"{label}: CPU per verify ≤ 2x the do-nothing's",
                 f"{cpu_ratio:.1f}x",
                 cpu_ratio <= 2,
             )
         check(
-            f"{server}: verify ≥ 60% of the do-nothing servicer",
+            f"{label}: verify ≥ 60% of the do-nothing servicer",
             f"{small['vs_noop']:.0%}",
             small["vs_noop"] >= 0.6,
         )
         wrong = rows.get((sizes[0], server, "wrong"))
         if wrong is not None:
             ratio = wrong["server_cpu_us"] / small["server_cpu_us"]
-            check(f"{server}: wrong code ≤ 1.5x a valid one (CPU)", f"{ratio:.2f}x", ratio <= 1.5)
+            check(f"{label}: wrong code ≤ 1.5x a valid one (CPU)", f"{ratio:.2f}x", ratio <= 1.5)
         for size in sizes:
             row = rows.get((size, server, "valid"))
             if row is not None:
                 p99 = row["half_p99_ms"]
                 check(
-                    f"{server}: p99 ≤ 10 ms at half the peak rate, {size:,} tokens",
+                    f"{label}: p99 ≤ 10 ms at half the peak rate, {size:,} tokens",
                     f"{p99:.2f} ms",
                     p99 <= 10,
                 )
@@ -437,7 +493,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         if big is not None and sizes[-1] > sizes[0]:
             ratio = big["peak_rps"] / small["peak_rps"]
             check(
-                f"{server}: {sizes[-1]:,} tokens ≥ 80% of {sizes[0]:,}",
+                f"{label}: {sizes[-1]:,} tokens ≥ 80% of {sizes[0]:,}",
                 f"{ratio:.0%}",
                 ratio >= 0.8,
             )
@@ -449,7 +505,9 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="a CI-size smoke run (~1.5 min)")
-    parser.add_argument("--sections", default="hsm,verify,http,replicas,processes,enrol,floor")
+    parser.add_argument(
+        "--sections", default="hsm,verify,http,replicas,processes,models,enrol,floor"
+    )
     parser.add_argument("--sizes", help="fleet sizes to run, comma-separated (default: the plan's)")
     parser.add_argument(
         "--protocols", default="grpc,radius", help="protocols of the verify section"

@@ -68,6 +68,16 @@ class ReaderKind(enum.StrEnum):
     """The server's own readers serve AuthoriseWithLocalCard and WatchCards."""
 
 
+class ServerModel(enum.StrEnum):
+    AUTO = "auto"
+    """"event-loop" with a SQLite store, "threads" with PostgreSQL: what served each faster."""
+    THREADS = "threads"
+    """gRPC's threaded server: each call handed to a pool of `max_workers` threads."""
+    EVENT_LOOP = "event-loop"
+    """grpc.aio: code checks run on the event loop's thread, one at a time; other calls in the
+    pool (`otphsm.service.event_loop`)."""
+
+
 class SmsKind(enum.StrEnum):
     OUTBOX = "outbox"
     """The simulator: a JSON-lines file."""
@@ -109,6 +119,10 @@ class ServerSection:
     process, no parent; 2 showed no consistent gain on a 2-core machine shared with the load
     generator, and a worse p99 on SQLite (README, Benchmarks). Not with `card.readers = pcsc`.
     See `otphsm.service.supervisor`."""
+    model: ServerModel = ServerModel.AUTO
+    """How calls are served (`ServiceConfig.server_model`). On SQLite, "event-loop" served
+    verifies for about a quarter less CPU each and more of them a second; on PostgreSQL,
+    fewer a second (each verify's round trips block the loop): README, Benchmarks."""
     log_level: LogLevel = LogLevel.INFO
     log_format: LogFormat = LogFormat.JSON
 
@@ -341,6 +355,13 @@ class ServiceConfig:
     ratelimit: RateLimitSection = field(default_factory=RateLimitSection)
     http: HttpSection = field(default_factory=HttpSection)
     radius: RadiusSection = field(default_factory=RadiusSection)
+
+    def server_model(self) -> ServerModel:
+        """`server.model`, "auto" decided by the store's engine."""
+        if self.server.model is not ServerModel.AUTO:
+            return self.server.model
+        sqlite = self.store.url.partition(":")[0] == "sqlite"
+        return ServerModel.EVENT_LOOP if sqlite else ServerModel.THREADS
 
     def __post_init__(self) -> None:
         _require(

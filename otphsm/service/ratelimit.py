@@ -43,7 +43,7 @@ from typing import Protocol
 from otphsm.core.clock import Clock
 from otphsm.core.errors import DeviceUnavailable, RateLimited
 from otphsm.service.config import RateLimitSection
-from otphsm.service.rpcs import RPCS
+from otphsm.service.rpcs import RPCS, checks_code
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class FailureRateLimiter:
 
     def admit(self, method: str, caller: str) -> None:
         """Raise `RateLimited` if `caller` may not check a code now."""
-        if not self._enabled or not _checks_code(method):
+        if not self._enabled or not checks_code(method):
             return
         self.admit_caller(caller)
 
@@ -144,8 +144,3 @@ class FailureRateLimiter:
 
     def _now_ms(self) -> int:
         return int(self._clock.now() * 1000)
-
-
-def _checks_code(method: str) -> bool:
-    spec = RPCS.get(method)
-    return spec is not None and spec.checks_code

@@ -141,6 +141,13 @@ RPCS: Mapping[str, RpcSpec] = MappingProxyType(
 SERVICE_NAMES: tuple[str, ...] = tuple(dict.fromkeys(method.split("/")[1] for method in RPCS))
 """Our services' full names, in declaration order."""
 
+
+def checks_code(method: str) -> bool:
+    """`method` is one of ours that checks a code (an unknown name does not)."""
+    spec = RPCS.get(method)
+    return spec is not None and spec.checks_code
+
+
 ENROLMENT_SERVICE = f"{PACKAGE}.EnrolmentService"
 """Reported NOT_SERVING alone by the health service while a trusted CA has no current CRL."""
 VALIDATION_SERVICE = f"{PACKAGE}.ValidationService"

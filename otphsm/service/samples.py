@@ -37,6 +37,7 @@ NOTES: dict[str, str] = {
     "server.max_message_bytes": "largest request (raise it for big PSKC files)",
     "server.health_interval_seconds": "how often the HSM and the database are probed",
     "server.processes": "server processes sharing the ports (0: one per usable CPU; 1: no parent)",
+    "server.model": "auto (event-loop on SQLite, else threads), threads or event-loop",
     "server.log_level": "DEBUG, INFO, WARNING or ERROR",
     "server.log_format": "json (one record a line) or text",
     "hsm.token_label": "the PKCS#11 token's label (required)",

@@ -26,8 +26,9 @@ from grpc_reflection.v1alpha import reflection
 from otphsm.core.errors import ConfigurationError
 from otphsm.service.assembly import Assembly, assemble, prepare
 from otphsm.service.auth import Authenticator
-from otphsm.service.config import ServerSection, ServiceConfig, load_config
+from otphsm.service.config import ServerModel, ServerSection, ServiceConfig, load_config
 from otphsm.service.crls import CrlRefresher
+from otphsm.service.event_loop import EventLoopServer
 from otphsm.service.health import HealthMonitor
 from otphsm.service.http import HttpServer, start_http_server
 from otphsm.service.http.api import api_for
@@ -37,7 +38,7 @@ from otphsm.service.metrics import Metrics
 from otphsm.service.ports import cannot_listen, in_use, port_taken
 from otphsm.service.radius import RadiusServer
 from otphsm.service.ratelimit import FailureRateLimiter
-from otphsm.service.rpcs import ENROLMENT_SERVICE, SERVICE_NAMES, VALIDATION_SERVICE
+from otphsm.service.rpcs import ENROLMENT_SERVICE, SERVICE_NAMES, VALIDATION_SERVICE, checks_code
 from otphsm.service.servicers import (
     AdminServicer,
     DeviceServicer,
@@ -134,7 +135,8 @@ def start_server(
         metrics,
         FailureRateLimiter(config.ratelimit, assembly.store, assembly.app.clock),
     )
-    server = new_grpc_server(section, [interceptor], reuse_port=shared)
+    model = config.server_model()
+    server = new_grpc_server(section, [interceptor], model=model, reuse_port=shared)
     app = assembly.app
     enrolment = EnrolmentServicer(app, assembly.readers)
     servicers: list[tuple[Callable[[Any, Any], None], object]] = [
@@ -207,6 +209,7 @@ def start_server(
                 "address": section.address,
                 "port": port,
                 "tls": not section.insecure,
+                "model": model.value,
                 "metrics_port": metrics_port,
                 "store": describe_store_url(config.store.url),
                 "http_port": http.port if http is not None else None,
@@ -246,18 +249,30 @@ def new_grpc_server(
     section: ServerSection,
     interceptors: Sequence[grpc.ServerInterceptor],
     *,
+    model: ServerModel,
     reuse_port: bool = False,
 ) -> grpc.Server:
     """The gRPC server every otphsm endpoint runs on (the benchmark's do-nothing servicer too,
-    so the two are served the same way): a thread pool of `max_workers`, the message limit;
-    `reuse_port` for one of several server processes sharing the port."""
+    so the two are served the same way): `model`'s (`ServiceConfig.server_model`), a thread
+    pool of `max_workers`, the message limit; `reuse_port` for one of several server
+    processes sharing the port."""
+    options = [
+        ("grpc.max_receive_message_length", section.max_message_bytes),
+        ("grpc.so_reuseport", 1 if reuse_port else 0),
+    ]
+    if model is ServerModel.AUTO:
+        raise ValueError("decide server.model first (ServiceConfig.server_model)")
+    if model is ServerModel.EVENT_LOOP:
+        return EventLoopServer(
+            max_workers=section.max_workers,
+            interceptors=interceptors,
+            options=options,
+            on_loop=checks_code,
+        )
     return grpc.server(
         futures.ThreadPoolExecutor(max_workers=section.max_workers, thread_name_prefix="rpc"),
         interceptors=list(interceptors),
-        options=[
-            ("grpc.max_receive_message_length", section.max_message_bytes),
-            ("grpc.so_reuseport", 1 if reuse_port else 0),
-        ],
+        options=options,
     )
 
 

@@ -12,6 +12,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from support.server_models import each_server_model, on_each_server_model  # noqa: F401
 from support.service_fixtures import (
     NO_ROLE,
     TWO_ROLES,

@@ -22,7 +22,13 @@ from otphsm.core.errors import (
 from otphsm.core.seeds import SeedStorage
 from otphsm.hsm.errors import HsmPinIncorrect, HsmUnavailable
 from otphsm.hsm.mechanisms import WrapMechanism
-from otphsm.service.config import ReaderKind, SmsKind, config_from_mapping, load_config
+from otphsm.service.config import (
+    ReaderKind,
+    ServerModel,
+    SmsKind,
+    config_from_mapping,
+    load_config,
+)
 from otphsm.service.errors import INTERNAL_MESSAGE, status_for
 from otphsm.service.logs import LogFormat, LogLevel
 from otphsm.smartcard.errors import WrongPin
@@ -113,6 +119,10 @@ def test_the_pin_may_come_from_a_file(tmp_path: Path) -> None:
         (("port = 7000", "port = 70000"), "server.port must be 0..65535"),
         (("port = 7000", "port = 7000\nmax_workers = 0"), "server.max_workers must be >= 1"),
         (
+            ("port = 7000", 'port = 7000\nmodel = "fibers"'),
+            "server.model must be one of ['auto', 'threads', 'event-loop']",
+        ),
+        (
             ("port = 7000", 'port = 7000\nlog_format = "xml"'),
             "server.log_format must be one of ['json', 'text']",
         ),
@@ -165,6 +175,22 @@ def test_choices_are_parsed_once_into_their_enums(tmp_path: Path) -> None:
     assert config.card.readers is ReaderKind.PCSC and config.sms.kind is SmsKind.OUTBOX
     message = config_error(tmp_path, MINIMAL, {"OTPHSM_CARD_READERS": "usb"})
     assert "OTPHSM_CARD_READERS must be one of ['none', 'pcsc']" in message
+
+
+@pytest.mark.parametrize(
+    ("url", "model", "serves_with"),
+    [
+        ("sqlite:///otphsm.db", "auto", ServerModel.EVENT_LOOP),
+        ("postgresql://otphsm@db.example/otphsm", "auto", ServerModel.THREADS),
+        ("sqlite:///otphsm.db", "threads", ServerModel.THREADS),
+        ("postgresql://otphsm@db.example/otphsm", "event-loop", ServerModel.EVENT_LOOP),
+    ],
+)
+def test_the_server_model_auto_is_chosen_by_the_stores_engine(
+    tmp_path: Path, url: str, model: str, serves_with: ServerModel
+) -> None:
+    env = {"OTPHSM_STORE_URL": url, "OTPHSM_SERVER_MODEL": model}
+    assert load_config(write(tmp_path, MINIMAL), env).server_model() is serves_with
 
 
 def test_a_bad_environment_value_names_the_variable(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
 from google.protobuf.message import Message
 from support.card_fixtures import LAURA_BIANCHI
+from support.server_models import each_server_model, on_each_server_model  # noqa: F401
 from support.service_devices import card_signature
 from support.service_fixtures import ServiceUnderTest
 

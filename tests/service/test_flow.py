@@ -18,6 +18,7 @@ from support.factor_fixtures import assert_nowhere, observable_text
 from support.pcsc_fixtures import InsertCard
 from support.recorded_calls import RecordedCalls, assert_in_no_bytes
 from support.requirements import require_tool
+from support.server_models import each_server_model, on_each_server_model  # noqa: F401
 from support.service_devices import TokenApp
 from support.service_fixtures import ServiceUnderTest
 

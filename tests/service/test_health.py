@@ -15,6 +15,7 @@ import psycopg
 import pytest
 from cryptography import x509
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from support.server_models import each_server_model, on_each_server_model  # noqa: F401
 from support.service_devices import TokenApp
 from support.service_fixtures import ServiceUnderTest, start_service
 

@@ -12,6 +12,7 @@ import grpc
 import pytest
 from google.protobuf.message import Message
 from support.card_fixtures import CARD_NOW, CARD_PIN, CARD_PUK, LAURA_BIANCHI, MARIO_ROSSI
+from support.server_models import each_server_model, on_each_server_model  # noqa: F401
 from support.service_devices import TokenApp, card_signature
 from support.service_fixtures import ServiceUnderTest
 

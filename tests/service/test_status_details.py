@@ -10,6 +10,7 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from support.factor_fixtures import StartService, enrol, oob_stub, rpc_error, trailing
+from support.server_models import each_server_model, on_each_server_model  # noqa: F401
 from support.service_fixtures import ServiceUnderTest
 
 from otphsm.client.errors import ServiceRefused, service_error

@@ -10,6 +10,7 @@ the same shape the tests' `otphsm serve` processes (`start_serve`) are started f
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -146,7 +147,11 @@ class ServiceUnderTest:
 
 
 TEST_SECTIONS: dict[str, dict[str, Any]] = {
-    "server": {"max_workers": 24, "health_interval_seconds": HEALTH_INTERVAL},
+    "server": {
+        "max_workers": 24,
+        "health_interval_seconds": HEALTH_INTERVAL,
+        "model": os.environ.get("OTPHSM_TEST_SERVER_MODEL", "auto"),
+    },
     "metrics": {"enabled": True, "address": "127.0.0.1", "port": 0},
 }
 """What the tests' servers set beyond the dev deployment's shape."""
@@ -199,7 +204,9 @@ def start_service(
     raw = service_config(
         tmp_path, softhsm, pki, request.getfixturevalue("card_ca_files"), store_url
     )
-    config = config_from_mapping(with_sections(raw, overrides or {}), base=tmp_path, env={})
+    model = {"server": {"model": request.getfixturevalue("server_model")}}
+    raw = with_sections(with_sections(raw, model), overrides or {})
+    config = config_from_mapping(raw, base=tmp_path, env={})
     clock = ManualClock(SERVICE_START.timestamp())
     source = FaultInjectingSource(ModuleSessionSource.for_module(softhsm.module))
     sms = OutboxSmsGateway(tmp_path / "sms-outbox.jsonl", clock)
@@ -218,6 +225,14 @@ def start_service(
         source.plan,
         db_path,
     )
+
+
+@pytest.fixture(scope="session")
+def server_model() -> str:
+    """`server.model` of the services the tests start ("auto", or OTPHSM_TEST_SERVER_MODEL's);
+    a module that imports `support.server_models.each_server_model` runs its tests on each
+    model instead."""
+    return str(TEST_SECTIONS["server"]["model"])
 
 
 @pytest.fixture
