@@ -49,7 +49,8 @@ from otphsm.hsm import open_vault
 from otphsm.service.config import HsmSection, ServerModel
 
 RESULTS = Path(__file__).resolve().parent / "results"
-MODELS = tuple(model.value for model in ServerModel)
+MODELS = (ServerModel.THREADS.value, ServerModel.EVENT_LOOP.value)
+"""The server models the bench compares ("auto" picks one of them by the engine)."""
 LARGE_VERIFIED_SET = 5 * HsmSection.cache_size
 """Tokens verified at 10⁵ and 10⁶: five times the default `hsm.cache_size` (issue 15), so a
 large fleet is measured with the default cache and a working set that does not fit in it."""
