@@ -271,8 +271,10 @@ class PostgresEngine:
                 if not durable and POSTGRES.relaxed_commit:
                     tx.queue(POSTGRES.relaxed_commit)
                 result = work(tx)
-                tx.queue("COMMIT")  # sent with the pipeline's last Sync: one round trip
                 try:
+                    # psycopg may raise a queued statement's error as soon as its answer is
+                    # in, so at this COMMIT's queueing too: the same failure either way
+                    tx.queue("COMMIT")  # sent with the pipeline's last Sync: one round trip
                     stack.close()
                 except psycopg.Error as exc:
                     raise _CommitFailed(exc) from exc

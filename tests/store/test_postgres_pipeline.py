@@ -5,6 +5,7 @@ waiting for the WAL flush."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -81,6 +82,23 @@ def test_a_queued_statement_that_fails_with_the_commit_writes_nothing(
     assert version(store) == 0
     store.update_token(replace(token(SERIAL), version=0))  # the connection serves again
     assert version(store) == 1
+
+
+def test_a_queued_statements_failure_already_in_before_the_commit_is_the_commits_too(
+    store: PostgresStore,
+) -> None:
+    """psycopg raises a queued statement's error at the next statement once its answer is in:
+    here the COMMIT's queueing (the work waits for the answer), as under load it can."""
+    duplicate = TOKENS.to_row(token(SERIAL))
+
+    def work(tx: Transaction) -> None:
+        tx.queue(SET_VERSION, (7, SERIAL))
+        tx.queue(TOKENS.insert, duplicate)
+        time.sleep(0.2)  # the INSERT's error comes back meanwhile
+
+    with pytest.raises(StoreUnavailable, match="while committing"):
+        engine_of(store).run(work, write=True)
+    assert version(store) == 0
 
 
 def test_a_read_that_fails_after_queued_writes_leaves_nothing_written(
