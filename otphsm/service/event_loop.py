@@ -8,8 +8,9 @@ spends most of a SQLite verify's CPU (README, Benchmarks). Every other RPC (enro
 dialogues, imports, health, reflection) runs as it does on the threaded server, in a pool of
 `server.max_workers` threads, with grpc.aio's synchronous context.
 
-The interceptors are applied here, per method, as gRPC's threaded server applies them; a check
-run on the loop gets `_InlineContext`, whose `abort` raises like the threaded server's does.
+The interceptors are applied here, in order, once per method (the threaded server asks them at
+every call; otphsm's own interceptor wraps each method once either way); a check run on the
+loop gets `_InlineContext`, whose `abort` raises as the threaded server's does.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def _on_the_loop(behaviour: Behaviour) -> Callable[[Any, Any], Any]:
 
 class _Dispatch(grpc.GenericRpcHandler):
     """Finds a method's handler among those added, passes it through the interceptors (once
-    per method), and puts the code checks on the loop."""
+    per method), and puts the code checks on the loop. Called on the loop's thread only."""
 
     def __init__(
         self,
@@ -84,16 +85,15 @@ class _Dispatch(grpc.GenericRpcHandler):
         self._on_loop = on_loop
         self.generic: list[grpc.GenericRpcHandler] = []
         self.registered: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
-        self._ready: dict[str, grpc.RpcMethodHandler[Any, Any] | None] = {}
-        self._lock = threading.Lock()
+        self._ready: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
 
     def service(
         self, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         method = handler_call_details.method
-        with self._lock:
-            if method in self._ready:
-                return self._ready[method]
+        ready = self._ready.get(method)
+        if ready is not None:
+            return ready
         handler = self._intercepted(0, handler_call_details)
         if handler is not None and handler.unary_unary is not None and self._on_loop(method):
             handler = grpc.unary_unary_rpc_method_handler(
@@ -102,8 +102,7 @@ class _Dispatch(grpc.GenericRpcHandler):
                 response_serializer=handler.response_serializer,
             )
         if handler is not None:  # never an entry for a name nobody serves
-            with self._lock:
-                self._ready[method] = handler
+            self._ready[method] = handler
         return handler
 
     def _intercepted(
