@@ -92,7 +92,7 @@ class Bench:
             "models": [],
         }
         self.cores = (0.0, 0.0)
-        server = {"server": {"max_workers": args.workers}}
+        server = {"server": {"max_workers": args.workers, "model": args.model}}
         api = {"http": {"enabled": True, "port": 0}}
         self.noops = {
             (model, interceptor): env.noop(
@@ -521,6 +521,12 @@ def main(argv: list[str] | None = None) -> int:
         choices=("poisson", "even", "lockstep"),
         default="poisson",
         help="the half-rate runs' schedule (bench/load.py)",
+    )
+    parser.add_argument(
+        "--model",
+        choices=tuple(model.value for model in ServerModel),
+        default=ServerModel.AUTO.value,
+        help="server.model of the otphsm serve processes of the verify and http sections",
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
