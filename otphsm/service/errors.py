@@ -73,6 +73,16 @@ STATUS_TABLE: tuple[tuple[type[BaseException], grpc.StatusCode, str], ...] = (
 )
 
 
+class CallAborted(Exception):
+    """What `abort` raises in a context otphsm makes for a call served outside grpc's own
+    (the HTTP/JSON front end's, a code check on the event loop): the call ends with this status."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(details)
+        self.code = code
+        self.details = details
+
+
 @dataclass(frozen=True, slots=True)
 class MappedStatus:
     code: grpc.StatusCode

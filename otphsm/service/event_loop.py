@@ -23,12 +23,7 @@ from typing import Any
 
 import grpc
 
-
-class _Abort(Exception):
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
-        super().__init__(details)
-        self.code = code
-        self.details = details
+from otphsm.service.errors import CallAborted
 
 
 class _InlineContext:
@@ -56,7 +51,7 @@ class _InlineContext:
 
     def abort(self, code: grpc.StatusCode, details: str) -> None:
         self._code = code
-        raise _Abort(code, details)
+        raise CallAborted(code, details)
 
 
 Behaviour = Callable[[Any, Any], Any]
@@ -66,8 +61,8 @@ def _on_the_loop(behaviour: Behaviour) -> Callable[[Any, Any], Any]:
     async def serve(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         try:
             return behaviour(request, _InlineContext(context))
-        except _Abort as abort:
-            await context.abort(abort.code, abort.details)
+        except CallAborted as aborted:
+            await context.abort(aborted.code, aborted.details)
 
     return serve
 

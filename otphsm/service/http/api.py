@@ -29,8 +29,8 @@ from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-unty
 
 from otphsm.client import wire
 from otphsm.core.errors import InvalidInput
-from otphsm.service.errors import INTERNAL_MESSAGE
-from otphsm.service.http.context import HttpAborted, HttpCallContext
+from otphsm.service.errors import INTERNAL_MESSAGE, CallAborted
+from otphsm.service.http.context import HttpCallContext
 from otphsm.service.http.openapi import openapi_json
 from otphsm.service.http.routes import Route, declared_routes
 from otphsm.service.interceptor import ServiceInterceptor, Undecodable
@@ -145,7 +145,7 @@ class HttpApi:
         request = _request(route, variables, query, body)
         try:
             response = self._behaviours[route.rpc](request, context)
-        except HttpAborted as aborted:
+        except CallAborted as aborted:
             return _error(aborted.code, aborted.details, context.trailing)
         except Exception:  # the interceptor maps every error; this is a bug of ours
             log.exception("http call failed", extra={"fields": {"rpc": route.rpc}})

@@ -9,14 +9,7 @@ from typing import Any
 
 import grpc
 
-
-class HttpAborted(Exception):
-    """The call ended with a status other than OK (what `context.abort` raises)."""
-
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
-        super().__init__(details)
-        self.code = code
-        self.details = details
+from otphsm.service.errors import CallAborted
 
 
 class HttpCallContext:
@@ -46,7 +39,7 @@ class HttpCallContext:
 
     def abort(self, code: grpc.StatusCode, details: str) -> None:
         self._code = code
-        raise HttpAborted(code, details)
+        raise CallAborted(code, details)
 
     def code(self) -> grpc.StatusCode | None:
         return self._code
