@@ -338,17 +338,18 @@ class Bench:
         try:
             for model in MODELS:
                 section = {"max_workers": self.args.workers, "model": model}
-                servers[model] = {"do-nothing": self.env.noop(f"noop-{model}", server=section)}
+                servers[model] = {}
                 for name, url in (("sqlite", self.env.sqlite_url), ("postgresql", self.env.pg_url)):
                     servers[model][name] = self.env.serve(f"{name}-{model}", url, server=section)
             for _round in range(2):
                 for model in MODELS:
-                    for servicer, server in servers[model].items():
-                        for kind in ("valid",) if servicer == "do-nothing" else ("valid", "wrong"):
-                            self.model_row(server, servicer, model, kind)
+                    self.model_row(self.noops[model, False], "do-nothing", model, "valid")
+                    for name, server in servers[model].items():
+                        for kind in ("valid", "wrong"):
+                            self.model_row(server, name, model, kind)
         finally:
-            for by_servicer in servers.values():
-                for server in by_servicer.values():
+            for by_store in servers.values():
+                for server in by_store.values():
                     server.stop()
 
     def model_row(self, server: ServerProcess, servicer: str, model: str, kind: str) -> None:

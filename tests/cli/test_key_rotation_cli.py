@@ -25,7 +25,8 @@ from otphsm.store import open_store, sqlite_url
 
 pytestmark = [pytest.mark.softhsm, pytest.mark.slow]
 
-TOKENS = 12
+TOKENS = 60
+"""Pages of one token each: enough that the kill lands between two of them."""
 NOW = 1_760_000_000
 
 _CHECK_SEEDS = """
@@ -116,7 +117,7 @@ def test_rotate_kek_killed_between_pages_then_rerun(
     rotating.stdin.close()
     deadline = time.monotonic() + 60
     while _progress_entries(database) < 3 and time.monotonic() < deadline:
-        time.sleep(0.01)
+        time.sleep(0.002)
     os.kill(rotating.pid, signal.SIGKILL)  # between two pages: all its logins are behind it
     rotating.wait(timeout=30)
     moved = _progress_entries(database)
