@@ -6,7 +6,10 @@ at a time: a verify's store and HSM calls block the loop, but no verify hands it
 another thread or waits for the GIL behind another one, which is where the threaded server
 spends most of a SQLite verify's CPU (README, Benchmarks). Every other RPC (enrolment, card
 dialogues, imports, health, reflection) runs as it does on the threaded server, in a pool of
-`server.max_workers` threads, with grpc.aio's synchronous context.
+`server.max_workers` threads: a unary call with grpc.aio's synchronous context, a stream's
+generator on one pool thread of its own, handing each response to the loop without waiting
+for it (grpc.aio's own bridge waits, and a client that cancels a stream would hold that thread
+for good).
 
 The interceptors are applied here, in order, once per method (the threaded server asks them at
 every call; otphsm's own interceptor wraps each method once either way); a check run on the
@@ -16,8 +19,17 @@ loop gets `_InlineContext`, whose `abort` raises as the threaded server's does.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from concurrent import futures
 from typing import Any
 
@@ -55,6 +67,111 @@ class _InlineContext:
 
 
 Behaviour = Callable[[Any, Any], Any]
+_END = object()
+
+
+class _PooledContext(_InlineContext):
+    """The context of a stream whose generator runs in the pool: the servicer's callbacks run
+    when the call ends (grpc.aio runs them on the loop), and `finished` says it has."""
+
+    def __init__(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        super().__init__(context)
+        self._lock = threading.Lock()
+        self._callbacks: list[Callable[[], Any]] = []
+        self.finished = False
+
+    def add_callback(self, callback: Callable[[], Any]) -> bool:
+        with self._lock:
+            if not self.finished:
+                self._callbacks.append(callback)
+                return True
+        callback()
+        return True
+
+    def is_active(self) -> bool:
+        return not self.finished
+
+    def finish(self) -> None:
+        with self._lock:
+            self.finished = True
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback()
+
+
+class _Raised:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def _pump(
+    responses: Callable[[], Generator[Any, None, None]],
+    context: _PooledContext,
+    queue: asyncio.Queue[Any],
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    """A stream's whole generator on one pool thread (its context variables stay its own),
+    each response handed to the loop without waiting, so a call that ends (cancelled by its
+    client, or the server stopping) never holds the thread: the generator is closed at its
+    next response, or earlier by the servicer's own callbacks."""
+
+    def put(item: Any) -> bool:
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+        except RuntimeError:  # the loop is closed: the server has stopped
+            return False
+        return True
+
+    try:
+        with contextlib.closing(responses()) as generator:
+            for item in generator:
+                if context.finished or not put(item):
+                    return
+        put(_END)
+    except BaseException as error:  # handed to the loop, which ends the call with it
+        put(_Raised(error))
+
+
+def _pooled_stream(
+    behaviour: Behaviour, pool: futures.Executor, *, client_streams: bool
+) -> Callable[[Any, Any], AsyncIterator[Any]]:
+    async def serve(
+        request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any]:
+        loop = asyncio.get_running_loop()
+        pooled = _PooledContext(context)
+        context.add_done_callback(lambda _call: pooled.finish())  # type: ignore[arg-type]
+        argument = _requests(request, loop) if client_streams else request
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        loop.run_in_executor(pool, _pump, lambda: behaviour(argument, pooled), pooled, queue, loop)
+        while (item := await queue.get()) is not _END:
+            if isinstance(item, _Raised):
+                if isinstance(item.error, CallAborted):
+                    await context.abort(item.error.code, item.error.details)
+                raise item.error
+            yield item
+
+    return serve
+
+
+def _requests(messages: AsyncIterator[Any], loop: asyncio.AbstractEventLoop) -> Iterator[Any]:
+    """A client stream read from a pool thread: each message fetched on the loop; the stream
+    ends with the call."""
+
+    async def fetch() -> Any:
+        try:
+            return await messages.__anext__()
+        except StopAsyncIteration:
+            return _END
+
+    while True:
+        try:
+            message = asyncio.run_coroutine_threadsafe(fetch(), loop).result()
+        except Exception:  # the call ended, or the loop with the server
+            return
+        if message is _END:
+            return
+        yield message
 
 
 def _on_the_loop(behaviour: Behaviour) -> Callable[[Any, Any], Any]:
@@ -75,7 +192,9 @@ class _Dispatch(grpc.GenericRpcHandler):
         self,
         interceptors: Sequence[grpc.ServerInterceptor],
         on_loop: Callable[[str], bool],
+        pool: futures.Executor,
     ) -> None:
+        self._pool = pool
         self._interceptors = list(interceptors)
         self._on_loop = on_loop
         self.generic: list[grpc.GenericRpcHandler] = []
@@ -93,6 +212,18 @@ class _Dispatch(grpc.GenericRpcHandler):
         if handler is not None and handler.unary_unary is not None and self._on_loop(method):
             handler = grpc.unary_unary_rpc_method_handler(
                 _on_the_loop(handler.unary_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        elif handler is not None and handler.unary_stream is not None:
+            handler = grpc.unary_stream_rpc_method_handler(
+                _pooled_stream(handler.unary_stream, self._pool, client_streams=False),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        elif handler is not None and handler.stream_stream is not None:
+            handler = grpc.stream_stream_rpc_method_handler(
+                _pooled_stream(handler.stream_stream, self._pool, client_streams=True),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
@@ -132,8 +263,8 @@ class EventLoopServer(grpc.Server):
         options: Sequence[tuple[str, Any]],
         on_loop: Callable[[str], bool],
     ) -> None:
-        self._dispatch = _Dispatch(interceptors, on_loop)
         self._pool = futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc")
+        self._dispatch = _Dispatch(interceptors, on_loop, self._pool)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="rpc-event-loop", daemon=True
@@ -187,6 +318,10 @@ class EventLoopServer(grpc.Server):
         async def stop_server() -> None:
             try:
                 await self._server.stop(grace)
+                left = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+                for task in left:  # the streams that outlived the grace period
+                    task.cancel()
+                await asyncio.gather(*left, return_exceptions=True)
             finally:
                 self._loop.call_soon(self._loop.stop)
 

@@ -56,6 +56,12 @@ class Handlers(grpc.GenericRpcHandler):
     def _stream(self, method: str) -> Callable[[bytes, Any], Iterator[bytes]]:
         def behaviour(request: bytes, context: Any) -> Iterator[bytes]:
             self.threads[method] = threading.current_thread().name
+            if request == b"watch":  # as WatchCards and Health.Watch: until the call ends
+                ended = threading.Event()
+                context.add_callback(ended.set)
+                yield b"watching"
+                ended.wait(30)
+                return
             yield from (b"one", b"two", b"three")
 
         return behaviour
@@ -156,3 +162,27 @@ def test_a_graceful_stop_finishes_the_call_in_flight_and_refuses_new_ones(
     assert in_flight.result() == b"answer to slow"
     assert stopped.wait(10)
     assert server.stop(5) is stopped  # idempotent
+
+
+def test_streams_cancelled_by_their_clients_give_their_threads_back(
+    served: tuple[Handlers, grpc.Channel, EventLoopServer, list[tuple[str, str]]],
+) -> None:
+    _, channel, _, _ = served
+    for _ in range(4):  # twice the pool's threads
+        watch = channel.unary_stream(WATCH_CARDS)(b"watch", timeout=10)
+        assert next(watch) == b"watching"
+        watch.cancel()
+    assert channel.unary_unary(GET_TOKEN)(b"serial", timeout=5) == b"answer to serial"
+
+
+def test_a_stream_still_open_does_not_keep_the_server_from_stopping(
+    served: tuple[Handlers, grpc.Channel, EventLoopServer, list[tuple[str, str]]],
+) -> None:
+    _, channel, server, _ = served
+    watch = channel.unary_stream(WATCH_CARDS)(b"watch", timeout=30)
+    assert next(watch) == b"watching"
+    started = time.monotonic()
+    assert server.stop(0.5).wait(10)
+    assert time.monotonic() - started < 5
+    with pytest.raises(grpc.RpcError):
+        next(watch)
