@@ -171,6 +171,7 @@ def test_otphsm_serve_reports_the_port_it_bound_and_ignores_the_shells_overrides
         assert port != 0 and listening(port)
         serving = next(r for r in server.records if r.get("msg") == "serving")
         assert serving["port"] == port
+        assert serving["model"] == "event-loop"  # server.model auto, on SQLite
         assert server.log == tmp_path / "otphsm.log"
     finally:
         server.stop()
