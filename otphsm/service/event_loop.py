@@ -11,6 +11,9 @@ generator on one pool thread of its own, handing each response to the loop witho
 for it (grpc.aio's own bridge waits, and a client that cancels a stream would hold that thread
 for good).
 
+The RADIUS front end reads its socket on the same loop (`loop`) and answers its code checks
+there too (`otphsm.service.radius.server`).
+
 The interceptors are applied here, in order, once per method (the threaded server asks them at
 every call; otphsm's own interceptor wraps each method once either way); a check run on the
 loop gets `_InlineContext`, whose `abort` raises as the threaded server's does.
@@ -273,6 +276,11 @@ class EventLoopServer(grpc.Server):
         self._server: grpc.aio.Server = self._run(self._create(options))
         self._stopping = False
         self._stopped = threading.Event()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The loop the code checks run on (the RADIUS front end reads its socket there)."""
+        return self._loop
 
     async def _create(self, options: Sequence[tuple[str, Any]]) -> grpc.aio.Server:
         return grpc.aio.server(

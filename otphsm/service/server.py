@@ -185,6 +185,7 @@ def start_server(
                 metrics,
                 healthy=lambda: monitor.serving(VALIDATION_SERVICE),
                 reuse_port=shared,
+                loop=server.loop if isinstance(server, EventLoopServer) else None,
             )
     metrics_port = None
     if config.metrics.enabled:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import socket
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,12 +121,18 @@ StartRadius = Callable[..., RadiusDeployment]
 @pytest.fixture
 def start_radius(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StartRadius]:
     """Starts `replicas` `otphsm serve` processes on `store_url` (a SQLite file by default)
-    with RADIUS for one NAS at 127.0.0.1 (`client`: its further keys); the citizen CITIZEN
-    (with a phone number) and `tokens` active HOTP tokens are made first."""
+    with RADIUS for one NAS at 127.0.0.1 (`client`: its further keys; `sections`: further
+    config keys by section); the citizen CITIZEN (with a phone number) and `tokens` active
+    HOTP tokens are made first."""
     started: list[RadiusDeployment] = []
 
     def start(
-        *, store_url: str = "", replicas: int = 1, tokens: int = 1, **client: Any
+        *,
+        store_url: str = "",
+        replicas: int = 1,
+        tokens: int = 1,
+        sections: Mapping[str, Mapping[str, Any]] | None = None,
+        **client: Any,
     ) -> RadiusDeployment:
         secret_file = tmp_path / "nas.secret"
         secret_file.write_text(SECRET + "\n", encoding="utf-8")
@@ -139,6 +145,7 @@ def start_radius(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sta
             url,
         )
         raw = with_sections(raw, {"radius": radius_section(secret_file, **client)})
+        raw = with_sections(raw, sections or {})
         assembly = assemble(load_config(write_config(tmp_path / "otphsm.toml", raw), env={}))
         app = assembly.app
         app.store.upsert_citizen(citizen(CITIZEN, phone_number=PHONE))

@@ -89,6 +89,12 @@ def answer(app: App, client: Client, request: AccessRequest) -> Answer:
     return result
 
 
+def asks_for_a_challenge(request: AccessRequest) -> bool:
+    """An empty password without a State: the one request that may send a login code (an SMS
+    carrier's round trip); every other one checks a code or is refused from what it holds."""
+    return request.pap and request.state is None and not request.password
+
+
 def _dispatch(
     app: App, client: Client, request: AccessRequest
 ) -> tuple[Answer, VerifyOutcome | None]:
@@ -97,7 +103,7 @@ def _dispatch(
     if request.state is not None:
         return _answer_challenge(app, client, request, request.state)
     codice_fiscale = _codice_fiscale(request.user_name)
-    if not request.password:
+    if asks_for_a_challenge(request):
         if codice_fiscale is None:
             return _reject("Type the code your token shows."), None
         return _challenge(app, client, request, codice_fiscale), None

@@ -1,4 +1,7 @@
-"""The RADIUS server: one UDP socket, a thread reading it, a pool of workers answering.
+"""The RADIUS server: one UDP socket, read by a thread of its own, answered by a pool of workers;
+or, beside the event-loop gRPC server (`server.model`), read on that loop, which answers the
+code checks itself as it does gRPC's (`otphsm.service.event_loop`), leaving to the pool only a
+request for a challenge, which may wait on an SMS carrier (`handler.asks_for_a_challenge`).
 
 Per datagram: a source that is not a declared NAS is dropped; the packet is decoded and checked
 (`packets.decode`: dropped if malformed or not proven by its Message-Authenticator); a
@@ -12,6 +15,7 @@ Expired claims and challenge states are purged now and then.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ipaddress
 import logging
@@ -20,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from otphsm.core.app.context import App
 from otphsm.service.config import RadiusSection, RateLimitSection
@@ -50,9 +55,11 @@ class RadiusServer:
         healthy: Callable[[], bool] = lambda: True,
         *,
         reuse_port: bool = False,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         """`healthy`: whether the HSM and the store passed their last health check;
-        `reuse_port`: one of several server processes sharing the port (SO_REUSEPORT)."""
+        `reuse_port`: one of several server processes sharing the port (SO_REUSEPORT);
+        `loop`: the running event loop to read the socket on (None: a thread of its own)."""
         self._section = section
         self._healthy = healthy
         self._app = app
@@ -80,10 +87,15 @@ class RadiusServer:
         self._backlog = threading.BoundedSemaphore(section.workers * BACKLOG_PER_WORKER)
         self._stopping = threading.Event()
         self._reader = threading.Thread(target=self._read, name="radius-reader", daemon=True)
+        self._loop = loop
+        self._transport: asyncio.DatagramTransport | None = None
         self._next_purge = 0.0
 
     def start(self) -> None:
-        self._reader.start()
+        if self._loop is None:
+            self._reader.start()
+            return
+        asyncio.run_coroutine_threadsafe(self._listen(), self._loop).result()
 
     def stop(self, grace_seconds: float) -> None:
         """Stop reading; requests being handled get `grace_seconds` to answer. Idempotent."""
@@ -92,6 +104,10 @@ class RadiusServer:
         self._stopping.set()
         if self._reader.is_alive():
             self._reader.join(POLL_SECONDS * 5)
+        if self._loop is not None:
+            with contextlib.suppress(RuntimeError, TimeoutError):  # the loop has stopped
+                closing = asyncio.run_coroutine_threadsafe(self._unlisten(), self._loop)
+                closing.result(POLL_SECONDS * 5)
         draining = threading.Thread(
             target=self._pool.shutdown, kwargs={"wait": True, "cancel_futures": True}
         )
@@ -110,31 +126,99 @@ class RadiusServer:
                 if self._stopping.is_set():
                     return
                 raise
-            client = self._clients.get(_normalised(source[0]))
-            if client is None:
-                self._dropped(Drop.UNKNOWN_CLIENT, source)
-                continue
-            if not self._backlog.acquire(blocking=False):
-                self._dropped(Drop.OVERLOADED, source, client.section.name)
-                continue
-            try:
-                self._pool.submit(self._handle, client, data, source)
-            except RuntimeError:  # the pool is shutting down
+            client = self._declared(source)
+            if client is not None and not self._pooled(self._answer, client, data, source):
                 return
             self._purge_now_and_then()
 
-    def _handle(self, client: handler.Client, data: bytes, source: tuple[str, int]) -> None:
+    async def _listen(self) -> None:
+        """Read the socket on the running loop (`_received`) until `stop`."""
+        loop = asyncio.get_running_loop()
+        self._transport, _ = await loop.create_datagram_endpoint(
+            lambda: _Datagrams(self._received), sock=self._socket
+        )
+        self._purge_every_now_and_then(loop)
+
+    async def _unlisten(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()  # closes the socket, on the loop that polls it
+
+    def _received(self, data: bytes, source: tuple[str, int]) -> None:
+        """One datagram, on the loop: a challenge's request goes to the pool, every other
+        request is answered here. Whatever fails is dropped, the socket still read."""
+        client = self._declared(source)
+        if client is None:
+            return
         try:
-            self._answer(client, data, source)
+            request = self._decoded(client, data, source)
+            if request is not None and handler.asks_for_a_challenge(request):
+                self._pooled(self._respond, client, request, source)
+            elif request is not None:
+                self._respond(client, request, source)
+            self._purge_now_and_then()
+        except Exception as exc:
+            self._failed(exc, client)
+
+    def _purge_every_now_and_then(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._stopping.is_set():
+            return
+        self._purge_now_and_then()
+        loop.call_later(POLL_SECONDS, self._purge_every_now_and_then, loop)
+
+    def _declared(self, source: tuple[str, int]) -> handler.Client | None:
+        client = self._clients.get(_normalised(source[0]))
+        if client is None:
+            self._dropped(Drop.UNKNOWN_CLIENT, source)
+        return client
+
+    def _pooled(
+        self,
+        work: Callable[[handler.Client, Any, tuple[str, int]], None],
+        client: handler.Client,
+        what: Any,
+        source: tuple[str, int],
+    ) -> bool:
+        """`work` handed to a worker if the backlog has room (else dropped as overloaded);
+        False once the pool is shutting down."""
+        if not self._backlog.acquire(blocking=False):
+            self._dropped(Drop.OVERLOADED, source, client.section.name)
+            return True
+        try:
+            self._pool.submit(self._handle, work, client, what, source)
+        except RuntimeError:  # the pool is shutting down
+            self._backlog.release()
+            return False
+        return True
+
+    def _handle(
+        self,
+        work: Callable[[handler.Client, Any, tuple[str, int]], None],
+        client: handler.Client,
+        what: Any,
+        source: tuple[str, int],
+    ) -> None:
+        try:
+            work(client, what, source)
         finally:
             self._backlog.release()
 
     def _answer(self, client: handler.Client, data: bytes, source: tuple[str, int]) -> None:
+        request = self._decoded(client, data, source)
+        if request is not None:
+            self._respond(client, request, source)
+
+    def _decoded(
+        self, client: handler.Client, data: bytes, source: tuple[str, int]
+    ) -> packets.AccessRequest | None:
         try:
-            request = packets.decode(data, client.secret, self._dictionary, source[0])
+            return packets.decode(data, client.secret, self._dictionary, source[0])
         except Dropped as dropped:
             self._dropped(dropped.reason, source, client.section.name)
-            return
+            return None
+
+    def _respond(
+        self, client: handler.Client, request: packets.AccessRequest, source: tuple[str, int]
+    ) -> None:
         if request.status_server:
             self._status(request, client, source)
             return
@@ -217,6 +301,17 @@ class RadiusServer:
             log.warning(
                 "expired radius states not purged", extra={"fields": {"error": type(exc).__name__}}
             )
+
+
+class _Datagrams(asyncio.DatagramProtocol):
+    def __init__(self, received: Callable[[bytes, tuple[str, int]], None]) -> None:
+        self._received = received
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        self._received(data, (str(addr[0]), int(addr[1])))
+
+    def error_received(self, exc: Exception) -> None:
+        """An ICMP error about an answer sent (a NAS gone): nothing to do."""
 
 
 def _normalised(address: str) -> str:
