@@ -339,7 +339,7 @@ class HsmSeedVault:
         kek = self._named_key(ctx, seed.kek or self._config.kek_label, KeyType.AES)
         for attempt in range(2):
             try:
-                return _young_class_garbage(
+                return _unwrapped_seed(
                     kek.unwrap_key(
                         ObjectClass.SECRET_KEY,
                         KeyType.GENERIC_SECRET,
@@ -393,6 +393,14 @@ class HsmSeedVault:
 
 
 _KEY_CLASSES: dict[tuple[type, ...], type] = {}
+
+
+def _unwrapped_seed(key: Key) -> Key:
+    """A seed just unwrapped (a cache miss), as `_young_class_garbage` keeps it, its key type
+    known: python-pkcs11 would ask the HSM for it at the first sign (a `cached_property` of the
+    key, stored in the instance's dict), one more round trip on every miss."""
+    key.__dict__["key_type"] = KeyType.GENERIC_SECRET
+    return _young_class_garbage(key)
 
 
 def _young_class_garbage(key: Key) -> Key:
