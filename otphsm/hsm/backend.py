@@ -11,6 +11,7 @@ import contextlib
 import ctypes
 import os
 import threading
+import time
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import pkcs11
@@ -24,6 +25,10 @@ if TYPE_CHECKING:
     from pkcs11._pkcs11 import lib as Pkcs11Library
 
 CKR_OK = 0x0
+TOKEN_LOOKUPS = 10
+TOKEN_LOOKUP_PAUSE_SECONDS = 0.02
+"""A token lookup tried up to 10 times, 20 ms apart (`find_token`): a SoftHSM2 token being
+rewritten by another process's login reads right again within one pause."""
 CKR_USER_ALREADY_LOGGED_IN = 0x100
 CKS_RO_USER_FUNCTIONS = 1
 CKS_RW_USER_FUNCTIONS = 3
@@ -101,7 +106,7 @@ class ModuleSessionSource:
         with self._lock:
             library = self._library()
             try:
-                token = library.get_token(token_label=token_label)
+                token = self.find_token(token_label)
             except p11e.NoSuchToken:
                 present = sorted(t.label for t in library.get_tokens())
                 raise HsmTokenNotFound(
@@ -112,6 +117,22 @@ class ModuleSessionSource:
             session: pkcs11.Session = token.open(rw=True, attribute_mapper=ATTRIBUTE_MAPPER)
             self._login(session, pin, UserType.SO if security_officer else UserType.USER)
             return session
+
+    def find_token(self, token_label: str) -> pkcs11.Token:
+        """The token labelled `token_label`, looked up again a few times if it is not found or
+        the module fails to describe a token: SoftHSM2 rewrites a token's file at every login
+        (truncating it, then writing it), and a lookup reading it meanwhile, from another
+        process, finds no such label or gets CKR_GENERAL_ERROR. Raises the last error."""
+        with self._lock:
+            library = self._library()
+            for attempt in range(TOKEN_LOOKUPS):
+                try:
+                    return library.get_token(token_label=token_label)
+                except (p11e.NoSuchToken, p11e.GeneralError):
+                    if attempt == TOKEN_LOOKUPS - 1:
+                        raise
+                    time.sleep(TOKEN_LOOKUP_PAUSE_SECONDS)
+            raise AssertionError("unreachable")
 
     def reload(self) -> None:
         with self._lock:
