@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import logging
 import socket
@@ -127,8 +128,10 @@ class RadiusServer:
                     return
                 raise
             client = self._declared(source)
-            if client is not None and not self._pooled(self._answer, client, data, source):
-                return
+            if client is not None:
+                answer = functools.partial(self._answer, client, data, source)
+                if not self._pooled(answer, client, source):
+                    return
             self._purge_now_and_then()
 
     async def _listen(self) -> None:
@@ -152,7 +155,9 @@ class RadiusServer:
         try:
             request = self._decoded(client, data, source)
             if request is not None and handler.asks_for_a_challenge(request):
-                self._pooled(self._respond, client, request, source)
+                self._pooled(
+                    functools.partial(self._respond, client, request, source), client, source
+                )
             elif request is not None:
                 self._respond(client, request, source)
             self._purge_now_and_then()
@@ -172,33 +177,23 @@ class RadiusServer:
         return client
 
     def _pooled(
-        self,
-        work: Callable[[handler.Client, Any, tuple[str, int]], None],
-        client: handler.Client,
-        what: Any,
-        source: tuple[str, int],
+        self, work: Callable[[], None], client: handler.Client, source: tuple[str, int]
     ) -> bool:
-        """`work` handed to a worker if the backlog has room (else dropped as overloaded);
-        False once the pool is shutting down."""
+        """`work` (`client`'s datagram from `source`) handed to a worker if the backlog has
+        room, else dropped as overloaded; False once the pool is shutting down."""
         if not self._backlog.acquire(blocking=False):
             self._dropped(Drop.OVERLOADED, source, client.section.name)
             return True
         try:
-            self._pool.submit(self._handle, work, client, what, source)
+            self._pool.submit(self._handle, work)
         except RuntimeError:  # the pool is shutting down
             self._backlog.release()
             return False
         return True
 
-    def _handle(
-        self,
-        work: Callable[[handler.Client, Any, tuple[str, int]], None],
-        client: handler.Client,
-        what: Any,
-        source: tuple[str, int],
-    ) -> None:
+    def _handle(self, work: Callable[[], None]) -> None:
         try:
-            work(client, what, source)
+            work()
         finally:
             self._backlog.release()
 
