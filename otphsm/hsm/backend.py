@@ -25,13 +25,13 @@ if TYPE_CHECKING:
     from pkcs11._pkcs11 import lib as Pkcs11Library
 
 CKR_OK = 0x0
+CKR_USER_ALREADY_LOGGED_IN = 0x100
+CKS_RO_USER_FUNCTIONS = 1
+CKS_RW_USER_FUNCTIONS = 3
 TOKEN_LOOKUPS = 10
 TOKEN_LOOKUP_PAUSE_SECONDS = 0.02
 """A token lookup tried up to 10 times, 20 ms apart (`find_token`): a SoftHSM2 token being
 rewritten by another process's login reads right again within one pause."""
-CKR_USER_ALREADY_LOGGED_IN = 0x100
-CKS_RO_USER_FUNCTIONS = 1
-CKS_RW_USER_FUNCTIONS = 3
 
 
 class _CkSessionInfo(ctypes.Structure):
