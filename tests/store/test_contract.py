@@ -67,6 +67,7 @@ def test_migrate_twice_is_a_no_op(store: SqlStore) -> None:
         (6, "failed-check buckets per caller, shared by replicas"),
         (7, "lockout attempts in flight, apart from the failures counted"),
         (8, "RADIUS challenge states and recent answers, shared by replicas"),
+        (9, "room on each tokens page for its rows' next versions (PostgreSQL)"),
     ]
     assert store.snapshot() == before
 
