@@ -7,19 +7,11 @@ therefore differ only in how they connect, begin, lock and translate driver erro
 
 from __future__ import annotations
 
-import contextlib
-import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
-from typing import Any, Protocol, TypeVar
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
-from otphsm.core.lockout import (
-    Failure,
-    Refusal,
-    Reservation,
-    Standing,
-    Success,
-)
+from otphsm.core.lockout import Success
 from otphsm.core.ports import Conflict
 from otphsm.core.records import (
     Activation,
@@ -31,16 +23,16 @@ from otphsm.core.records import (
     OobCode,
     OobPurpose,
     RadiusState,
-    RateLimit,
 )
 from otphsm.core.seeds import SeedHolder, SeedRef, SeedStorage, StoredSeed
 from otphsm.core.tokens import PageAfter, Token, TokenQuery
 from otphsm.store import sql, sql_listing, sql_lockout, sql_radius, sql_rewrap
 from otphsm.store.errors import StoreUnavailable
 from otphsm.store.rows import Row
-from otphsm.store.rows_grid import rate_events, rate_events_text
 from otphsm.store.schema import APPLIED_MIGRATIONS, LATEST_VERSION, apply_migrations
-from otphsm.store.sql import Dialect, Table, Transaction
+from otphsm.store.sql import Table, Transaction
+from otphsm.store.sql_engine import JoinedEngine, Refused
+from otphsm.store.sql_guards import GuardRows
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -48,47 +40,10 @@ R = TypeVar("R")
 AUDIT_PAGE_SIZE = 500
 
 
-class Engine(Protocol):
-    dialect: Dialect
-
-    def run(self, work: Callable[[Transaction], T], *, write: bool, durable: bool = True) -> T:
-        """Run `work` in one transaction and commit it. Writers are serialised by the engine's
-        write lock or row locks; a unique-key violation becomes `Conflict`, a lost or busy
-        database `StoreUnavailable`. `durable=False`: the transaction may be lost in a crash
-        of the database (its commit need not reach the disk before it returns); what other
-        sessions see of it is unchanged."""
-        ...
-
-    def transaction(self) -> AbstractContextManager[Transaction]:
-        """A writing transaction held open across the caller's statements: committed when the
-        block ends, rolled back if it raises; never retried."""
-        ...
-
-    def fetch_one(self, statement: str, params: Row) -> Row | None:
-        """One read-only statement, which is atomic on its own: no explicit transaction."""
-        ...
-
-    def write_one(self, statement: str, params: Row) -> int:
-        """One writing statement, committed (durably) before it returns; the rows changed."""
-        ...
-
-    def ping(self) -> int:
-        """The schema version; `StoreUnavailable` on any failure at all."""
-        ...
-
-    def close(self) -> None: ...
-
-
-class SqlStore:
-    """The `Store` port (see `otphsm.core.ports.Store` for the contract) over one `Engine`."""
-
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self._in_unit_of_work = threading.local()
-
-    @property
-    def dialect(self) -> Dialect:
-        return self._engine.dialect
+class SqlStore(GuardRows):
+    """The `Store` port (see `otphsm.core.ports.Store` for the contract) over one `Engine`;
+    the rows that guard code checks (quotas, failed-check buckets, the lockout per origin) are
+    `GuardRows`'."""
 
     def migrate(self) -> list[int]:
         """Apply pending migrations (their versions returned); a no-op when the schema is
@@ -123,17 +78,9 @@ class SqlStore:
         with self._outside_unit_of_work().transaction() as tx:
             self._in_unit_of_work.open = True
             try:
-                yield _JoinedStore(_JoinedEngine(tx, self.dialect))
+                yield _JoinedStore(JoinedEngine(tx, self.dialect))
             finally:
                 self._in_unit_of_work.open = False
-
-    def _outside_unit_of_work(self) -> Engine:
-        """The engine, unless this thread has a unit of work open: a write through this store
-        then would wait for the unit of work's own lock (a programming error: use the store
-        the unit of work yielded)."""
-        if getattr(self._in_unit_of_work, "open", False):
-            raise RuntimeError("a unit of work is open in this thread: use the store it yielded")
-        return self._engine
 
     # citizens
     def upsert_citizen(self, citizen: Citizen) -> None:
@@ -180,11 +127,11 @@ class SqlStore:
             for token in tokens:
                 params = sql.TOKENS.versioned_update_params(token)
                 if tx.execute(sql.TOKENS.versioned_update, params) != 1:
-                    raise _Refused(0)
+                    raise Refused(0)
 
         try:
             self._outside_unit_of_work().run(write_all, write=True)
-        except _Refused:
+        except Refused:
             return False
         return True
 
@@ -257,104 +204,6 @@ class SqlStore:
 
     def update_oob_code(self, code: OobCode) -> bool:
         return self._versioned_update(sql.OOB_CODES, code)
-
-    # quotas
-    def take_rate_slots(self, limits: Sequence[RateLimit], now: int) -> int:
-        """Buckets are locked in name order (no deadlock between two multi-bucket takers); a
-        refusal rolls the transaction back, so it leaves no trace."""
-
-        def take(tx: Transaction) -> None:
-            updates: list[tuple[str, str]] = []
-            waits: list[int] = []
-            for limit in sorted((lim for lim in limits if lim.limit > 0), key=_bucket):
-                tx.execute(sql.LOCK_RATE_BUCKET, (limit.bucket,))
-                row = tx.fetch_one(sql.RATE_BUCKET_EVENTS, (limit.bucket,))
-                since = now - limit.window_seconds
-                recent = sorted(t for t in rate_events(row[0] if row else "") if t > since)
-                if len(recent) >= limit.limit:
-                    waits.append(max(1, recent[-limit.limit] + limit.window_seconds - now))
-                else:
-                    updates.append((rate_events_text([*recent, now]), limit.bucket))
-            if waits:
-                raise _Refused(max(waits))
-            for update in updates:
-                tx.execute(sql.SET_RATE_BUCKET_EVENTS, update)
-
-        try:
-            self._outside_unit_of_work().run(take, write=True)
-        except _Refused as refused:
-            return refused.retry_after
-        return 0
-
-    def failure_bucket_full_at(self, caller: str) -> int:
-        row = self._engine.fetch_one(sql.FAILURE_BUCKET_FULL_AT, (caller,))
-        return int(row[0]) if row else 0
-
-    def drain_failure_bucket(self, caller: str, now_ms: int, cost_ms: int, max_debt_ms: int) -> int:
-        cap = now_ms + max_debt_ms
-        params = (caller, now_ms + cost_ms, now_ms, cost_ms, cap, cap, cost_ms)
-        row = self._outside_unit_of_work().run(
-            lambda tx: tx.fetch_one(sql.DRAIN_FAILURE_BUCKET, params), write=True
-        )
-        if row is None:
-            raise RuntimeError("the failed-check bucket upsert returned no row")
-        return int(row[0])
-
-    # lockout per origin
-    def origin_standing(self, subject: str, origin: str, reserved_since: int = 0) -> Standing:
-        return self._outside_unit_of_work().run(
-            lambda tx: sql_lockout.standing(tx, subject, origin, reserved_since), write=False
-        )
-
-    def reserve_origin_attempt(
-        self,
-        subject: str,
-        origin: str,
-        reserved_since: int,
-        now: int,
-        admit: Callable[[Standing], Reservation | Refusal],
-    ) -> Reservation | Refusal:
-        def reserve(tx: Transaction) -> Reservation | Refusal:
-            return sql_lockout.reserve(
-                tx, self.dialect, subject, origin, reserved_since, now, admit
-            )
-
-        # An attempt in flight, ignored after RESERVATION_SECONDS anyway: lost in a crash of
-        # the database, it only lets one more attempt through. The outcome's commit is durable.
-        return self._outside_unit_of_work().run(reserve, write=True, durable=False)
-
-    def settle_origin_attempt(
-        self,
-        subject: str,
-        origin: str,
-        reservation_id: str,
-        budget: RateLimit,
-        count: Callable[[Standing], Failure] | None,
-    ) -> Failure | None:
-        def settle(tx: Transaction) -> Failure | None:
-            return sql_lockout.settle(
-                tx, self.dialect, subject, origin, reservation_id, budget, count
-            )
-
-        return self._outside_unit_of_work().run(settle, write=True)
-
-    def origin_succeeded(
-        self,
-        subject: str,
-        origin: str,
-        now: int,
-        forget_before: int,
-        reservation_id: str | None = None,
-    ) -> None:
-        success = Success(subject, origin, reservation_id, now, forget_before)
-        self._outside_unit_of_work().run(
-            lambda tx: sql_lockout.succeeded(tx, self.dialect, success), write=True
-        )
-
-    def clear_origin_lockout(self, subjects: Sequence[str]) -> None:
-        self._outside_unit_of_work().run(
-            lambda tx: sql_lockout.clear(tx, self.dialect, subjects), write=True
-        )
 
     # Security Cards
     def insert_grid_card(self, card: GridCard) -> list[GridCard]:
@@ -506,49 +355,6 @@ class SqlStore:
         return table.from_row(row) if row else None
 
 
-class _JoinedEngine:
-    """An engine whose every call is a statement of one open transaction."""
-
-    def __init__(self, tx: Transaction, dialect: Dialect) -> None:
-        self._tx = tx
-        self.dialect = dialect
-
-    def run(self, work: Callable[[Transaction], T], *, write: bool, durable: bool = True) -> T:
-        """A method that writes several statements does so all or nothing within the unit of
-        work too: under a savepoint, rolled back to if it raises. The unit of work's commit is
-        durable, whatever `durable` says."""
-        if not write:
-            return work(self._tx)
-        self._tx.execute("SAVEPOINT store_method")
-        try:
-            result = work(self._tx)
-        except BaseException:
-            with contextlib.suppress(Exception):  # the original error says more
-                self._tx.execute("ROLLBACK TO SAVEPOINT store_method")
-                self._tx.execute("RELEASE SAVEPOINT store_method")
-            raise
-        self._tx.execute("RELEASE SAVEPOINT store_method")
-        return result
-
-    @contextmanager
-    def transaction(self) -> Iterator[Transaction]:
-        yield self._tx
-
-    def fetch_one(self, statement: str, params: Row) -> Row | None:
-        return self._tx.fetch_one(statement, params)
-
-    def write_one(self, statement: str, params: Row) -> int:
-        """Under a savepoint too: a refused statement (`Conflict`) leaves the unit of work
-        usable (PostgreSQL would otherwise abort it), for a caller that decides again."""
-        return self.run(lambda tx: tx.execute(statement, params), write=True)
-
-    def ping(self) -> int:
-        raise TypeError("ping() is not part of a unit of work")
-
-    def close(self) -> None:
-        raise TypeError("close() is not part of a unit of work: end the transaction's block")
-
-
 class _JoinedStore(SqlStore):
     """The store a unit of work yields. A conditional write that matches nothing (False), a
     refused rate slot or a `Conflict` caught by the caller does not end the transaction: the
@@ -557,18 +363,6 @@ class _JoinedStore(SqlStore):
     @contextmanager
     def transaction(self) -> Iterator[SqlStore]:
         yield self
-
-
-class _Refused(Exception):
-    """Ends a transaction without writing (the engine rolls back)."""
-
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(f"retry after {retry_after} s")
-        self.retry_after = retry_after
-
-
-def _bucket(limit: RateLimit) -> str:
-    return limit.bucket
 
 
 def _plain(row: Row) -> tuple[Any, ...]:
