@@ -12,14 +12,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pkcs11.exceptions as p11e
-from cryptography.hazmat.primitives.asymmetric import ec
-from pkcs11 import KDF, Attribute, KeyType, Mechanism, ObjectClass
-from pkcs11.util.ec import encode_named_curve_parameters
+from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 
 from otphsm.core.errors import InvalidInput
 from otphsm.core.otp import HashAlgorithm
 from otphsm.core.seeds import EcdhSeed, SeedRef, SeedStorage
-from otphsm.hsm import templates
+from otphsm.hsm import ecdh, templates
 from otphsm.hsm.cache import HandleCache
 from otphsm.hsm.confinement import check_unwrap_is_confined
 from otphsm.hsm.errors import (
@@ -37,8 +35,6 @@ from otphsm.hsm.session import HsmSessionOwner, SessionContext
 GENERATED_SEED_LENGTHS = (20, 32, 64)
 MIN_IMPORTED_SEED = 10
 MAX_IMPORTED_SEED = 128
-ECDH_SECRET_LENGTH = 32
-P256_POINT_LENGTH = 65
 _STALE_HANDLE = (p11e.ObjectHandleInvalid, p11e.KeyHandleInvalid)
 
 _UNWRAPPED_TEMPLATE = templates.without_class_and_type(templates.SEED_UNWRAPPED)
@@ -141,48 +137,20 @@ class HsmSeedVault:
                 _wipe(secret)
 
     def derive_seed_ecdh(self, device_public_point: bytes, algorithm: HashAlgorithm) -> EcdhSeed:
-        _check_p256_point(device_public_point)
-        if algorithm.digest_size > ECDH_SECRET_LENGTH:
+        ecdh.check_p256_point(device_public_point)
+        if algorithm.digest_size > ecdh.SECRET_LENGTH:
             raise InvalidInput(
-                f"secure (ECDH) activation yields a {ECDH_SECRET_LENGTH}-byte seed, enough for "
+                f"secure (ECDH) activation yields a {ecdh.SECRET_LENGTH}-byte seed, enough for "
                 f"SHA1 and SHA256 but not {algorithm}; use a generated seed for {algorithm}"
             )
         resident = self._config.seed_storage is SeedStorage.RESIDENT
         seed_template = templates.SEED_RESIDENT if resident else templates.SEED_TO_WRAP
 
         def op(ctx: SessionContext) -> EcdhSeed:
-            params = ctx.session.create_domain_parameters(
-                KeyType.EC,
-                {Attribute.EC_PARAMS: encode_named_curve_parameters("secp256r1")},
-                local=True,
+            object_id = ctx.session.generate_random(128) if resident else None
+            derived, server_point = ecdh.derive(
+                ctx.session, device_public_point, seed_template, object_id
             )
-            keypair: tuple[Key, Key] = params.generate_keypair(
-                store=False,
-                private_template={
-                    Attribute.SENSITIVE: True,
-                    Attribute.EXTRACTABLE: False,
-                    Attribute.DERIVE: True,
-                    Attribute.SIGN: False,
-                    Attribute.DECRYPT: False,
-                    Attribute.UNWRAP: False,
-                },
-            )
-            public, private = keypair
-            try:
-                server_point = _unwrap_der_octet_string(public[Attribute.EC_POINT])
-                object_id = ctx.session.generate_random(128) if resident else None
-                derived = private.derive_key(
-                    KeyType.GENERIC_SECRET,
-                    ECDH_SECRET_LENGTH * 8,
-                    id=object_id,
-                    store=resident,
-                    mechanism=Mechanism.ECDH1_DERIVE,
-                    mechanism_param=(KDF.NULL, None, device_public_point),
-                    template=templates.without_class_and_type(seed_template),
-                )
-            finally:
-                private.destroy()
-                public.destroy()
             if object_id is not None:
                 return EcdhSeed(SeedRef(SeedStorage.RESIDENT, object_id), server_point)
             return EcdhSeed(self._wrap_and_destroy(ctx, derived), server_point)
@@ -418,23 +386,6 @@ def _young_class_garbage(key: Key) -> Key:
     if kept is not made:
         key.__class__ = kept
     return key
-
-
-def _check_p256_point(point: bytes) -> None:
-    message = "the device public key must be an uncompressed P-256 point (65 bytes)"
-    if len(point) != P256_POINT_LENGTH or point[0] != 0x04:
-        raise InvalidInput(message)
-    try:
-        ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
-    except ValueError:
-        raise InvalidInput(message + " on the curve") from None
-
-
-def _unwrap_der_octet_string(value: bytes) -> bytes:
-    """SoftHSM returns CKA_EC_POINT as a DER OCTET STRING; some modules return the raw point."""
-    if len(value) == P256_POINT_LENGTH + 2 and value[0] == 0x04 and value[1] == P256_POINT_LENGTH:
-        return bytes(value[2:])
-    return bytes(value)
 
 
 def _destroy_quietly(key: Any) -> None:
