@@ -14,7 +14,6 @@ Exit codes: see `otphsm.cli.ui` (3 = the card or reader, 4 = refused, 5 = unreac
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
 import sys
 from pathlib import Path
@@ -22,16 +21,13 @@ from typing import TYPE_CHECKING
 
 from otphsm.cli.commands import CommandTree
 from otphsm.cli.connection import add_connection_arguments, connect
-from otphsm.cli.ui import ExitCode, Prompter, console
+from otphsm.cli.enrol_authorise import authorisation, card_authorisation
+from otphsm.cli.ui import ExitCode, Prompter, clock_time, console, pairs_table
 
 if TYPE_CHECKING:
-    from rich.status import Status
-
     from otphsm.client.station import Authorised, Station
-    from otphsm.smartcard.cns import CardContents
 
 DEFAULT_CARD_TIMEOUT = 60.0
-SMS_ATTEMPTS = 3
 FIRST_CODE_ATTEMPTS = 3
 
 
@@ -128,100 +124,6 @@ def _issue_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--digits", type=int, default=0, choices=(0, 6, 7, 8))
 
 
-# --- the card at the counter ------------------------------------------------------------
-
-
-class ConsoleCardEvents:
-    """`otphsm.client.station.CardEvents` on the terminal."""
-
-    def __init__(self, prompter: Prompter) -> None:
-        self.prompter = prompter
-        self._status: Status | None = None
-        self._announced = False
-
-    def waiting_for_card(self, reader: str | None, seconds_left: float) -> None:
-        out = console()
-        where = f"in {reader}" if reader else "in a reader"
-        text = f"Insert the citizen's card {where}… ({seconds_left:.0f} s left)"
-        if not out.is_terminal:
-            if not self._announced:
-                out.print(f"Waiting for the citizen's card {where}…")
-                self._announced = True
-            return
-        if self._status is None:
-            self._status = out.status(text)
-            self._status.start()
-        else:
-            self._status.update(text)
-
-    def stop_waiting(self) -> None:
-        if self._status is not None:
-            self._status.stop()
-            self._status = None
-
-    def card_read(self, reader: str, contents: CardContents) -> None:
-        self.stop_waiting()
-        data = contents.personal_data
-        out = console()
-        out.print(f"Card in [bold]{reader}[/bold]")
-        _table(
-            ("Name", f"{data.given_name} {data.surname}"),
-            ("Codice fiscale", data.codice_fiscale or "-"),
-            ("Card", contents.card_id),
-        )
-
-    def ask_pin(self, tries_left: int | None) -> str:
-        if tries_left is not None:
-            plural = "try" if tries_left == 1 else "tries"
-            last = " (the last one before the card blocks)" if tries_left == 1 else ""
-            console().print(f"[red]Wrong PIN[/red]: {tries_left} {plural} left{last}")
-        return self.prompter.secret("Card PIN (the citizen types it): ", "card PIN")
-
-    def signing(self) -> None:
-        console().print("PIN correct; the card signs the service's challenge…")
-
-
-def _card_authorisation(station: Station, args: argparse.Namespace) -> Authorised:
-    from otphsm.client.station import wait_for_card
-
-    events = ConsoleCardEvents(Prompter(from_stdin=args.pin_from_stdin))
-    try:
-        reader = wait_for_card(args.reader, args.timeout, events)
-    finally:
-        events.stop_waiting()
-    authorised = station.authorise_with_card(reader, events)
-    console().print(
-        f"[green]Authorised[/green]: {authorised.codice_fiscale} ({authorised.holder}); "
-        f"the card may be removed. Authorisation valid until {_time(authorised.expires_at)}"
-    )
-    return authorised
-
-
-def _sms_authorisation(station: Station, args: argparse.Namespace) -> Authorised:
-    from otphsm.client import AuthorisationRefused
-
-    if not args.codice_fiscale:
-        from otphsm.core.errors import InvalidInput
-
-        raise InvalidInput("--sms needs --codice-fiscale")
-    cf = args.codice_fiscale.strip().upper()
-    expires = station.send_sms_code(cf)
-    console().print(f"A code was sent by SMS to the phone on record (valid until {_time(expires)})")
-    prompter = Prompter(from_stdin=args.pin_from_stdin)
-    for attempt in range(1, SMS_ATTEMPTS + 1):
-        code = prompter.secret("Code received by SMS: ", "SMS code")
-        try:
-            authorised = station.authorise_with_sms_code(cf, code)
-        except AuthorisationRefused as exc:
-            if exc.retry_after or attempt == SMS_ATTEMPTS:
-                raise
-            console().print(f"[red]{exc}[/red]")
-            continue
-        console().print(f"[green]Authorised[/green] by SMS code: {cf}")
-        return authorised
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
 # --- commands -----------------------------------------------------------------------------
 
 
@@ -235,7 +137,7 @@ def _readers(args: argparse.Namespace) -> int:
             "export the PCSCLITE_CSOCK_NAME it prints)."
         )
         return ExitCode.CARD
-    _table(
+    pairs_table(
         *((s.name, "card inserted" if s.card_present else "empty") for s in statuses),
         header=("Reader", "State"),
     )
@@ -256,7 +158,7 @@ def _new(args: argparse.Namespace) -> int:
     _check_issue_arguments(args)
     with connect(args) as client:
         station = Station(client)
-        authorised = _card_authorisation(station, args)
+        authorised = card_authorisation(station, args)
         if args.phone:
             station.set_phone_number(authorised.codice_fiscale, args.phone)
             console().print(f"Phone number recorded for SMS codes: {_masked(args.phone)}")
@@ -269,15 +171,8 @@ def _replace(args: argparse.Namespace) -> int:
     _check_issue_arguments(args)
     with connect(args) as client:
         station = Station(client)
-        authorised = _authorisation(station, args)
+        authorised = authorisation(station, args)
         return _issue_and_show(station, authorised, args)
-
-
-def _authorisation(station: Station, args: argparse.Namespace) -> Authorised:
-    """An SMS code with --sms, otherwise the citizen's card."""
-    if args.sms:
-        return _sms_authorisation(station, args)
-    return _card_authorisation(station, args)
 
 
 def _assign_fob(args: argparse.Namespace) -> int:
@@ -288,7 +183,7 @@ def _assign_fob(args: argparse.Namespace) -> int:
         code = input("Code the fob shows now (press its button; empty to skip): ").strip()
     with connect(args) as client:
         station = Station(client)
-        authorised = _authorisation(station, args)
+        authorised = authorisation(station, args)
         token, proof = station.assign_fob(authorised.authorisation_id, args.serial, code)
     state = token.state.value
     console().print(f"Key fob [bold]{token.serial}[/bold] assigned to {token.codice_fiscale}")
@@ -341,7 +236,7 @@ def _issue_and_show(station: Station, authorised: Authorised, args: argparse.Nam
         out.print(
             f"It replaces {token.replaces_serial}, revoked when the new phone proves possession"
         )
-    until = _time(issued.activation_expires_at)
+    until = clock_time(issued.activation_expires_at)
     if method is ActivationMethod.TEMPORARY_SECRET:
         out.print(
             f"Temporary-secret session open until {until}: in the app, the citizen "
@@ -404,21 +299,6 @@ def _write_private(path: Path, data: bytes) -> None:
     with os.fdopen(descriptor, "wb") as stream:
         stream.write(data)
     os.chmod(path, 0o600)
-
-
-def _table(*rows: tuple[str, str], header: tuple[str, str] | None = None) -> None:
-    from rich.table import Table
-
-    table = Table(show_header=header is not None, box=None, padding=(0, 2, 0, 2))
-    for title in header or ("", ""):
-        table.add_column(title)
-    for row in rows:
-        table.add_row(*row)
-    console().print(table)
-
-
-def _time(unix: int) -> str:
-    return dt.datetime.fromtimestamp(unix).strftime("%H:%M:%S")
 
 
 def _masked(phone: str) -> str:

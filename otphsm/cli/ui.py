@@ -19,6 +19,7 @@ rich is imported when a command first prints, not when `otphsm` starts.
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import getpass
 import sys
@@ -148,3 +149,20 @@ class Prompter:
         if again != first:
             raise InvalidInput(f"the two {what}s differ")
         return first
+
+
+def pairs_table(*rows: tuple[str, str], header: tuple[str, str] | None = None) -> None:
+    """Rows of two columns on the console, without borders (a header if given)."""
+    from rich.table import Table
+
+    table = Table(show_header=header is not None, box=None, padding=(0, 2, 0, 2))
+    for title in header or ("", ""):
+        table.add_column(title)
+    for row in rows:
+        table.add_row(*row)
+    console().print(table)
+
+
+def clock_time(unix: int) -> str:
+    """A Unix time as the local clock shows it (HH:MM:SS)."""
+    return dt.datetime.fromtimestamp(unix).strftime("%H:%M:%S")
