@@ -151,6 +151,8 @@ class FailureRateLimiter:
         open for `OPEN_FOR_MS`)."""
         with self._lock:
             if opens_at <= now:
+                if self._refused_until.get(caller, 0) > now:
+                    return  # a failure charged meanwhile emptied it: this answer is older
                 self._refused_until.pop(caller, None)
                 self._keep(self._open_until, caller, now + OPEN_FOR_MS)
             else:

@@ -257,6 +257,34 @@ def test_a_replica_reads_an_open_bucket_again_after_a_second(buckets: CountingBu
     assert buckets.writes == 2
 
 
+class RacingBuckets(CountingBuckets):
+    """A bucket read whose answer comes back after failures charged meanwhile (another
+    thread's) emptied the bucket."""
+
+    racer: FailureRateLimiter | None = None
+    failures = 0
+
+    def failure_bucket_full_at(self, caller: str) -> int:
+        answer = super().failure_bucket_full_at(caller)
+        racer, self.racer = self.racer, None
+        if racer is not None:
+            for _ in range(self.failures):
+                racer.charge(caller)
+        return answer
+
+
+def test_a_read_answered_after_a_failure_emptied_the_bucket_does_not_reopen_it(
+    buckets: CountingBuckets,
+) -> None:
+    clock = ManualClock(0.0)
+    racing = RacingBuckets(buckets.store)
+    limiter = FailureRateLimiter(RateLimitSection(failures_per_second=0.01, burst=3), racing, clock)
+    racing.racer, racing.failures = limiter, 3
+    limiter.admit(VERIFY_RPC, "CN=portal")  # read open; three failures charged meanwhile
+    with pytest.raises(RateLimited):
+        limiter.admit(VERIFY_RPC, "CN=portal")
+
+
 def test_a_flood_costs_the_store_one_write_per_admitted_failure(buckets: CountingBuckets) -> None:
     """Over 60 s of a caller sending 100 wrong codes a second, the store takes burst + 60 x rate
     writes of one row each; every other guess is refused without touching it."""
