@@ -33,8 +33,8 @@ same time are each admitted on what the bucket held when they started, as this p
 read or charged it: another replica's failures are seen at the next read (within a second)
 or at this process's own next failure, whose charge answers the bucket's true state. So a
 process whose view is stale lets through at most its checks in flight before its first
-failure is charged (tested with two replicas). A failure that cannot be charged (the
-database unreachable) is logged and not counted: the check has already answered.
+failure is charged (tested with replicas sharing one store). A failure that cannot be charged
+(the database unreachable) is logged and not counted: the check has already answered.
 
     [ratelimit]  enabled, failures_per_second, burst (`otphsm.service.config.RateLimitSection`)
 """
