@@ -15,26 +15,19 @@ caller that ever failed a check), so N replicas allow what one allows, not N tim
 row holds the instant its bucket is full again (the generic cell rate algorithm, which is a
 token bucket of `burst` tokens refilled at `failures_per_second`). What a check costs the store:
 
-- a code check, right or wrong: a primary-key read of the caller's bucket before it runs,
-  at most once a second per caller and process while the bucket is found open (`OPEN_FOR_MS`:
-  a portal sending hundreds of right codes a second costs one read a second, not one per
-  check); a right code writes nothing;
+- every code check, right or wrong: one primary-key read before it runs; a right code
+  writes nothing;
 - a failed check: one more statement, an upsert of the caller's one row (one row touched,
-  one short transaction; the row never grows), whose answer is the bucket as every replica
-  left it;
+  one short transaction; the row never grows);
 - a refused check: nothing. The refusal is remembered in this process until the bucket
   admits again (other replicas' failures can only postpone that), so a flood past the budget
   costs no read either, beyond one per replica per refused spell.
 
 So a flood of failures costs the store at most `burst + failures_per_second * t` single-row
-writes per caller over t seconds, all replicas together, give or take the checks in flight
-below; `tests/faults/test_lockout.py` counts them. Checks from one caller that run at the
-same time are each admitted on what the bucket held when they started, as this process last
-read or charged it: another replica's failures are seen at the next read (within a second)
-or at this process's own next failure, whose charge answers the bucket's true state. So a
-process whose view is stale lets through at most its checks in flight before its first
-failure is charged (tested with replicas sharing one store). A failure that cannot be charged
-(the database unreachable) is logged and not counted: the check has already answered.
+writes per caller over t seconds, all replicas together; `tests/faults/test_lockout.py`
+counts them. Checks from one caller that run at the same time are each admitted on what the
+bucket held when they started. A failure that cannot be charged (the database unreachable)
+is logged and not counted: the check has already answered.
 
     [ratelimit]  enabled, failures_per_second, burst (`otphsm.service.config.RateLimitSection`)
 """
@@ -55,11 +48,7 @@ from otphsm.service.rpcs import RPCS, checks_code
 log = logging.getLogger(__name__)
 
 MAX_REMEMBERED = 10_000
-"""Refusals (and open buckets) remembered in process, least recently used dropped first: a
-cache, nothing more."""
-OPEN_FOR_MS = 1000
-"""A caller's bucket found open is taken as open, without reading it again, for this long
-(unless this process charges a failure that empties it)."""
+"""Refusals remembered in process (least recently used dropped first): a cache, nothing more."""
 
 
 class FailureBuckets(Protocol):
@@ -93,7 +82,6 @@ class FailureRateLimiter:
         """However long a flood, a bucket is full again within twice the burst's refill."""
         self._max_remembered = max_remembered
         self._refused_until: OrderedDict[str, int] = OrderedDict()
-        self._open_until: OrderedDict[str, int] = OrderedDict()
         self._lock = threading.Lock()
 
     def admit(self, method: str, caller: str) -> None:
@@ -107,8 +95,6 @@ class FailureRateLimiter:
         now = self._now_ms()
         with self._lock:
             remembered = self._refused_until.get(caller, 0)
-            if remembered <= now and self._open_until.get(caller, 0) > now:
-                return  # found open less than OPEN_FOR_MS ago
         opens_at = remembered
         if remembered <= now:
             opens_at = self._buckets.failure_bucket_full_at(caller) - self._tolerance_ms
@@ -147,23 +133,14 @@ class FailureRateLimiter:
         self._remember(caller, full_at - self._tolerance_ms, now)
 
     def _remember(self, caller: str, opens_at: int, now: int) -> None:
-        """The bucket as just read or charged: refusing until `opens_at`, or open (taken as
-        open for `OPEN_FOR_MS`)."""
         with self._lock:
             if opens_at <= now:
-                if self._refused_until.get(caller, 0) > now:
-                    return  # a failure charged meanwhile emptied it: this answer is older
                 self._refused_until.pop(caller, None)
-                self._keep(self._open_until, caller, now + OPEN_FOR_MS)
-            else:
-                self._open_until.pop(caller, None)
-                self._keep(self._refused_until, caller, opens_at)
-
-    def _keep(self, remembered: OrderedDict[str, int], caller: str, until: int) -> None:
-        remembered[caller] = until
-        remembered.move_to_end(caller)
-        while len(remembered) > self._max_remembered:
-            remembered.popitem(last=False)
+                return
+            self._refused_until[caller] = opens_at
+            self._refused_until.move_to_end(caller)
+            while len(self._refused_until) > self._max_remembered:
+                self._refused_until.popitem(last=False)
 
     def _now_ms(self) -> int:
         return int(self._clock.now() * 1000)
