@@ -125,14 +125,12 @@ class ModuleSessionSource:
         process, finds no such label or gets CKR_GENERAL_ERROR. Raises the last error."""
         with self._lock:
             library = self._library()
-            for attempt in range(TOKEN_LOOKUPS):
+            for _ in range(TOKEN_LOOKUPS - 1):
                 try:
                     return library.get_token(token_label=token_label)
                 except (p11e.NoSuchToken, p11e.GeneralError):
-                    if attempt == TOKEN_LOOKUPS - 1:
-                        raise
                     time.sleep(TOKEN_LOOKUP_PAUSE_SECONDS)
-            raise AssertionError("unreachable")
+            return library.get_token(token_label=token_label)
 
     def reload(self) -> None:
         with self._lock:

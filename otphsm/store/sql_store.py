@@ -34,7 +34,6 @@ from otphsm.store.sql import Table, Transaction
 from otphsm.store.sql_engine import JoinedEngine, Refused
 from otphsm.store.sql_guards import GuardRows
 
-T = TypeVar("T")
 R = TypeVar("R")
 
 AUDIT_PAGE_SIZE = 500
