@@ -34,6 +34,9 @@ class Dialect:
     relaxed_commit: str | None = None
     """Taken first in a transaction whose loss in a database crash is harmless (a cache, an
     attempt in flight): its commit does not wait for the disk."""
+    writing_ctes: bool = False
+    """INSERT, UPDATE and DELETE inside WITH: writes queued together can go as one statement
+    (each statement costs a message to the server and back on PostgreSQL)."""
     lockout_lock: str | None = None
     """Taken first by every lockout writer, the subject as parameter, until the commit: a
     subject's writers go in turn across processes. None where every writing transaction holds
@@ -86,6 +89,7 @@ POSTGRES = Dialect(
     consistent_read="SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY",
     table_exists="SELECT 1 WHERE to_regclass(?) IS NOT NULL",
     relaxed_commit="SET LOCAL synchronous_commit = off",
+    writing_ctes=True,
     lockout_lock=f"SELECT pg_advisory_xact_lock({LOCKOUT_LOCK_CLASS}, hashtext(?))",
 )
 
@@ -348,11 +352,13 @@ SET_ORIGIN_BUDGET_EVENTS = (
 )
 # A subject's standing for an origin in one statement: one row per reservation in flight
 # (at least one), each with the origin's counter (NULLs if none), its last login, the budget's
-# events. Params: subject, origin, subject, subject, origin, subject, reserved since.
+# events, when the subject's oldest reservation was made (stale or not). Params: subject,
+# origin, subject, subject, subject, origin, subject, reserved since.
 STANDING = (
     f"SELECT {', '.join(f'a.{column}' for column in ORIGIN_ATTEMPTS.columns)}, "  # noqa: S608
     "(SELECT last_success_at FROM known_origins k WHERE k.subject = ? AND k.origin = ?), "
     "(SELECT events FROM origin_budgets b WHERE b.subject = ?), "
+    "(SELECT MIN(created_at) FROM origin_reservations o WHERE o.subject = ?), "
     "r.id, r.origin, r.charges_budget FROM (SELECT 1 AS one) AS standing "
     "LEFT JOIN origin_attempts a ON a.subject = ? AND a.origin = ? "
     "LEFT JOIN origin_reservations r ON r.subject = ? AND r.created_at >= ?"
@@ -360,6 +366,15 @@ STANDING = (
 INSERT_RESERVATION = ORIGIN_RESERVATIONS.insert
 DELETE_RESERVATION = "DELETE FROM origin_reservations WHERE subject = ? AND id = ?"
 PURGE_STALE_RESERVATIONS = "DELETE FROM origin_reservations WHERE subject = ? AND created_at < ?"
+# A success's writes for an origin as one statement where the engine has writing CTEs
+# (`Dialect.writing_ctes`): its reservation deleted, the origin's counter deleted, the other
+# origins last seen before the cut forgotten (the origin's own row is the upsert's: one
+# statement writes a row once), the origin remembered. Params: subject, reservation id,
+# subject, origin, subject, forget before, origin, subject, origin, now.
+SUCCEEDED = (
+    f"WITH reservation AS ({DELETE_RESERVATION}), counter AS ({DELETE_ORIGIN_ATTEMPTS}), "
+    f"forgotten AS ({FORGET_KNOWN_ORIGINS} AND origin <> ?) {REMEMBER_ORIGIN}"
+)
 CLEAR_ORIGIN_ATTEMPTS = "DELETE FROM origin_attempts WHERE subject = ?"
 CLEAR_ORIGIN_BUDGET = "DELETE FROM origin_budgets WHERE subject = ?"
 

@@ -32,8 +32,10 @@ def reserve(
     admit: Callable[[Standing], Reservation | Refusal],
 ) -> Reservation | Refusal:
     lock_subject(tx, dialect, subject)  # the subject's writers in turn
-    tx.queue(sql.PURGE_STALE_RESERVATIONS, (subject, reserved_since))
-    decision = admit(standing(tx, subject, origin, reserved_since))
+    read, oldest_reservation = _standing(tx, subject, origin, reserved_since)
+    decision = admit(read)
+    if oldest_reservation is not None and oldest_reservation < reserved_since:
+        tx.queue(sql.PURGE_STALE_RESERVATIONS, (subject, reserved_since))  # rarely: crashes
     if isinstance(decision, Reservation):
         row = (subject, decision.id, origin, int(decision.charges_budget), now)
         tx.queue(sql.INSERT_RESERVATION, row)
@@ -74,7 +76,14 @@ def clear(tx: Transaction, dialect: Dialect, subjects: Sequence[str]) -> None:
 
 def standing(tx: Transaction, subject: str, origin: str, reserved_since: int) -> Standing:
     """The subject's counters, read in one statement (`sql.STANDING`)."""
-    params = (subject, origin, subject, subject, origin, subject, reserved_since)
+    return _standing(tx, subject, origin, reserved_since)[0]
+
+
+def _standing(
+    tx: Transaction, subject: str, origin: str, reserved_since: int
+) -> tuple[Standing, int | None]:
+    """The standing, and when the subject's oldest reservation was made (None: it has none)."""
+    params = (subject, origin, subject, subject, subject, origin, subject, reserved_since)
     found = tx.fetch_all(sql.STANDING, params)
     first, width = found[0], len(sql.ORIGIN_ATTEMPTS.columns)
     counter = first[:width]
@@ -82,17 +91,24 @@ def standing(tx: Transaction, subject: str, origin: str, reserved_since: int) ->
     attempts = sql.ORIGIN_ATTEMPTS.from_row(counter) if stored else OriginAttempts(subject, origin)
     seen = first[width] if origin else None
     budget = first[width + 1]
+    oldest = first[width + 2]
     events = tuple(rate_events(budget)) if budget else ()
-    reserved = [row[width + 2 :] for row in found if row[width + 2] is not None]
+    reserved = [row[width + 3 :] for row in found if row[width + 3] is not None]
     mine = sum(1 for _id, other, _charges in reserved if other == origin)
     charging = sum(1 for _id, _other, charges in reserved if charges)
     ids = frozenset(str(row[0]) for row in reserved)
-    return Standing(attempts, int(seen) if seen is not None else None, events, mine, charging, ids)
+    read = Standing(attempts, int(seen) if seen is not None else None, events, mine, charging, ids)
+    return read, int(oldest) if oldest is not None else None
 
 
 def succeeded(tx: Transaction, dialect: Dialect, success: Success) -> None:
     subject, origin = success.subject, success.origin
     lock_subject(tx, dialect, subject)  # first, as every lockout writer
+    if origin and dialect.writing_ctes:
+        reservation, forget = success.reservation_id, success.forget_before
+        params = (subject, reservation, subject, origin, subject, forget, origin)
+        tx.queue(sql.SUCCEEDED, (*params, subject, origin, success.now))
+        return
     if success.reservation_id is not None:
         tx.queue(sql.DELETE_RESERVATION, (subject, success.reservation_id))
     if origin:

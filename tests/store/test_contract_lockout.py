@@ -143,6 +143,22 @@ def test_old_rows_go_when_the_subject_is_written_again(store: SqlStore) -> None:
     assert [row[1] for row in store.snapshot()["known_origins"]] == [ORIGIN]
 
 
+def test_a_success_remembers_its_origin_anew_when_its_own_row_had_gone_stale(
+    store: SqlStore,
+) -> None:
+    store.origin_succeeded(SUBJECT, ORIGIN, NOW, forget_before=0)
+    store.origin_succeeded(SUBJECT, "old-device", NOW, forget_before=0)
+    store.origin_succeeded(SUBJECT, "recent", NOW + 90 * DAY, forget_before=0)
+    fail(store, SUBJECT, ORIGIN, Attempts(2), budget(), NOW + 90 * DAY)
+    own = reserve(store, SUBJECT, ORIGIN, NOW + 91 * DAY)
+    later = NOW + 91 * DAY
+    store.origin_succeeded(SUBJECT, ORIGIN, later, forget_before=NOW + DAY, reservation_id=own)
+    known = {row[1]: row[2] for row in store.snapshot()["known_origins"]}
+    assert known == {ORIGIN: later, "recent": NOW + 90 * DAY}
+    standing = store.origin_standing(SUBJECT, ORIGIN)
+    assert standing.attempts.version == 0 and standing.in_flight == 0
+
+
 def test_racing_failures_over_two_stores_count_each_once(
     shared_store_url: str, open_test_store: OpenStore
 ) -> None:
