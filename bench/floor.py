@@ -8,12 +8,18 @@ through the same use case `otphsm serve` runs (`validation.verify_serial`), then
 parts alone: a token read, one HMAC in the HSM, one durable token write. Prints one JSON
 object: CPU µs per call of each, and the tokens' next counters. Beside the do-nothing
 servicer's CPU per call (serving alone), these say how close to it a verify can come.
+
+On PostgreSQL it also counts the database server's own CPU per verify of the use case
+(`database_us`: every `postgres` process on this host, its backends and WAL writer among
+them, from /proc), which shares the host's cores with otphsm where both run on one machine.
+SQLite's work is the process's own, already in `use_case_us`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -32,6 +38,21 @@ from load import _mac
 ORIGIN = "198.51.100.9"
 
 
+def postgres_cpu_seconds() -> float:
+    """CPU seconds used so far by the processes named `postgres` on this host (Linux)."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # gone meanwhile
+        name, _, rest = text.partition(") ")
+        if name.endswith("(postgres"):
+            fields = rest.split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_per_call(rounds: int, call: Callable[[int], object]) -> float:
     started = time.process_time()
     for index in range(rounds):
@@ -40,7 +61,9 @@ def cpu_per_call(rounds: int, call: Callable[[int], object]) -> float:
 
 
 def measure(config_path: Path, tokens: list[list[Any]], rounds: int) -> dict[str, Any]:
-    assembly = assemble(load_config(config_path, env={}))
+    config = load_config(config_path, env={})
+    on_postgres = config.store.url.startswith("postgresql")
+    assembly = assemble(config)
     app = assembly.app
     actor = Actor("CN=bench floor", Role.VERIFIER)
     try:
@@ -54,7 +77,9 @@ def measure(config_path: Path, tokens: list[list[Any]], rounds: int) -> dict[str
                 raise SystemExit(f"the floor's verify answered {outcome.result.name}")
 
         cpu_per_call(min(200, rounds), verify)  # warm: seeds unwrapped, statements prepared
+        database_before = postgres_cpu_seconds() if on_postgres else 0.0
         use_case = cpu_per_call(rounds, verify)
+        database = (postgres_cpu_seconds() - database_before) / rounds * 1e6
         stored = [app.store.get_token(token[0]) for token in tokens[:200]]
         held = [token for token in stored if token is not None]
 
@@ -80,6 +105,7 @@ def measure(config_path: Path, tokens: list[list[Any]], rounds: int) -> dict[str
         assembly.close()
     return {
         "use_case_us": use_case,
+        "database_us": database if on_postgres else None,
         "parts_us": parts,
         "counters": {token[0]: token[2] for token in tokens},
     }

@@ -137,9 +137,9 @@ def bench_env(keep: bool = False) -> Iterator[BenchEnv]:
             settings.setdefault("port", "5432")
             yield BenchEnv(deployment, settings)
     finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
         if not keep:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             shutil.rmtree(root, ignore_errors=True)
         else:
-            print(f"kept {root}")
+            print(f"kept {root} and the database {name}")
+        admin.close()

@@ -292,7 +292,11 @@ class Bench:
             row = {"server": name, **found}
             self.results["floor"].append(row)
             parts = ", ".join(f"{k} {v:,.0f}" for k, v in row["parts_us"].items())
-            self.say(f"floor {name:<10} use case {row['use_case_us']:,.0f} µs CPU; {parts} µs")
+            database = row["database_us"]
+            beside = f"; database server {database:,.0f} µs" if database is not None else ""
+            self.say(
+                f"floor {name:<10} use case {row['use_case_us']:,.0f} µs CPU; {parts} µs{beside}"
+            )
 
     def processes(self) -> None:
         """Peak valid verifies (and p99 at half that rate) of `otphsm serve` with
