@@ -248,8 +248,9 @@ def floor_table(results: dict[str, Any]) -> list[str]:
     lines = [
         "floor: CPU µs per call in one process, no serving "
         f"(do-nothing servicer: {serving:,.0f} µs a call)",
-        f"{'engine':<11} {'use case':>9} {'token read':>11} {'HMAC':>6} {'read+durable write':>19}"
-        f" {'(use case + serving) / serving':>31} {'database server':>16}",
+        f"{'tokens':>9} {'engine':<11} {'use case':>9} {'token read':>11} {'HMAC':>6}"
+        f" {'read+durable write':>19} {'(use case + serving) / serving':>31}"
+        f" {'database server':>16}",
     ]
     for row in rows:
         parts = row["parts_us"]
@@ -257,9 +258,9 @@ def floor_table(results: dict[str, Any]) -> list[str]:
         database = row.get("database_us")
         beside = f"{database:>16,.0f}" if database is not None else f"{'-':>16}"
         lines.append(
-            f"{row['server']:<11} {row['use_case_us']:>9,.0f} {parts['token_read']:>11,.0f}"
-            f" {parts['hmac']:>6,.0f} {parts['read_and_durable_write']:>19,.0f} {ratio:>30.2f}x"
-            f" {beside}"
+            f"{row.get('tokens', 0):>9,} {row['server']:<11} {row['use_case_us']:>9,.0f}"
+            f" {parts['token_read']:>11,.0f} {parts['hmac']:>6,.0f}"
+            f" {parts['read_and_durable_write']:>19,.0f} {ratio:>30.2f}x {beside}"
         )
     return lines
 

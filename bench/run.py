@@ -275,9 +275,9 @@ class Bench:
         finally:
             second.stop()
 
-    def floor(self) -> None:
+    def floor(self, size: int) -> None:
         """floor.py in its own process on each engine (its own HSM session), on the known
-        tokens, whose counters it moves."""
+        tokens, whose counters it moves: the verified set at `size` tokens."""
         for name, url in (("sqlite", self.env.sqlite_url), ("postgresql", self.env.pg_url)):
             config = self.env.deployment.write_config(f"floor-{name}", url, **BENCH_SECTIONS)
             tokens = self.env.root / f"floor-{name}-tokens.json"
@@ -289,14 +289,13 @@ class Bench:
             done = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=600)
             found = json.loads(done.stdout.splitlines()[-1])
             self.fleet.update_counters(name, found.pop("counters"))
-            row = {"server": name, **found}
+            row = {"server": name, "tokens": size, **found}
             self.results["floor"].append(row)
             parts = ", ".join(f"{k} {v:,.0f}" for k, v in row["parts_us"].items())
             database = row["database_us"]
             beside = f"; database server {database:,.0f} µs" if database is not None else ""
-            self.say(
-                f"floor {name:<10} use case {row['use_case_us']:,.0f} µs CPU; {parts} µs{beside}"
-            )
+            use_case = f"use case {row['use_case_us']:,.0f} µs CPU"
+            self.say(f"floor {size:,} {name:<10} {use_case}; {parts} µs{beside}")
 
     def processes(self) -> None:
         """Peak valid verifies (and p99 at half that rate) of `otphsm serve` with
@@ -392,8 +391,8 @@ class Bench:
                     self.verify_over_http(size)
                 if size == self.plan["sizes"][0] and "replicas" in sections:
                     self.replicas()
-                if size == self.plan["sizes"][0] and "floor" in sections:
-                    self.floor()
+                if "floor" in sections:
+                    self.floor(size)
                 if size == self.plan["sizes"][0] and "processes" in sections:
                     self.processes()
                 if size == self.plan["sizes"][0] and "models" in sections:
