@@ -77,9 +77,11 @@ def measure(config_path: Path, tokens: list[list[Any]], rounds: int) -> dict[str
                 raise SystemExit(f"the floor's verify answered {outcome.result.name}")
 
         cpu_per_call(min(200, rounds), verify)  # warm: seeds unwrapped, statements prepared
-        database_before = postgres_cpu_seconds() if on_postgres else 0.0
+        database_before = postgres_cpu_seconds() if on_postgres else None
         use_case = cpu_per_call(rounds, verify)
-        database = (postgres_cpu_seconds() - database_before) / rounds * 1e6
+        database = None
+        if database_before is not None:
+            database = (postgres_cpu_seconds() - database_before) / rounds * 1e6
         stored = [app.store.get_token(token[0]) for token in tokens[:200]]
         held = [token for token in stored if token is not None]
 
@@ -105,7 +107,7 @@ def measure(config_path: Path, tokens: list[list[Any]], rounds: int) -> dict[str
         assembly.close()
     return {
         "use_case_us": use_case,
-        "database_us": database if on_postgres else None,
+        "database_us": database,
         "parts_us": parts,
         "counters": {token[0]: token[2] for token in tokens},
     }
